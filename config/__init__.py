@@ -1,0 +1,1 @@
+"""Settings for wsgate: ``config.defaults`` holds every setting with its default."""

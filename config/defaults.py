@@ -1,0 +1,48 @@
+"""Every setting wsgate reads, with its default.
+
+Each one can be overridden by an environment variable named ``WSGATE_<NAME>``; values are parsed
+as JSON when they parse (``WSGATE_SESSION_IDLE_TIMEOUT=600`` is the integer 600,
+``WSGATE_REDIS_CLUSTER=true`` the boolean) and taken as strings otherwise.
+"""
+
+# --- Redis ---------------------------------------------------------------------------------------
+#: Where the sessions and users live (``redis://``, ``rediss://`` or ``unix://``).
+REDIS_URL = "redis://127.0.0.1:6379/0"
+#: Treat REDIS_URL as a seed node of a Redis Cluster.
+REDIS_CLUSTER = False
+#: Seconds to wait for a connection / for an answer before the request fails with
+#: SERVICE_UNAVAILABLE. Bounded so that a dead Redis never hangs a worker.
+REDIS_CONNECT_TIMEOUT = 1.0
+REDIS_SOCKET_TIMEOUT = 2.0
+#: Every key the gateway writes starts with this prefix (see webservice/keys.py).
+REDIS_KEY_PREFIX = "wsgate"
+
+# --- Sessions ------------------------------------------------------------------------------------
+#: A session unused for this many seconds is dead (sliding).
+SESSION_IDLE_TIMEOUT = 1800
+#: A session family older than this many seconds is dead, however busy.
+SESSION_ABSOLUTE_TIMEOUT = 86400
+
+# --- Challenges (getchallenge / login) -------------------------------------------------------------
+#: Seconds a challenge token can be used to log in (once).
+CHALLENGE_TTL = 300
+#: Unused challenge tokens kept per user; the oldest is dropped beyond this. Bounds memory while
+#: letting many workers of one integration log in as the same user at the same time.
+CHALLENGE_MAX_OUTSTANDING = 32
+
+# --- Requests ------------------------------------------------------------------------------------
+#: Largest request body accepted by webservice.php, in bytes.
+MAX_CONTENT_LENGTH = 1024 * 1024
+#: Largest number of parameters in one request.
+MAX_FORM_PARTS = 200
+
+# --- Wire ----------------------------------------------------------------------------------------
+#: The ``version`` / ``vtigerVersion`` strings that login answers with.
+API_VERSION = "0.22"
+VTIGER_VERSION = "5.4.0"
+
+# --- Flask ---------------------------------------------------------------------------------------
+#: Signs cookies. Must be the same on every worker and host; scripts/serve generates one under var/.
+SECRET_KEY = None
+#: Logging level of the gateway's own loggers.
+LOG_LEVEL = "INFO"

@@ -1,0 +1,34 @@
+"""``logout``: ends a session and every session linked to it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from operations.params import Params, String
+from operations.registry import operation
+from webservice.context import OperationContext
+from webservice.errors import ErrorCode, WebServiceError, authentication_required
+
+
+class LogoutParams(Params):
+    sessionName = String()
+
+
+@operation("logout", params=LogoutParams)
+def logout(context: OperationContext, params: dict[str, Any]) -> dict[str, str]:
+    """Ends the session named by sessionName (else the caller's) and its whole family.
+
+    A caller authenticated by the header may name another session of the same user.
+    """
+    session = context.require_session()
+    target = params.get("sessionName")
+    if target is not None and target != context.session_id:
+        named = context.gateway.sessions.validate(target)
+        if named is None:
+            raise authentication_required()
+        if named.user_id != session.user_id:
+            raise WebServiceError(ErrorCode.ACCESS_DENIED, "That session belongs to another user")
+        session = named
+    context.gateway.sessions.end_family(session)
+    # The misspelling is what clients compare against.
+    return {"message": "successfull"}

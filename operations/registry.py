@@ -1,0 +1,152 @@
+"""The operation registry: what ``webservice.php`` can do, and how plugins add to it.
+
+A plugin is an :class:`Operation`: a name, an HTTP method hint, whether it needs a session, a
+marshmallow schema for its parameters, and a handler. Make one with the :func:`operation`
+decorator. Built-in operations are listed in ``operations.BUILTIN_OPERATIONS``; an installed
+distribution adds its own through the entry-point group ``wsgate.operations``, each entry point
+naming an :class:`Operation`::
+
+    [project.entry-points."wsgate.operations"]
+    whoami = "my_package.whoami:whoami"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
+
+from marshmallow import Schema, ValidationError
+
+from operations.params import Params
+from webservice.errors import ErrorCode, WebServiceError
+
+if TYPE_CHECKING:
+    from webservice.context import OperationContext
+
+ENTRY_POINT_GROUP = "wsgate.operations"
+METHODS = ("GET", "POST")
+
+Handler = Callable[["OperationContext", dict[str, Any]], Any]
+
+
+class RegistryError(Exception):
+    """The set of operations is inconsistent (e.g. two plugins claim one name)."""
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One operation of ``webservice.php``."""
+
+    name: str
+    handler: Handler
+    params: Schema = field(default_factory=Params)
+    method: str = "POST"
+    needs_session: bool = True
+    description: str = ""
+
+    def load_params(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """The handler's parameters, validated; raises the envelope's parameter errors."""
+        try:
+            return self.params.load(raw)
+        except ValidationError as error:
+            raise _parameter_error(self.params, error) from None
+
+    def describe_params(self) -> list[tuple[str, str, bool]]:
+        """(name, type, required) for each parameter, in declaration order."""
+        return [
+            (declared.data_key or name, type(declared).__name__.lower(), declared.required)
+            for name, declared in self.params.fields.items()
+        ]
+
+
+def operation(
+    name: str,
+    *,
+    params: type[Schema] = Params,
+    method: str = "POST",
+    needs_session: bool = True,
+) -> Callable[[Handler], Operation]:
+    """Makes the decorated handler an :class:`Operation`; its docstring becomes the description."""
+    if method not in METHODS:
+        raise RegistryError(f"operation {name!r}: method must be one of {METHODS}")
+
+    def wrap(handler: Handler) -> Operation:
+        return Operation(
+            name=name.lower(),
+            handler=handler,
+            params=params(),
+            method=method,
+            needs_session=needs_session,
+            description=(handler.__doc__ or "").strip().split("\n")[0],
+        )
+
+    return wrap
+
+
+class OperationRegistry:
+    """Operations by (lower-case) name. A name can be registered once."""
+
+    def __init__(self) -> None:
+        self._operations: dict[str, Operation] = {}
+        self._sources: dict[str, str] = {}
+
+    def add(self, op: Operation, source: str) -> None:
+        if not isinstance(op, Operation):
+            raise RegistryError(f"{source} is not an Operation (got {type(op).__name__})")
+        if op.name in self._operations:
+            raise RegistryError(
+                f"duplicate operation {op.name!r}: from {source} and {self._sources[op.name]}"
+            )
+        self._operations[op.name] = op
+        self._sources[op.name] = source
+
+    def get(self, name: str) -> Operation | None:
+        return self._operations.get(name.lower())
+
+    def source(self, name: str) -> str:
+        return self._sources[name]
+
+    def __iter__(self) -> Iterator[Operation]:
+        return iter(sorted(self._operations.values(), key=lambda op: op.name))
+
+    def __len__(self) -> int:
+        return len(self._operations)
+
+    @classmethod
+    def discover(
+        cls, builtins: Iterable[Operation], group: str = ENTRY_POINT_GROUP
+    ) -> OperationRegistry:
+        """The built-in operations plus every one that installed distributions declare."""
+        registry = cls()
+        for op in builtins:
+            registry.add(op, f"built-in {op.handler.__module__}")
+        for entry_point in entry_points(group=group):
+            distribution = entry_point.dist.name if entry_point.dist else "unknown distribution"
+            registry.add(entry_point.load(), f"{distribution} ({entry_point.value})")
+        return registry
+
+
+def _parameter_error(schema: Schema, error: ValidationError) -> WebServiceError:
+    """The envelope error for the first failing parameter, in declaration order."""
+    messages = error.normalized_messages()
+    for attribute, declared in schema.fields.items():
+        name = declared.data_key or attribute
+        if name not in messages:
+            continue
+        reason = _first_message(messages[name])
+        if reason == declared.error_messages["required"]:
+            return WebServiceError(
+                ErrorCode.MANDATORY_FIELDS_MISSING, f"Mandatory field missing: {name}"
+            )
+        return WebServiceError(ErrorCode.INVALID_PARAMETER, f"Invalid parameter {name}: {reason}")
+    return WebServiceError(
+        ErrorCode.INVALID_PARAMETER, f"Invalid parameters: {_first_message(messages)}"
+    )
+
+
+def _first_message(messages: Any) -> str:
+    while isinstance(messages, (list, dict)) and messages:
+        messages = messages[0] if isinstance(messages, list) else next(iter(messages.values()))
+    return str(messages)

@@ -1,0 +1,25 @@
+"""What an operation handler is given besides its parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from webservice.gateway import Gateway
+from webservice.sessions import ClientInfo, Session
+
+
+@dataclass(frozen=True)
+class OperationContext:
+    """The gateway's services, the caller, and (for operations that need one) its live session."""
+
+    gateway: Gateway
+    client: ClientInfo
+    #: The validated session; ``None`` for operations that run without one.
+    session: Session | None
+    #: The session id as the request named it (header or ``sessionName``), unvalidated.
+    session_id: str | None
+
+    def require_session(self) -> Session:
+        if self.session is None:
+            raise RuntimeError("this operation was registered with needs_session=False")
+        return self.session

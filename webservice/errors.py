@@ -1,0 +1,55 @@
+"""The error codes of the wire contract and the exception that carries one to the envelope."""
+
+from __future__ import annotations
+
+
+class ErrorCode:
+    """Codes clients compare against (protocol.md §5), plus the gateway's own few."""
+
+    UNKNOWN_OPERATION = "UNKNOWN_OPERATION"
+    AUTHENTICATION_REQUIRED = "AUTHENTICATION_REQUIRED"
+    AUTHENTICATION_FAILURE = "AUTHENTICATION_FAILURE"
+    INVALID_AUTH_TOKEN = "INVALID_AUTH_TOKEN"
+    ACCESSKEY_UNDEFINED = "ACCESSKEY_UNDEFINED"
+    INVALID_USER_CREDENTIALS = "INVALID_USER_CREDENTIALS"
+    MANDATORY_FIELDS_MISSING = "MANDATORY_FIELDS_MISSING"
+    INVALID_PARAMETER = "INVALID_PARAMETER"
+    ACCESS_DENIED = "ACCESS_DENIED"
+    INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+    # Beyond coreBOS: the session store cannot be reached; the request changed nothing and can be
+    # retried once Redis is back.
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    # Beyond coreBOS: the body or its parameters exceed the configured limits.
+    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
+
+
+class WebServiceError(Exception):
+    """Raised anywhere below the endpoint; becomes ``{"success": false, "error": {...}}``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def authentication_required() -> WebServiceError:
+    return WebServiceError(ErrorCode.AUTHENTICATION_REQUIRED, "Authentication required")
+
+
+def unknown_operation() -> WebServiceError:
+    return WebServiceError(ErrorCode.UNKNOWN_OPERATION, "Unknown operation requested")
+
+
+def internal_error() -> WebServiceError:
+    return WebServiceError(ErrorCode.INTERNAL_SERVER_ERROR, "Unknown Error while processing request")
+
+
+def service_unavailable() -> WebServiceError:
+    return WebServiceError(
+        ErrorCode.SERVICE_UNAVAILABLE,
+        "The session store is unreachable; nothing was changed, try again shortly",
+    )
+
+
+def user_not_found() -> WebServiceError:
+    return WebServiceError(ErrorCode.AUTHENTICATION_REQUIRED, "Given user cannot be found")

@@ -1,0 +1,61 @@
+"""The gateway's services, built once per process from the settings and shared by every request."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flask import current_app
+
+from webservice.challenges import ChallengeStore
+from webservice.keys import RedisKeys
+from webservice.redis_client import RedisClient, connect
+from webservice.sessions import SessionStore
+from webservice.users import UserDirectory
+
+if TYPE_CHECKING:
+    from operations.registry import OperationRegistry
+
+EXTENSION_KEY = "wsgate"
+
+
+@dataclass(frozen=True)
+class Gateway:
+    settings: Mapping[str, Any]
+    redis: RedisClient
+    keys: RedisKeys
+    users: UserDirectory
+    sessions: SessionStore
+    challenges: ChallengeStore
+    operations: OperationRegistry
+
+    @classmethod
+    def build(cls, settings: Mapping[str, Any], operations: OperationRegistry) -> Gateway:
+        """Connects lazily: nothing here talks to Redis, so the gateway starts while Redis is down."""
+        client = connect(settings)
+        keys = RedisKeys(settings["REDIS_KEY_PREFIX"])
+        return cls(
+            settings=settings,
+            redis=client,
+            keys=keys,
+            users=UserDirectory(client, keys),
+            sessions=SessionStore(
+                client,
+                keys,
+                idle_timeout=settings["SESSION_IDLE_TIMEOUT"],
+                absolute_timeout=settings["SESSION_ABSOLUTE_TIMEOUT"],
+            ),
+            challenges=ChallengeStore(
+                client,
+                keys,
+                ttl=settings["CHALLENGE_TTL"],
+                max_outstanding=settings["CHALLENGE_MAX_OUTSTANDING"],
+            ),
+            operations=operations,
+        )
+
+
+def current_gateway() -> Gateway:
+    """The gateway of the running Flask app."""
+    return current_app.extensions[EXTENSION_KEY]

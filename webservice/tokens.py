@@ -1,0 +1,93 @@
+"""Secret values: how session ids, family ids, challenge tokens and access keys are made and hashed.
+
+A session id is ``<family id>.<secret>``: the family id (128 bits) names the Redis record, the
+secret (256 bits) proves possession. Only a SHA-256 digest of the secret is stored, so a copy of the
+Redis data does not yield a usable session. Every part is URL-safe base64 (``A-Z a-z 0-9 - _``),
+which clients that do not URL-encode pass through unharmed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+import string
+from dataclasses import dataclass
+
+FAMILY_ID_BYTES = 16
+SECRET_BYTES = 32
+ACCESS_KEY_LENGTH = 24
+_ACCESS_KEY_ALPHABET = string.ascii_letters + string.digits
+
+_FAMILY_ID = r"[A-Za-z0-9_-]{22}"
+_SESSION_ID_RE = re.compile(rf"({_FAMILY_ID})\.([A-Za-z0-9_-]{{43}})")
+_FAMILY_ID_RE = re.compile(_FAMILY_ID)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def new_family_id() -> str:
+    return secrets.token_urlsafe(FAMILY_ID_BYTES)
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(SECRET_BYTES)
+
+
+def new_challenge_token() -> str:
+    return secrets.token_hex(16)
+
+
+def new_access_key() -> str:
+    return "".join(secrets.choice(_ACCESS_KEY_ALPHABET) for _ in range(ACCESS_KEY_LENGTH))
+
+
+def hash_secret(secret: str) -> str:
+    """The stored stand-in of a secret: 132 bits of its SHA-256, URL-safe base64.
+
+    A plain fast hash is right here: the secrets are random and long, so there is nothing to
+    guess, and the hash sits on the hot path of every authenticated request.
+    """
+    return _b64(hashlib.sha256(secret.encode("utf-8")).digest())[:22]
+
+
+def family_id_for_challenge(token: str) -> str:
+    """The family a challenge token turns into when a login consumes it.
+
+    Deriving it lets the pending challenge and the new family share a Redis Cluster hash tag, so a
+    login consumes the token and creates the family in one atomic script.
+    """
+    return _b64(hashlib.sha256(b"wsgate-family:" + token.encode("ascii")).digest())[:22]
+
+
+def is_family_id(value: str) -> bool:
+    return _FAMILY_ID_RE.fullmatch(value) is not None
+
+
+@dataclass(frozen=True)
+class SessionId:
+    """A parsed session id. ``parse`` accepts only the exact shape the gateway hands out."""
+
+    family_id: str
+    secret: str
+
+    @classmethod
+    def parse(cls, raw: object) -> SessionId | None:
+        if not isinstance(raw, str) or len(raw) != 66:
+            return None
+        match = _SESSION_ID_RE.fullmatch(raw)
+        return cls(match.group(1), match.group(2)) if match else None
+
+    @classmethod
+    def new(cls, family_id: str) -> SessionId:
+        return cls(family_id, new_secret())
+
+    @property
+    def member(self) -> str:
+        return hash_secret(self.secret)
+
+    def __str__(self) -> str:
+        return f"{self.family_id}.{self.secret}"
