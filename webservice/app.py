@@ -12,10 +12,16 @@ from werkzeug.exceptions import HTTPException
 from webservice import cli, endpoint, envelope
 from webservice.errors import ErrorCode, WebServiceError
 from webservice.gateway import EXTENSION_KEY, Gateway
+from webservice.redis_client import RedisClient
 
 
-def create_app(settings: Mapping[str, Any] | None = None) -> Flask:
-    """A wsgate app: ``config.defaults``, then ``WSGATE_*`` variables, then ``settings``."""
+def create_app(
+    settings: Mapping[str, Any] | None = None, redis_client: RedisClient | None = None
+) -> Flask:
+    """A wsgate app: ``config.defaults``, then ``WSGATE_*`` variables, then ``settings``.
+
+    ``redis_client`` replaces the client the settings describe (tests pass a fakeredis one).
+    """
     # Imported here: the operations import webservice, and webservice finds them only through
     # the registry.
     from operations import BUILTIN_OPERATIONS
@@ -29,7 +35,7 @@ def create_app(settings: Mapping[str, Any] | None = None) -> Flask:
     _configure_logging(app)
 
     registry = OperationRegistry.discover(BUILTIN_OPERATIONS)
-    app.extensions[EXTENSION_KEY] = Gateway.build(app.config, registry)
+    app.extensions[EXTENSION_KEY] = Gateway.build(app.config, registry, redis_client)
     app.register_blueprint(endpoint.blueprint)
     app.register_error_handler(HTTPException, _http_error)
     cli.register(app)

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from webservice.keys import RedisKeys
-from webservice.redis_client import LuaScript, RedisClient
+from webservice.redis_client import LUA_NOW_MS, LuaScript, RedisClient
 from webservice.tokens import family_id_for_challenge, new_challenge_token
 from webservice.users import CHALLENGE_FIELD_PREFIX, is_valid_username
 
@@ -41,8 +41,7 @@ class ChallengeStore:
     ISSUE = LuaScript(
         """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+""" + LUA_NOW_MS + """
 local prefix = ARGV[4]
 local fields = redis.call('HGETALL', KEYS[1])
 local live = {}
@@ -62,8 +61,8 @@ if #live > keep then
   for i = 1, #live - keep do redis.call('HDEL', KEYS[1], live[i][2]) end
 end
 local expiry = now + tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], prefix .. ARGV[1], string.format('%.0f', expiry))
-return {string.format('%.0f', now), string.format('%.0f', expiry)}
+redis.call('HSET', KEYS[1], prefix .. ARGV[1], ms(expiry))
+return {ms(now), ms(expiry)}
 """
     )
 

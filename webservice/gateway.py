@@ -31,9 +31,14 @@ class Gateway:
     operations: OperationRegistry
 
     @classmethod
-    def build(cls, settings: Mapping[str, Any], operations: OperationRegistry) -> Gateway:
+    def build(
+        cls,
+        settings: Mapping[str, Any],
+        operations: OperationRegistry,
+        client: RedisClient | None = None,
+    ) -> Gateway:
         """Connects lazily: nothing here talks to Redis, so the gateway starts while Redis is down."""
-        client = connect(settings)
+        client = client if client is not None else connect(settings)
         keys = RedisKeys(settings["REDIS_KEY_PREFIX"])
         return cls(
             settings=settings,

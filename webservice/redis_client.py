@@ -20,6 +20,16 @@ from redis.retry import Retry
 
 RedisClient = Union[redis.Redis, RedisCluster]
 
+# Scripts that need the time start with this: the server's clock in milliseconds as ``now``,
+# and ``ms(n)`` to write a number of milliseconds without an exponent. Reading TIME before writing needs
+# effects replication, the default since Redis 7 and switched on here for Redis 6.2.
+LUA_NOW_MS = """
+if redis.replicate_commands then redis.replicate_commands() end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local function ms(n) return string.format('%.0f', n) end
+"""
+
 
 def connect(settings: Mapping[str, Any], *, decode_responses: bool = True) -> RedisClient:
     """A client for ``REDIS_URL`` (a cluster seed node when ``REDIS_CLUSTER`` is set)."""

@@ -26,19 +26,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from webservice.keys import RedisKeys
-from webservice.redis_client import LuaScript, RedisClient, run_pipeline
+from webservice.redis_client import LUA_NOW_MS, LuaScript, RedisClient, run_pipeline
 from webservice.tokens import SessionId, family_id_for_challenge
 
 #: The largest user agent kept with a session; the rest is cut (it is for display only).
 MAX_USER_AGENT = 200
 _FIELD_SEPARATOR = "\x1f"
 
-# Every script starts from the server's clock, in milliseconds.
-_NOW_MS = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local function ms(n) return string.format('%.0f', n) end
-"""
 
 
 @dataclass(frozen=True)
@@ -78,7 +72,7 @@ class SessionStore:
     # when that member is the root, or the family is past its absolute expiry, the family is deleted.
     # Using the root pushes the key's expiry to min(absolute expiry, now + idle).
     TOUCH = LuaScript(
-        _NOW_MS
+        LUA_NOW_MS
         + """
 local f = redis.call('HMGET', KEYS[1], 'u', 'n', 'x', 'r', 'l:' .. ARGV[1])
 if not f[5] then return false end
@@ -110,7 +104,7 @@ return {f[1], f[2]}
     # Guarantees: a challenge yields at most one family, ever: the pending challenge must exist
     # for this very user and is deleted in the same step that creates the family.
     OPEN_FROM_CHALLENGE = LuaScript(
-        _NOW_MS
+        LUA_NOW_MS
         + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
 redis.call('DEL', KEYS[1])
