@@ -41,8 +41,22 @@ MAX_FORM_PARTS = 200
 API_VERSION = "0.22"
 VTIGER_VERSION = "5.4.0"
 
+# --- Web UI -------------------------------------------------------------------------------------
+#: The web session cookie. It is HttpOnly and SameSite=Lax; Secure unless turned off here for
+#: plain-http development (scripts/serve does that when it binds to loopback).
+SESSION_COOKIE_NAME = "wsgate_session"
+SESSION_COOKIE_SECURE = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+#: Origins (``https://app.example.com``) besides the gateway's own from which a page may call
+#: extendsession with its web cookie and no CSRF token.
+TRUSTED_ORIGINS: list[str] = []
+#: CSRF tokens live as long as the web session they belong to.
+WTF_CSRF_TIME_LIMIT = None
+
 # --- Flask ---------------------------------------------------------------------------------------
-#: Signs cookies. Must be the same on every worker and host; scripts/serve generates one under var/.
+#: Signs CSRF tokens and flashed messages; the same on every worker and host. Unset, the gateway
+#: makes one and keeps it in Redis, where every worker finds it.
 SECRET_KEY = None
 #: Logging level of the gateway's own loggers.
 LOG_LEVEL = "INFO"

@@ -11,7 +11,7 @@ from webservice.challenges import find_proven_token, has_unexpired
 from webservice.context import OperationContext
 from webservice.errors import ErrorCode, WebServiceError, user_not_found
 from webservice.tokens import SessionId
-from webservice.users import User
+from webservice.users import webservice_user_id
 
 
 class LoginParams(Params):
@@ -45,14 +45,16 @@ def login(context: OperationContext, params: dict[str, Any]) -> dict[str, str]:
     session_id = gateway.sessions.open_from_challenge(token, user.id, user.username, context.client)
     if session_id is None:
         raise invalid_token()
-    return session_result(gateway.settings, session_id, user)
+    return session_result(gateway.settings, session_id, user.id)
 
 
-def session_result(settings: Mapping[str, Any], session_id: SessionId, user: User) -> dict[str, str]:
+def session_result(
+    settings: Mapping[str, Any], session_id: SessionId, user_id: int
+) -> dict[str, str]:
     """The four keys that ``login`` and ``extendsession`` answer with."""
     return {
         "sessionName": str(session_id),
-        "userId": user.webservice_id,
+        "userId": webservice_user_id(user_id),
         "version": settings["API_VERSION"],
         "vtigerVersion": settings["VTIGER_VERSION"],
     }

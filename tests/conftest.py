@@ -11,18 +11,31 @@ from webservice import create_app
 from webservice.gateway import current_gateway
 from webservice.redis_server import RedisServer
 
-TEST_SETTINGS = {"TESTING": True, "SECRET_KEY": "test-secret-key-not-for-production"}
+TEST_SETTINGS = {
+    "TESTING": True,
+    "SECRET_KEY": "test-secret-key-not-for-production",
+    "SESSION_COOKIE_SECURE": False,
+}
 
 
 @pytest.fixture
-def fake_redis() -> fakeredis.FakeRedis:
-    return fakeredis.FakeRedis(decode_responses=True)
+def fake_server() -> fakeredis.FakeServer:
+    return fakeredis.FakeServer()
 
 
 @pytest.fixture
-def app(fake_redis: fakeredis.FakeRedis):
+def fake_redis(fake_server: fakeredis.FakeServer) -> fakeredis.FakeRedis:
+    return fakeredis.FakeRedis(server=fake_server, decode_responses=True)
+
+
+@pytest.fixture
+def app(fake_redis: fakeredis.FakeRedis, fake_server: fakeredis.FakeServer):
     """An app over fakeredis (with Lua): fast, for unit tests."""
-    application = create_app(TEST_SETTINGS, redis_client=fake_redis)
+    application = create_app(
+        TEST_SETTINGS,
+        redis_client=fake_redis,
+        web_session_client=fakeredis.FakeRedis(server=fake_server),
+    )
     with application.app_context():
         yield application
 

@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from webservice import cli, endpoint, envelope
+from webservice import cli, endpoint, envelope, web
+from webservice.csrf import init_csrf
 from webservice.errors import ErrorCode, WebServiceError
 from webservice.gateway import EXTENSION_KEY, Gateway
 from webservice.redis_client import RedisClient
+from webservice.web_session import init_web_sessions
 
 
 def create_app(
-    settings: Mapping[str, Any] | None = None, redis_client: RedisClient | None = None
+    settings: Mapping[str, Any] | None = None,
+    redis_client: RedisClient | None = None,
+    web_session_client: RedisClient | None = None,
 ) -> Flask:
     """A wsgate app: ``config.defaults``, then ``WSGATE_*`` variables, then ``settings``.
 
-    ``redis_client`` replaces the client the settings describe (tests pass a fakeredis one).
+    ``redis_client`` (answering str) and ``web_session_client`` (answering bytes, for
+    Flask-Session) replace the clients the settings describe; tests pass fakeredis ones.
     """
     # Imported here: the operations import webservice, and webservice finds them only through
     # the registry.
@@ -35,9 +41,15 @@ def create_app(
     _configure_logging(app)
 
     registry = OperationRegistry.discover(BUILTIN_OPERATIONS)
-    app.extensions[EXTENSION_KEY] = Gateway.build(app.config, registry, redis_client)
+    gateway = Gateway.build(app.config, registry, redis_client)
+    app.extensions[EXTENSION_KEY] = gateway
+    init_web_sessions(app, gateway, web_session_client)
+    init_csrf(app, exempt=endpoint.blueprint)
     app.register_blueprint(endpoint.blueprint)
+    app.register_blueprint(web.blueprint)
     app.register_error_handler(HTTPException, _http_error)
+    if not app.secret_key:
+        app.before_request(_load_shared_secret_key)
     cli.register(app)
     return app
 
@@ -51,6 +63,21 @@ def _http_error(error: HTTPException) -> Response | HTTPException:
     return envelope.failure(
         WebServiceError(ErrorCode.INVALID_PARAMETER, f"Malformed request: {error.description}")
     )
+
+
+def _load_shared_secret_key() -> None:
+    """With no SECRET_KEY configured, every worker and host uses one kept in Redis.
+
+    Made once with ``secrets`` and stored with SET NX, so the first process to need it wins and the
+    others read the same value. Configuring WSGATE_SECRET_KEY keeps it out of Redis.
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if app.secret_key:
+        return
+    gateway = app.extensions[EXTENSION_KEY]
+    key = gateway.keys.secret_key()
+    gateway.redis.set(key, secrets.token_urlsafe(48), nx=True)
+    app.secret_key = gateway.redis.get(key)
 
 
 def _configure_logging(app: Flask) -> None:

@@ -9,6 +9,8 @@ Layout (``P`` is ``REDIS_KEY_PREFIX``)::
     P:user-ids           hash    numeric user id -> username (the directory's index)
     P:seq:user           string  the last numeric user id handed out
     P:families:<uid>     zset    family ids of one user, scored by their absolute expiry (ms)
+    P:web:<sid>          string  a Flask-Session web session (its data names its family)
+    P:secret-key         string  Flask's signing key, when none is configured (see app.py)
 
 Keys that one Lua script touches together share a Redis Cluster hash tag (``{F}``), so the same
 scripts run unchanged on a single Redis and on a cluster. The user keys are never combined with
@@ -41,3 +43,9 @@ class RedisKeys:
 
     def user_families(self, user_id: int) -> str:
         return f"{self.prefix}:families:{user_id}"
+
+    def web_session_prefix(self) -> str:
+        return f"{self.prefix}:web:"
+
+    def secret_key(self) -> str:
+        return f"{self.prefix}:secret-key"

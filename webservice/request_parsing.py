@@ -46,10 +46,14 @@ def parse_request(request: Request, max_parameters: int) -> WebServiceRequest:
         operation=operation.lower() if isinstance(operation, str) else "",
         session_id=_session_id(request, params.get("sessionName")),
         params=params,
-        client=ClientInfo(
-            address=request.remote_addr or "",
-            user_agent=request.headers.get("User-Agent", ""),
-        ),
+        client=client_info(request),
+    )
+
+
+def client_info(request: Request) -> ClientInfo:
+    return ClientInfo(
+        address=request.remote_addr or "",
+        user_agent=request.headers.get("User-Agent", ""),
     )
 
 

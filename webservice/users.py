@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -35,6 +36,10 @@ class UserError(Exception):
     """A directory change that cannot be made; the message says why."""
 
 
+def webservice_user_id(user_id: int) -> str:
+    return f"{USERS_ENTITY_PREFIX}{user_id}"
+
+
 def is_valid_username(username: object) -> bool:
     return isinstance(username, str) and USERNAME_PATTERN.fullmatch(username) is not None
 
@@ -49,7 +54,7 @@ class User:
 
     @property
     def webservice_id(self) -> str:
-        return f"{USERS_ENTITY_PREFIX}{self.id}"
+        return webservice_user_id(self.id)
 
     @classmethod
     def from_fields(cls, username: str, fields: dict[str, str]) -> User:
@@ -148,14 +153,26 @@ return 1
     def set_password(self, username: str, password: str) -> User:
         return self._update(username, {"pw": self.hasher.hash(password)})
 
-    def check_password(self, user: User, password: str) -> bool:
-        """Whether ``password`` is the user's; constant-time in the password (Argon2 verify)."""
-        if user.password_hash is None:
-            return False
+    def authenticate(self, username: str, password: str) -> User | None:
+        """The active user with this username and password, else ``None``.
+
+        Unknown users, users without a password and inactive users take as long as a wrong
+        password (one Argon2 verification each), so the answer's timing does not tell them apart.
+        """
+        user = self.get(username) if is_valid_username(username) else None
+        stored = user.password_hash if user is not None and user.password_hash else None
         try:
-            return self.hasher.verify(user.password_hash, password)
+            matches = self.hasher.verify(stored or self._dummy_hash, password)
         except (VerificationError, InvalidHashError):
-            return False
+            matches = False
+        if user is None or stored is None or not user.active or not matches:
+            return None
+        return user
+
+    @cached_property
+    def _dummy_hash(self) -> str:
+        """A hash of nothing anyone knows, verified against when there is no real hash."""
+        return self.hasher.hash(new_access_key())
 
     def _update(self, username: str, fields: dict[str, str]) -> User:
         updated = is_valid_username(username) and self.UPDATE(

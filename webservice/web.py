@@ -1,0 +1,115 @@
+"""The web UI: log in, see who you are, get an API session for an in-page script, see and end your
+sessions, log out. Server-rendered; every form carries a CSRF token."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask_wtf.csrf import CSRFError
+
+from webservice.gateway import current_gateway
+from webservice.sessions import Session
+from webservice.users import webservice_user_id
+from webservice.web_session import current_login, end_login, start_login
+
+blueprint = Blueprint("web", __name__, template_folder="templates", static_folder="static")
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def login_required(view: View) -> View:
+    """Sends browsers that are not logged in to the login page."""
+
+    @wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        login = current_login()
+        if login is None:
+            return redirect(url_for("web.login"))
+        return view(login, *args, **kwargs)
+
+    return guarded  # type: ignore[return-value]
+
+
+@blueprint.app_template_filter("when")
+def format_time(milliseconds: int) -> str:
+    moment = datetime.fromtimestamp(milliseconds / 1000, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@blueprint.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    if request.method == "GET":
+        if current_login() is not None:
+            return redirect(url_for("web.home"))
+        return render_template("login.html")
+    username = request.form.get("username", "").strip()
+    user = current_gateway().users.authenticate(username, request.form.get("password", ""))
+    if user is None:
+        # The same words whether the user exists, is inactive or mistyped the password.
+        return render_template("login.html", error="Invalid username or password", username=username), 401
+    start_login(user.id, user.username)
+    return redirect(url_for("web.home"))
+
+
+@blueprint.post("/logout")
+def logout() -> Response:
+    end_login()
+    flash("You are logged out, and so is every API session linked to this login.")
+    return redirect(url_for("web.login"))
+
+
+@blueprint.get("/")
+@login_required
+def home(login: Session) -> str:
+    return render_template(
+        "home.html", login=login, user_id=webservice_user_id(login.user_id)
+    )
+
+
+@blueprint.get("/sessions")
+@login_required
+def sessions(login: Session) -> str:
+    views = current_gateway().sessions.list_for_user(login.user_id)
+    return render_template("sessions.html", login=login, sessions=views)
+
+
+@blueprint.post("/sessions/end")
+@login_required
+def end_session(login: Session) -> Response:
+    handle = request.form.get("handle", "")
+    family = handle.partition(":")[0]
+    if not current_gateway().sessions.end_by_handle(login.user_id, handle):
+        flash("That session had already ended.")
+    elif family == login.family_id:
+        end_login()
+        flash("You ended this browser's session and everything linked to it.")
+        return redirect(url_for("web.login"))
+    else:
+        flash("Session ended, with every session linked to it.")
+    return redirect(url_for("web.sessions"))
+
+
+@blueprint.post("/sessions/end-others")
+@login_required
+def end_other_sessions(login: Session) -> Response:
+    ended = current_gateway().sessions.end_all_for_user(login.user_id, keep_family=login.family_id)
+    flash(f"Ended {ended} other login(s) and the sessions linked to them.")
+    return redirect(url_for("web.sessions"))
+
+
+@blueprint.post("/sessions/end-all")
+@login_required
+def end_all_sessions(login: Session) -> Response:
+    current_gateway().sessions.end_all_for_user(login.user_id)
+    end_login()
+    flash("Every session of yours has ended.")
+    return redirect(url_for("web.login"))
+
+
+@blueprint.app_errorhandler(CSRFError)
+def csrf_failed(error: CSRFError) -> tuple[str, int]:
+    return render_template("error.html", title="Form expired", message=error.description), 400

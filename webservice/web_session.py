@@ -1,0 +1,96 @@
+"""The web-UI login: a Flask-Session session in Redis whose data names its session family.
+
+The cookie's session id is the secret of the family's root member, so whether a browser is logged
+in is decided by the family record, read on every request (one round trip), never by the session
+data alone. A request that was in flight during a logout and saves its session data afterwards
+therefore cannot bring the login back: the family it names is gone.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, g, request, session
+from flask_session.base import ServerSideSessionInterface
+from flask_session.redis import RedisSessionInterface
+
+from webservice.gateway import Gateway, current_gateway
+from webservice.redis_client import RedisClient, connect
+from webservice.request_parsing import client_info
+from webservice.sessions import Session
+from webservice.tokens import SessionId
+
+FAMILY = "family"
+_CURRENT = "_wsgate_web_login"
+
+
+class WebSessionInterface(RedisSessionInterface):
+    """Flask-Session's Redis interface over the client it is given, single Redis or cluster.
+
+    Flask-Session 0.8 accepts only a ``redis.Redis`` and otherwise silently falls back to a
+    ``Redis()`` on localhost, which would put web sessions in the wrong place on a Redis Cluster.
+    """
+
+    def __init__(self, app: Flask, client: RedisClient, key_prefix: str) -> None:
+        ServerSideSessionInterface.__init__(self, app, key_prefix=key_prefix, permanent=False)
+        self.client = client
+
+
+def init_web_sessions(app: Flask, gateway: Gateway, client: RedisClient | None) -> None:
+    """Keeps web sessions in the gateway's Redis (Flask-Session needs a client that answers bytes)."""
+    if client is None:
+        client = connect(app.config, decode_responses=False)
+    app.permanent_session_lifetime = int(app.config["SESSION_ABSOLUTE_TIMEOUT"])
+    app.session_interface = WebSessionInterface(app, client, gateway.keys.web_session_prefix())
+
+
+def current_login() -> Session | None:
+    """The live web login of this request's browser, checked once per request; else ``None``.
+
+    A session whose family has ended is emptied, so the browser's cookie is dropped.
+    """
+    if _CURRENT not in g:
+        setattr(g, _CURRENT, _check_login())
+    return getattr(g, _CURRENT)
+
+
+def _check_login() -> Session | None:
+    family = session.get(FAMILY)
+    if not family:
+        return None
+    login = current_gateway().sessions.check(SessionId(family, session.sid))
+    if login is None:
+        session.clear()
+    return login
+
+
+def has_web_cookie() -> bool:
+    return bool(request.cookies.get(current_gateway().settings["SESSION_COOKIE_NAME"]))
+
+
+def start_login(user_id: int, username: str) -> Session:
+    """Logs this browser in: a new session id (no fixation) that roots a new family."""
+    current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
+    login = current_gateway().sessions.open_web(session.sid, user_id, username, client_info(request))
+    session[FAMILY] = login.family_id
+    setattr(g, _CURRENT, login)
+    return login
+
+
+def end_login() -> None:
+    """Logs this browser out, and with it every API session linked to its login."""
+    login = current_login()
+    if login is not None:
+        current_gateway().sessions.end_family(login)
+    session.clear()
+    setattr(g, _CURRENT, None)
+
+
+def extend_login() -> tuple[SessionId, Session] | None:
+    """A new API session linked to this browser's live login; ``None`` if it is not logged in."""
+    family = session.get(FAMILY)
+    if not family:
+        return None
+    extended = current_gateway().sessions.extend(SessionId(family, session.sid), client_info(request))
+    if extended is None:
+        session.clear()
+    return extended
+
