@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import datetime, timezone
 
 import click
 from flask import Flask
@@ -15,11 +16,13 @@ from webservice.users import User, UserError
 
 users_cli = AppGroup("users", help="Manage the users who may log in.")
 operations_cli = AppGroup("operations", help="Inspect the operations of webservice.php.")
+sessions_cli = AppGroup("sessions", help="See and end sessions (web and API).")
 
 
 def register(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(operations_cli)
+    app.cli.add_command(sessions_cli)
 
 
 def _fail_on_errors(action):  # type: ignore[no-untyped-def]
@@ -134,3 +137,55 @@ def list_operations() -> None:
         )
         click.echo(f"{op.name:<16} {op.method:<5} {session:<11} ({params or 'no parameters'})")
         click.echo(f"{'':<16} {op.description}  [{registry.source(op.name)}]")
+
+
+def _existing_user(username: str) -> User:
+    user = current_gateway().users.get(username)
+    if user is None:
+        raise UserError(f"no such user {username!r}")
+    return user
+
+
+def _when(milliseconds: int) -> str:
+    return datetime.fromtimestamp(milliseconds / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@sessions_cli.command("list")
+@click.argument("username", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
+@_fail_on_errors
+def list_sessions(username: str | None, as_json: bool) -> None:
+    """List the live sessions of USERNAME, or of every user."""
+    gateway = current_gateway()
+    users = [_existing_user(username)] if username else gateway.users.all()
+    for user in users:
+        for view in gateway.sessions.list_for_user(user.id):
+            if as_json:
+                click.echo(json.dumps({"username": user.username, **view.as_dict()}))
+                continue
+            click.echo(
+                f"{view.handle}  {user.username:<16} {view.kind:<3} "
+                f"{'linked' if view.linked else 'alone ':<6} created {_when(view.created)}  "
+                f"last used {_when(view.last_used)}  {view.address}  {view.user_agent}"
+            )
+
+
+@sessions_cli.command("revoke")
+@click.argument("handle")
+@_fail_on_errors
+def revoke_session(handle: str) -> None:
+    """End the session HANDLE and every session linked to it."""
+    gateway = current_gateway()
+    owner = gateway.sessions.owner_of(handle)
+    if owner is None or not gateway.sessions.end_by_handle(owner, handle):
+        raise click.ClickException(f"no live session has handle {handle!r}")
+    click.echo(f"session {handle} ended, with every session linked to it")
+
+
+@sessions_cli.command("revoke-user")
+@click.argument("username")
+@_fail_on_errors
+def revoke_user_sessions(username: str) -> None:
+    """End every session of USERNAME."""
+    ended = current_gateway().sessions.end_all_for_user(_existing_user(username).id)
+    click.echo(f"{ended} login(s) of {username} ended, with every session linked to them")

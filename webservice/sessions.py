@@ -363,6 +363,12 @@ return redis.call('DEL', KEYS[1])
         pipe.zrem(self.keys.user_families(session.user_id), session.family_id)
         pipe.execute()
 
+    def owner_of(self, handle: str) -> int | None:
+        """The user id of the family a handle names, while it lives."""
+        family = handle.partition(":")[0]
+        owner = self.client.hget(self.keys.family(family), "u") if is_family_id(family) else None
+        return int(owner) if owner else None
+
     def end_by_handle(self, user_id: int, handle: str) -> bool:
         """Ends the family of the member named by ``handle`` if it is the user's; says whether."""
         family, _, member_prefix = handle.partition(":")
