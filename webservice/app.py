@@ -33,7 +33,8 @@ def create_app(
     from operations import BUILTIN_OPERATIONS
     from operations.registry import OperationRegistry
 
-    app = Flask(__name__)
+    # Templates and static files belong to the web blueprint.
+    app = Flask(__name__, static_folder=None)
     app.config.from_object("config.defaults")
     app.config.from_prefixed_env("WSGATE")
     if settings:
