@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from webservice import cli, endpoint, envelope, web
 from webservice.csrf import init_csrf
-from webservice.errors import ErrorCode, WebServiceError
+from webservice.errors import ErrorCode, WebServiceError, method_not_allowed
 from webservice.gateway import EXTENSION_KEY, Gateway
 from webservice.redis_client import RedisClient
 from webservice.web_session import init_web_sessions
@@ -61,6 +61,8 @@ def _http_error(error: HTTPException) -> Response | HTTPException:
         return error
     if error.code == 413:
         return envelope.failure(endpoint.request_too_large())
+    if error.code == 405:
+        return envelope.failure(method_not_allowed(request.method))
     return envelope.failure(
         WebServiceError(ErrorCode.INVALID_PARAMETER, f"Malformed request: {error.description}")
     )

@@ -20,6 +20,7 @@ from webservice.errors import (
     WebServiceError,
     authentication_required,
     internal_error,
+    method_not_allowed,
     service_unavailable,
     unknown_operation,
 )
@@ -29,13 +30,16 @@ from webservice.request_parsing import parse_request
 log = logging.getLogger(__name__)
 
 PATHS = ("/webservice.php", "/webservice")
-#: Every method is answered with the envelope; GET and POST are the ones clients use.
-METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+#: Every method is answered with the envelope; GET and POST are the ones clients use. OPTIONS too:
+#: a CORS preflight gets no CORS headers, so browsers keep other origins out.
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 blueprint = Blueprint("webservice", __name__)
 
 
 def handle() -> Response:
+    if request.method == "OPTIONS":
+        return envelope.failure(method_not_allowed(request.method))
     try:
         return envelope.success(_dispatch())
     except WebServiceError as error:
@@ -75,5 +79,7 @@ def request_too_large() -> WebServiceError:
     return WebServiceError(ErrorCode.REQUEST_TOO_LARGE, f"Request body exceeds {limit} bytes")
 
 
-blueprint.add_url_rule("/webservice.php", "webservice_php", handle, methods=METHODS)
-blueprint.add_url_rule("/webservice", "webservice", handle, methods=METHODS)
+for _path, _name in (("/webservice.php", "webservice_php"), ("/webservice", "webservice")):
+    blueprint.add_url_rule(
+        _path, _name, handle, methods=METHODS, provide_automatic_options=False
+    )

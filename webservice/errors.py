@@ -21,6 +21,8 @@ class ErrorCode:
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     # Beyond coreBOS: the body or its parameters exceed the configured limits.
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
+    # Beyond coreBOS: a method other than GET and POST (and their aliases PUT, PATCH, DELETE).
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
 
 
 class WebServiceError(Exception):
@@ -53,3 +55,10 @@ def service_unavailable() -> WebServiceError:
 
 def user_not_found() -> WebServiceError:
     return WebServiceError(ErrorCode.AUTHENTICATION_REQUIRED, "Given user cannot be found")
+
+
+def method_not_allowed(method: str) -> WebServiceError:
+    return WebServiceError(
+        ErrorCode.METHOD_NOT_ALLOWED,
+        f"{method} is not served: use GET or POST (no CORS: other origins are not answered)",
+    )

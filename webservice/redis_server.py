@@ -63,7 +63,8 @@ class RedisServer:
         persistent: bool = False,
         extra_args: Sequence[str] = (),
     ) -> None:
-        self.directory = Path(directory)
+        # Absolute: redis-server changes into --dir before it opens --logfile.
+        self.directory = Path(directory).resolve()
         self.port = port or free_port()
         self.persistent = persistent
         self.extra_args = list(extra_args)
@@ -87,10 +88,12 @@ class RedisServer:
         ]  # fmt: skip
 
     def start(self, timeout: float = 10.0) -> RedisServer:
+        if self._answers_ping():
+            raise RedisServerError(f"port {self.port} is already taken by another Redis")
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
-        while not self._answers_ping():
+        while self.process.poll() is not None or not self._answers_ping():
             if self.process.poll() is not None:
                 raise RedisServerError(
                     f"redis-server exited with status {self.process.returncode}; "
@@ -139,16 +142,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ephemeral", action="store_true", help="no persistence")
     args = parser.parse_args(argv)
     server = RedisServer(args.dir, args.port, persistent=not args.ephemeral)
-    server.start()
+    try:
+        server.start()
+    except RedisServerError as error:
+        print(f"redis-server: {error}", file=sys.stderr)
+        return 1
     print(f"redis-server listening on {server.url}", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        server.process.wait()  # type: ignore[union-attr]
+        return server.process.wait()  # type: ignore[union-attr]
     except (KeyboardInterrupt, SystemExit):
-        pass
+        return 0
     finally:
         server.stop()
-    return 0
 
 
 if __name__ == "__main__":

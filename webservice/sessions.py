@@ -302,11 +302,13 @@ return redis.call('DEL', KEYS[1])
 
         def build(pipe: Any) -> None:
             script.queue(pipe, keys, args)
-            pipe.zadd(index_key, {family: expiry_estimate})
+            pipe.zadd(index_key, {family: expiry_estimate}, nx=True)
             pipe.zremrangebyscore(index_key, "-inf", int(time.time() * 1000))
 
         opened = run_pipeline(self.client, build, [script])[0]
-        if not opened:
+        if not opened and not self.client.exists(self.keys.family(family)):
+            # Nothing was opened and no family of that id lives (a replayed token names one that
+            # an earlier login opened): take back the index entry.
             self.client.zrem(index_key, family)
         return bool(opened)
 
@@ -377,7 +379,8 @@ return redis.call('DEL', KEYS[1])
         ended = self.END_OWNED(
             self.client, [self.keys.family(family)], [str(user_id), member_prefix]
         )
-        self.client.zrem(self.keys.user_families(user_id), family)
+        if ended:
+            self.client.zrem(self.keys.user_families(user_id), family)
         return bool(ended)
 
     def end_all_for_user(self, user_id: int, keep_family: str | None = None) -> int:

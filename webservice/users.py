@@ -100,14 +100,19 @@ return 1
             raise UserError(
                 f"invalid username {username!r}: use 1-64 of A-Z a-z 0-9 and _ . @ + -"
             )
+        key = self.keys.user(username)
+        if self.client.exists(key):
+            raise UserError(f"user {username!r} already exists")
         user_id = int(self.client.incr(self.keys.user_sequence()))
         fields = {"id": str(user_id), "key": new_access_key(), "on": "1"}
         if password is not None:
             fields["pw"] = self.hasher.hash(password)
-        created = self.CREATE(self.client, [self.keys.user(username)], _flatten(fields))
-        if not created:
-            raise UserError(f"user {username!r} already exists")
+        # The index entry first: a crash in between leaves an id without a user, which all()
+        # skips, never a user that the index misses.
         self.client.hset(self.keys.user_ids(), str(user_id), username)
+        if not self.CREATE(self.client, [key], _flatten(fields)):
+            self.client.hdel(self.keys.user_ids(), str(user_id))
+            raise UserError(f"user {username!r} already exists")
         return User.from_fields(username, fields)
 
     def get(self, username: str) -> User | None:

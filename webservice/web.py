@@ -57,8 +57,7 @@ def login() -> Any:
 
 @blueprint.post("/logout")
 def logout() -> Response:
-    end_login()
-    flash("You are logged out, and so is every API session linked to this login.")
+    end_login("You are logged out, and so is every API session linked to this login.")
     return redirect(url_for("web.login"))
 
 
@@ -85,8 +84,7 @@ def end_session(login: Session) -> Response:
     if not current_gateway().sessions.end_by_handle(login.user_id, handle):
         flash("That session had already ended.")
     elif family == login.family_id:
-        end_login()
-        flash("You ended this browser's session and everything linked to it.")
+        end_login("You ended this browser's session and everything linked to it.")
         return redirect(url_for("web.login"))
     else:
         flash("Session ended, with every session linked to it.")
@@ -105,8 +103,7 @@ def end_other_sessions(login: Session) -> Response:
 @login_required
 def end_all_sessions(login: Session) -> Response:
     current_gateway().sessions.end_all_for_user(login.user_id)
-    end_login()
-    flash("Every session of yours has ended.")
+    end_login("Every session of yours has ended.")
     return redirect(url_for("web.login"))
 
 

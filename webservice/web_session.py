@@ -8,7 +8,7 @@ therefore cannot bring the login back: the family it names is gone.
 
 from __future__ import annotations
 
-from flask import Flask, current_app, g, request, session
+from flask import Flask, current_app, flash, g, request, session
 from flask_session.base import ServerSideSessionInterface
 from flask_session.redis import RedisSessionInterface
 
@@ -16,7 +16,7 @@ from webservice.gateway import Gateway, current_gateway
 from webservice.redis_client import RedisClient, connect
 from webservice.request_parsing import client_info
 from webservice.sessions import Session
-from webservice.tokens import SessionId
+from webservice.tokens import SessionId, hash_secret
 
 FAMILY = "family"
 _CURRENT = "_wsgate_web_login"
@@ -32,6 +32,10 @@ class WebSessionInterface(RedisSessionInterface):
     def __init__(self, app: Flask, client: RedisClient, key_prefix: str) -> None:
         ServerSideSessionInterface.__init__(self, app, key_prefix=key_prefix, permanent=False)
         self.client = client
+
+    def _get_store_id(self, sid: str) -> str:
+        """The Redis key holds a hash of the cookie's session id, never the id itself."""
+        return self.key_prefix + hash_secret(sid)
 
 
 def init_web_sessions(app: Flask, gateway: Gateway, client: RedisClient | None) -> None:
@@ -75,12 +79,19 @@ def start_login(user_id: int, username: str) -> Session:
     return login
 
 
-def end_login() -> None:
-    """Logs this browser out, and with it every API session linked to its login."""
+def end_login(farewell: str | None = None) -> None:
+    """Logs this browser out, and with it every API session linked to its login.
+
+    The browser keeps no trace of the login: its session id is dropped, and when there is a
+    ``farewell`` to flash, it is carried by a fresh session id.
+    """
     login = current_login()
     if login is not None:
         current_gateway().sessions.end_family(login)
     session.clear()
+    if farewell:
+        flash(farewell)
+        current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
     setattr(g, _CURRENT, None)
 
 
