@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -15,6 +16,13 @@ import requests
 from webservice.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+ACCESS_LINE = re.compile(r'^<(\d+)> "([^"]*)" \d+')
+
+
+#: Test-only gunicorn options: the access log names the worker's pid (``%(p)s`` is ``<pid>``), so
+#: a test can tell which worker answered; no control socket in the home directory, which two
+#: gunicorns running at once would share.
+TEST_GUNICORN_ARGS = """--access-logformat '%(p)s "%(r)s" %(s)s' --no-control-socket"""
 
 
 @dataclass
@@ -22,6 +30,18 @@ class Gateway:
     base_url: str
     redis_url: str
     env: dict[str, str]
+    #: gunicorn's output, access log included: ``<pid> "METHOD PATH HTTP/1.1" status`` per line.
+    log_path: Path | None = None
+
+    def worker_pids(self, marker: str) -> set[int]:
+        """The pids of the workers that answered requests whose request line contains ``marker``."""
+        assert self.log_path is not None
+        pids = set()
+        for line in self.log_path.read_text().splitlines():
+            match = ACCESS_LINE.match(line)
+            if match and marker in match.group(2):
+                pids.add(int(match.group(1)))
+        return pids
 
     def flask(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Runs ``flask --app wsgi ARGS`` against this gateway's Redis."""
@@ -40,6 +60,7 @@ def start_gunicorn(redis_url: str, log_path: Path, workers: int = 2, extra_env: 
         "WSGATE_WORKERS": str(workers),
         "WSGATE_SECRET_KEY": "e2e-secret-key",
         "WSGATE_SESSION_COOKIE_SECURE": "false",
+        "GUNICORN_CMD_ARGS": TEST_GUNICORN_ARGS,
         **(extra_env or {}),
     }
     log = open(log_path, "w")
@@ -75,8 +96,9 @@ def live_gateway(tmp_path_factory) -> Gateway:
     """gunicorn with 2 workers over its own redis-server, for one test module."""
     workdir = tmp_path_factory.mktemp("e2e")
     with RedisServer(workdir / "redis") as redis_server:
-        process, base_url, env = start_gunicorn(redis_server.url, workdir / "gunicorn.log")
+        log_path = workdir / "gunicorn.log"
+        process, base_url, env = start_gunicorn(redis_server.url, log_path)
         try:
-            yield Gateway(base_url, redis_server.url, env)
+            yield Gateway(base_url, redis_server.url, env, log_path)
         finally:
             stop_gunicorn(process)

@@ -1,0 +1,70 @@
+"""Integration helpers: apps and clients over the real redis-server of ``redis_server``.
+
+``real_redis`` (tests/conftest.py) empties the server before each test; every fixture here depends
+on it, so each test starts from an empty store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from tests.conftest import TEST_SETTINGS
+from tests.wsclient import WebServiceClient, flask_transport
+from webservice import create_app
+from webservice.gateway import Gateway
+from webservice.redis_server import RedisServer
+
+USERNAME = "alice"
+
+
+def gateway_of(app: Flask) -> Gateway:
+    """The gateway services of ``app``, without needing its app context."""
+    return app.extensions["wsgate"]
+
+
+def client_of(app: Flask) -> WebServiceClient:
+    """A new wire client of ``app`` (one per thread: Flask test clients are not shared)."""
+    return WebServiceClient(flask_transport(app.test_client()))
+
+
+def run_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
+    """Runs ``work(i)`` for each i < count, all on their own thread at once; answers in order."""
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(work, range(count)))
+
+
+def error_code(answer: dict) -> str | None:
+    return None if answer["success"] else answer["error"]["code"]
+
+
+@pytest.fixture
+def make_app(real_redis, redis_server: RedisServer) -> Callable[..., Flask]:
+    """Builds further app instances over the same real Redis, with extra settings.
+
+    Each call is a separate ``create_app``: its own gateway and its own Redis connection pool,
+    as a second worker process would have.
+    """
+
+    def build(**settings: Any) -> Flask:
+        return create_app({**TEST_SETTINGS, "REDIS_URL": redis_server.url, **settings})
+
+    return build
+
+
+@pytest.fixture
+def alice(real_app):
+    """The user ``alice`` (with her access key), added through the app's own directory."""
+    return gateway_of(real_app).users.add(USERNAME)
+
+
+@pytest.fixture
+def logged_in(real_ws: WebServiceClient, alice) -> Iterator[WebServiceClient]:
+    """``real_ws`` holding a live session of ``alice``."""
+    answer = real_ws.login(USERNAME, alice.access_key)
+    assert answer["success"], answer
+    yield real_ws

@@ -1,0 +1,190 @@
+"""How many Redis round trips and commands each operation costs, measured on a real server.
+
+Round trips are counted on the client: every ``send_packed_command`` of the app's connections is
+one (a pipeline is sent in one). Commands are counted twice: those the client sends (a pipeline
+of n is n), and those the server executed, from ``INFO commandstats`` deltas, which include the
+commands a Lua script runs. ``pytest -s`` prints the table.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+import redis
+
+from tests.conftest import TEST_SETTINGS
+from tests.integration.conftest import USERNAME, client_of, error_code, gateway_of
+from tests.wsclient import proof
+from webservice import create_app
+from webservice.redis_server import RedisServer
+
+pytestmark = pytest.mark.integration
+
+#: The designed cost of each operation in round trips (architecture: the request path).
+DESIGNED_ROUND_TRIPS = {
+    "listtypes": 1,
+    "login": 2,
+    "logout": 2,
+    "getchallenge": 2,
+    "listtypes, garbage session id": 0,
+    "unknown operation": 0,
+}
+REPEATS = 5
+
+
+@dataclass
+class Tally:
+    round_trips: int = 0
+    commands: int = 0
+
+
+def counting_client(
+    server: RedisServer, tally: Tally, *, decode_responses: bool = True
+) -> redis.Redis:
+    class CountingConnection(redis.Connection):
+        def send_packed_command(self, command, check_health=True):  # type: ignore[no-untyped-def]
+            tally.round_trips += 1
+            return super().send_packed_command(command, check_health)
+
+        def send_command(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            tally.commands += 1
+            return super().send_command(*args, **kwargs)
+
+        def pack_commands(self, commands):  # type: ignore[no-untyped-def]
+            commands = list(commands)
+            tally.commands += len(commands)
+            return super().pack_commands(commands)
+
+    pool = redis.ConnectionPool(
+        connection_class=CountingConnection,
+        host="127.0.0.1",
+        port=server.port,
+        decode_responses=decode_responses,
+    )
+    return redis.Redis(connection_pool=pool)
+
+
+def server_commands(monitor: redis.Redis) -> Counter:
+    stats = monitor.info("commandstats")
+    return Counter(
+        {
+            name.removeprefix("cmdstat_"): int(values["calls"])
+            for name, values in stats.items()
+            if name != "cmdstat_info"
+        }
+    )
+
+
+@dataclass
+class Measure:
+    round_trips: list[int] = field(default_factory=list)
+    client_commands: list[int] = field(default_factory=list)
+    server_commands: list[Counter] = field(default_factory=list)
+
+
+def test_round_trips_and_commands_per_operation(redis_server, real_redis):
+    tally = Tally()
+    # Both of the app's clients are counted: the gateway's and the web sessions' (Flask-Session
+    # must not cost webservice.php requests anything).
+    app = create_app(
+        {**TEST_SETTINGS, "REDIS_URL": redis_server.url},
+        redis_client=counting_client(redis_server, tally),
+        web_session_client=counting_client(redis_server, tally, decode_responses=False),
+    )
+    access_key = gateway_of(app).users.add(USERNAME).access_key
+    ws = client_of(app)
+    spare = client_of(app)
+    token_box: dict[str, str] = {}
+
+    def getchallenge() -> dict:
+        answer = ws.call("getchallenge", "GET", username=USERNAME)
+        token_box["token"] = answer["result"]["token"]
+        return answer
+
+    def login() -> dict:
+        answer = ws.call(
+            "login", username=USERNAME, accessKey=proof(token_box["token"], access_key)
+        )
+        ws.session_name = answer["result"]["sessionName"]
+        return answer
+
+    steps: list[tuple[str, Callable[[], dict], str | None]] = [
+        ("getchallenge", getchallenge, None),
+        ("login", login, None),
+        ("listtypes", lambda: ws.authed("listtypes"), None),
+        ("logout", lambda: ws.authed("logout"), None),
+        (
+            "listtypes, garbage session id",
+            lambda: spare.call("listtypes", sessionName="garbage*{}\n" + "x" * 100),
+            "AUTHENTICATION_REQUIRED",
+        ),
+        ("unknown operation", lambda: spare.call("nosuchoperation"), "UNKNOWN_OPERATION"),
+        # Not designed figures, shown for information.
+        (
+            "getchallenge, unknown user",
+            lambda: spare.call("getchallenge", username="nobody"),
+            "AUTHENTICATION_REQUIRED",
+        ),
+        (
+            "login, wrong proof",
+            lambda: spare.call("login", username=USERNAME, accessKey="0" * 32),
+            "INVALID_USER_CREDENTIALS",
+        ),
+        ("listtypes, dead session", lambda: ws.authed("listtypes"), "AUTHENTICATION_REQUIRED"),
+    ]
+
+    # Warm up: connections open, scripts loaded, a spare challenge for "login, wrong proof".
+    spare.call("getchallenge", username=USERNAME)
+    for _, step, expected in steps:
+        assert error_code(step()) == expected
+
+    measures = {name: Measure() for name, _, _ in steps}
+    for _ in range(REPEATS):
+        for name, step, expected in steps:
+            before = server_commands(real_redis)
+            tally.round_trips = tally.commands = 0
+            answer = step()
+            measure = measures[name]
+            measure.round_trips.append(tally.round_trips)
+            measure.client_commands.append(tally.commands)
+            measure.server_commands.append(server_commands(real_redis) - before)
+            assert error_code(answer) == expected, (name, answer)
+
+    print_table(measures)
+    for name, designed in DESIGNED_ROUND_TRIPS.items():
+        assert measures[name].round_trips == [designed] * REPEATS, (name, measures[name])
+    assert measures["listtypes, garbage session id"].server_commands == [Counter()] * REPEATS
+
+
+def print_table(measures: dict[str, Measure]) -> None:
+    print()
+    header = ("operation", "round trips", "client cmds", "server cmds")
+    print(f"{header[0]:<32} {header[1]:>11} {header[2]:>11} {header[3]:>11}  executed")
+    for name, measure in measures.items():
+        executed = measure.server_commands[-1]
+        detail = " ".join(f"{cmd}:{n}" for cmd, n in sorted(executed.items()))
+        print(
+            f"{name:<32} {_figure(measure.round_trips):>11} {_figure(measure.client_commands):>11} "
+            f"{_figure([sum(c.values()) for c in measure.server_commands]):>11}  {detail}"
+        )
+
+
+def _figure(values: list[int]) -> str:
+    low, high = min(values), max(values)
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def test_counting_sees_a_pipeline_as_one_round_trip(redis_server, real_redis):
+    """The probe itself: one pipeline of three commands is one send, three commands."""
+    tally = Tally()
+    client = counting_client(redis_server, tally)
+    client.ping()
+    tally.round_trips = tally.commands = 0
+    pipe = client.pipeline(transaction=False)
+    pipe.set("a", 1).incr("a").get("a")
+    assert pipe.execute() == [True, 2, "2"]
+    assert (tally.round_trips, tally.commands) == (1, 3)
+    client.close()
