@@ -1,0 +1,82 @@
+"""Fixtures of the unit tier: apps over fakeredis (with Lua), built with any settings."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import fakeredis
+import pytest
+from flask import Flask
+
+import operations
+from tests.conftest import TEST_SETTINGS
+from tests.unit.support import TEST_OPERATIONS
+from webservice import create_app
+from webservice.gateway import EXTENSION_KEY, Gateway
+
+AppFactory = Callable[..., Flask]
+#: Whether the app factory also takes a (bytes-answering) client for the web UI's sessions.
+_TAKES_WEB_SESSION_CLIENT = "web_session_client" in inspect.signature(create_app).parameters
+
+
+def gateway_of(app: Flask) -> Gateway:
+    return app.extensions[EXTENSION_KEY]
+
+
+@pytest.fixture
+def make_app() -> Iterator[AppFactory]:
+    """Builds apps over a fresh fakeredis: ``make_app(settings, redis=..., extra_operations=...)``."""
+
+    def build(
+        settings: dict[str, Any] | None = None,
+        *,
+        redis: Any = None,
+        extra_operations: tuple = (),
+        use_fake_redis: bool = True,
+    ) -> Flask:
+        clients: dict[str, Any] = {}
+        if redis is None and use_fake_redis:
+            server = fakeredis.FakeServer()
+            redis = fakeredis.FakeRedis(server=server, decode_responses=True)
+            if _TAKES_WEB_SESSION_CLIENT:
+                clients["web_session_client"] = fakeredis.FakeRedis(server=server)
+        with pytest.MonkeyPatch.context() as patch:
+            builtins = operations.BUILTIN_OPERATIONS + tuple(extra_operations)
+            patch.setattr(operations, "BUILTIN_OPERATIONS", builtins)
+            return create_app({**TEST_SETTINGS, **(settings or {})}, redis_client=redis, **clients)
+
+    yield build
+
+
+@pytest.fixture
+def probe_app(make_app: AppFactory) -> Flask:
+    """An app with the built-in operations plus the tests' probe, typed and boom operations."""
+    return make_app(extra_operations=TEST_OPERATIONS)
+
+
+@pytest.fixture
+def probe_client(probe_app: Flask):
+    return probe_app.test_client()
+
+
+@pytest.fixture
+def client(app: Flask):
+    return app.test_client()
+
+
+@pytest.fixture
+def redis(gateway: Gateway):
+    return gateway.redis
+
+
+@pytest.fixture
+def alice(gateway: Gateway):
+    """User ``alice`` (API only: no password, so no slow Argon2 hashing)."""
+    return gateway.users.add("alice")
+
+
+@pytest.fixture
+def bob(gateway: Gateway):
+    return gateway.users.add("bob")
