@@ -22,6 +22,9 @@ max_requests_jitter = max_requests // 10
 #: ``X-Forwarded-For`` but pass ``X_Forwarded_For``. Set WSGATE_UNDERSCORE_HEADERS=1 to accept
 #: ``corebos_authorization`` from clients that send it, when no proxy in front relies on dropping.
 header_map = "dangerous" if os.environ.get("WSGATE_UNDERSCORE_HEADERS") == "1" else "drop"
+#: coreBOS clients send everything by GET when they like; keep long query strings inside the
+#: envelope's reach instead of gunicorn's own 414 page (8190 is gunicorn's largest).
+limit_request_line = 8190
 #: gunicorn 27's control socket defaults to one path per user, shared by every gunicorn on the
 #: host; the gateway does not use it.
 control_socket_disable = True

@@ -51,7 +51,7 @@ class Encoded(fields.Field):
             return value
         try:
             return json.loads(value)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:
             raise self.make_error("invalid") from error
 
 

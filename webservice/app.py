@@ -7,15 +7,24 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, render_template, request
+from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
 from webservice import cli, endpoint, envelope, web
 from webservice.csrf import init_csrf
-from webservice.errors import ErrorCode, WebServiceError, method_not_allowed
+from webservice.errors import (
+    ErrorCode,
+    WebServiceError,
+    internal_error,
+    method_not_allowed,
+    service_unavailable,
+)
 from webservice.gateway import EXTENSION_KEY, Gateway
 from webservice.redis_client import RedisClient
 from webservice.web_session import init_web_sessions
+
+log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -49,23 +58,41 @@ def create_app(
     app.register_blueprint(endpoint.blueprint)
     app.register_blueprint(web.blueprint)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(RedisError, _redis_error)
     if not app.secret_key:
         app.before_request(_load_shared_secret_key)
     cli.register(app)
     return app
 
 
-def _http_error(error: HTTPException) -> Response | HTTPException:
-    """Routing errors on the endpoint's paths (e.g. an odd method) still get the envelope."""
+def _http_error(error: HTTPException) -> Any:
+    """Routing errors on the endpoint's paths (e.g. an odd method) still get the envelope.
+
+    Flask hands exceptions raised outside a view (e.g. while opening the web session) to the 500
+    handler, wrapped: a Redis failure among them is still SERVICE_UNAVAILABLE.
+    """
+    if error.code == 500 and isinstance(getattr(error, "original_exception", None), RedisError):
+        return _redis_error(error.original_exception)  # type: ignore[attr-defined]
     if request.path not in endpoint.PATHS:
         return error
     if error.code == 413:
         return envelope.failure(endpoint.request_too_large())
     if error.code == 405:
         return envelope.failure(method_not_allowed(request.method))
+    if error.code == 500:
+        return envelope.failure(internal_error())
     return envelope.failure(
         WebServiceError(ErrorCode.INVALID_PARAMETER, f"Malformed request: {error.description}")
     )
+
+
+def _redis_error(error: RedisError) -> Response | tuple[str, int]:
+    """Redis failing outside the endpoint's own handling (page views, the secret-key hook)."""
+    log.warning("session store unavailable: %s", type(error).__name__)
+    if request.path in endpoint.PATHS:
+        return envelope.failure(service_unavailable())
+    message = "The session store is unreachable. Nothing is lost; try again shortly."
+    return render_template("error.html", title="Temporarily unavailable", message=message), 503
 
 
 def _load_shared_secret_key() -> None:

@@ -16,8 +16,7 @@ class ErrorCode:
     INVALID_PARAMETER = "INVALID_PARAMETER"
     ACCESS_DENIED = "ACCESS_DENIED"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
-    # Beyond coreBOS: the session store cannot be reached; the request changed nothing and can be
-    # retried once Redis is back.
+    # Beyond coreBOS: the session store cannot be reached; retry once Redis is back.
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     # Beyond coreBOS: the body or its parameters exceed the configured limits.
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
@@ -49,7 +48,7 @@ def internal_error() -> WebServiceError:
 def service_unavailable() -> WebServiceError:
     return WebServiceError(
         ErrorCode.SERVICE_UNAVAILABLE,
-        "The session store is unreachable; nothing was changed, try again shortly",
+        "The session store is unreachable; try again shortly",
     )
 
 

@@ -1,9 +1,10 @@
 """Creates the Redis client and runs the gateway's Lua scripts on it.
 
 The client is made per process by the app factory; under gunicorn that is after the fork, so no two
-workers share a socket. Timeouts are bounded: when Redis is down a request fails within about
-``REDIS_CONNECT_TIMEOUT`` (or ``REDIS_SOCKET_TIMEOUT`` for a hung server) with SERVICE_UNAVAILABLE,
-and the next request reconnects by itself once Redis is back.
+workers share a socket. Timeouts are bounded: when Redis is down a request fails with
+SERVICE_UNAVAILABLE within twice ``REDIS_CONNECT_TIMEOUT`` (refused connections fail at once), or
+twice ``REDIS_SOCKET_TIMEOUT`` for a hung server (one retry), and the next request reconnects by
+itself once Redis is back.
 """
 
 from __future__ import annotations

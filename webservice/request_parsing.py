@@ -75,7 +75,7 @@ def _json_body(request: Request) -> dict[str, Any]:
         return {}
     try:
         decoded = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         decoded = None
     if not isinstance(decoded, dict):
         raise WebServiceError(

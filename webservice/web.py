@@ -73,6 +73,8 @@ def home(login: Session) -> str:
 @login_required
 def sessions(login: Session) -> str:
     views = current_gateway().sessions.list_for_user(login.user_id)
+    # This browser's family first, its web session at the top; then the rest, newest first.
+    views.sort(key=lambda view: (view.family_id != login.family_id, view.kind != "web"))
     return render_template("sessions.html", login=login, sessions=views)
 
 

@@ -71,7 +71,14 @@ def has_web_cookie() -> bool:
 
 
 def start_login(user_id: int, username: str) -> Session:
-    """Logs this browser in: a new session id (no fixation) that roots a new family."""
+    """Logs this browser in: a new session id (no fixation) that roots a new family.
+
+    A login this browser already had ends first, with its API sessions: nobody could reach its
+    root any more once the session id changes.
+    """
+    previous = current_login()
+    if previous is not None:
+        current_gateway().sessions.end_family(previous)
     current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
     login = current_gateway().sessions.open_web(session.sid, user_id, username, client_info(request))
     session[FAMILY] = login.family_id

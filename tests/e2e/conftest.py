@@ -74,7 +74,7 @@ def start_gunicorn(redis_url: str, log_path: Path, workers: int = 2, extra_env: 
         try:
             requests.get(f"{base_url}/webservice.php", timeout=1)
             break
-        except requests.ConnectionError:
+        except requests.RequestException:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
                 raise RuntimeError(f"gunicorn did not start; see {log_path}")
