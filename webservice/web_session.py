@@ -9,7 +9,7 @@ therefore cannot bring the login back: the family it names is gone.
 from __future__ import annotations
 
 from flask import Flask, current_app, flash, g, request, session
-from flask_session.base import ServerSideSessionInterface
+from flask_session.base import ServerSideSession, ServerSideSessionInterface
 from flask_session.redis import RedisSessionInterface
 
 from webservice.gateway import Gateway, current_gateway
@@ -36,6 +36,16 @@ class WebSessionInterface(RedisSessionInterface):
     def _get_store_id(self, sid: str) -> str:
         """The Redis key holds a hash of the cookie's session id, never the id itself."""
         return self.key_prefix + hash_secret(sid)
+
+    def rotate(self, web_session: ServerSideSession) -> None:
+        """Gives the session a new id and drops the old one's data, even when it is empty.
+
+        (Flask-Session's own ``regenerate`` skips empty sessions, and a session that just found
+        its login ended is empty.)
+        """
+        self._delete_session(self._get_store_id(web_session.sid))
+        web_session.sid = self._generate_sid(self.sid_length)
+        web_session.modified = True
 
 
 def init_web_sessions(app: Flask, gateway: Gateway, client: RedisClient | None) -> None:
@@ -79,7 +89,7 @@ def start_login(user_id: int, username: str) -> Session:
     previous = current_login()
     if previous is not None:
         current_gateway().sessions.end_family(previous)
-    current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
+    _interface().rotate(session)
     login = current_gateway().sessions.open_web(session.sid, user_id, username, client_info(request))
     session[FAMILY] = login.family_id
     setattr(g, _CURRENT, login)
@@ -98,7 +108,7 @@ def end_login(farewell: str | None = None) -> None:
     session.clear()
     if farewell:
         flash(farewell)
-        current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
+        _interface().rotate(session)
     setattr(g, _CURRENT, None)
 
 
@@ -112,3 +122,9 @@ def extend_login() -> tuple[SessionId, Session] | None:
         session.clear()
     return extended
 
+
+def _interface() -> WebSessionInterface:
+    interface = current_app.session_interface
+    if not isinstance(interface, WebSessionInterface):
+        raise RuntimeError("init_web_sessions() was not called for this app")
+    return interface
