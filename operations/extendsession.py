@@ -7,27 +7,42 @@ from typing import Any
 from operations.login import session_result
 from operations.registry import operation
 from webservice.context import OperationContext
-from webservice.csrf import CSRF_HEADER, is_same_origin
+from webservice.csrf import CSRF_HEADER, has_valid_csrf_header, origin_verdict
 from webservice.errors import ErrorCode, WebServiceError, authentication_required
-from webservice.web_session import extend_login, has_web_cookie
+from webservice.web_session import claims_login, extend_login, has_web_cookie
+
+
+def cross_site_refused() -> WebServiceError:
+    return WebServiceError(
+        ErrorCode.ACCESS_DENIED,
+        f"Cross-site request refused: send the {CSRF_HEADER} header from the gateway's pages",
+    )
+
+
+def authentication_failed() -> WebServiceError:
+    return WebServiceError(ErrorCode.AUTHENTICATION_FAILURE, "Authentication Failed")
 
 
 @operation("extendsession", needs_session=False)
 def extendsession(context: OperationContext, params: dict[str, Any]) -> dict[str, str]:
     """Gives the web-UI login of this browser a new API session, linked to it.
 
-    Needs the web session cookie and proof of same origin (CSRF token header or Origin). The API
-    session has its own id; logging out of it or of the web UI ends both.
+    Needs the web session cookie and proof of same origin: an ``Origin`` that is the gateway's own
+    (or trusted), or, without ``Origin``, the page's CSRF token in ``X-CSRFToken``. A foreign
+    ``Origin`` is refused before anything else is looked at. The API session has its own id;
+    logging out of it or of the web UI ends both.
     """
     if not has_web_cookie():
         raise authentication_required()
-    if not is_same_origin():
-        raise WebServiceError(
-            ErrorCode.ACCESS_DENIED,
-            f"Cross-site request refused: send the {CSRF_HEADER} header from the gateway's pages",
-        )
+    origin_ok = origin_verdict()
+    if origin_ok is False:
+        raise cross_site_refused()
+    if not claims_login():
+        raise authentication_failed()
+    if origin_ok is None and not has_valid_csrf_header():
+        raise cross_site_refused()
     extended = extend_login()
     if extended is None:
-        raise WebServiceError(ErrorCode.AUTHENTICATION_FAILURE, "Authentication Failed")
+        raise authentication_failed()
     session_id, session = extended
     return session_result(context.gateway.settings, session_id, session.user_id)

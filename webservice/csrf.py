@@ -13,7 +13,8 @@ csrf = CSRFProtect()
 
 def init_csrf(app: Flask, exempt: Blueprint) -> None:
     """Every POST of the web UI needs the token; ``exempt`` (webservice.php) is authenticated by
-    session ids, not cookies, and checks extendsession itself with :func:`is_same_origin`."""
+    session ids, not cookies, and extendsession checks :func:`origin_verdict` and
+    :func:`has_valid_csrf_header` itself."""
     csrf.init_app(app)
     csrf.exempt(exempt)
 
@@ -22,16 +23,20 @@ def own_origin() -> str:
     return f"{request.scheme}://{request.host}"
 
 
-def is_same_origin() -> bool:
-    """Whether this request surely comes from the gateway's own pages (or a trusted origin).
+def origin_verdict() -> bool | None:
+    """Whether the request's ``Origin`` is the gateway's own or a trusted one; ``None`` if absent.
 
-    A request that names its ``Origin`` is judged by it alone: a foreign origin is refused even
-    with a valid cookie and token. One without ``Origin`` must carry a valid CSRF token in the
-    ``X-CSRFToken`` header.
+    Browsers send ``Origin`` on cross-site POSTs, so a foreign one is refused outright, whatever
+    cookie and token come with it.
     """
     origin = request.headers.get("Origin")
-    if origin is not None:
-        return origin == own_origin() or origin in current_app.config["TRUSTED_ORIGINS"]
+    if origin is None:
+        return None
+    return origin == own_origin() or origin in current_app.config["TRUSTED_ORIGINS"]
+
+
+def has_valid_csrf_header() -> bool:
+    """Whether ``X-CSRFToken`` carries this web session's CSRF token."""
     token = request.headers.get(CSRF_HEADER)
     if not token:
         return False

@@ -76,6 +76,11 @@ def _check_login() -> Session | None:
     return login
 
 
+def claims_login() -> bool:
+    """Whether this browser's session data names a login (live or not: see current_login)."""
+    return bool(session.get(FAMILY))
+
+
 def has_web_cookie() -> bool:
     return bool(request.cookies.get(current_gateway().settings["SESSION_COOKIE_NAME"]))
 
