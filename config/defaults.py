@@ -51,6 +51,9 @@ SESSION_COOKIE_SAMESITE = "Lax"
 #: Origins (``https://app.example.com``) besides the gateway's own from which a page may call
 #: extendsession with its web cookie and no CSRF token.
 TRUSTED_ORIGINS: list[str] = []
+#: A web session's data is written only when it changes. It lives SESSION_ABSOLUTE_TIMEOUT, as
+#: long as any login can; whether the browser is logged in is read from its session family.
+SESSION_REFRESH_EACH_REQUEST = False
 #: CSRF tokens live as long as the web session they belong to.
 WTF_CSRF_TIME_LIMIT = None
 
