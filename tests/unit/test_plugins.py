@@ -7,20 +7,13 @@ a new app discovers its ``echo`` operation and dispatches to it.
 
 from __future__ import annotations
 
-import base64
-import csv
-import hashlib
 import importlib
 import importlib.metadata
-import importlib.util
-import io
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
-import tomllib
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -33,68 +26,21 @@ EXAMPLE_PLUGIN = Path(__file__).resolve().parents[1] / "example_plugin"
 PLUGIN_MODULES = ("wsgate_example_plugin", "wsgate_clash_plugin")
 
 
-def setuptools_builds_wheels() -> bool:
-    """Whether setuptools in this environment can build a wheel (70.1+, or with ``wheel``)."""
-    if importlib.util.find_spec("wheel") is not None:
-        return True
-    major, minor = (int(part) for part in importlib.metadata.version("setuptools").split(".")[:2])
-    return (major, minor) >= (70, 1)
-
-
 def pip_install(source: Path, target: Path) -> None:
-    """Installs the distribution in ``source`` into ``target`` with pip, offline.
-
-    The distribution is built by its own backend (setuptools) in this environment. A setuptools
-    older than 70.1 needs the separate ``wheel`` package for that; when it is missing, the wheel is
-    assembled here from the same pyproject.toml and pip installs that instead.
-    """
+    """Installs the distribution in ``source`` into ``target`` with pip, offline, built by its
+    own backend (setuptools, from the test extra) in this environment."""
     command = [
         sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
         "--disable-pip-version-check", "--no-input", "--quiet", "--target", str(target),
-    ]
-    what = source if setuptools_builds_wheels() else _assemble_wheel(source, source.parent / "dist")
+    ]  # fmt: skip
     done = subprocess.run(
-        [*command, str(what)],
+        [*command, str(source)],
         capture_output=True,
         text=True,
         timeout=120,
         env={**os.environ, "PIP_NO_INPUT": "1"},
     )
     assert done.returncode == 0, f"pip install failed:\n{done.stdout}\n{done.stderr}"
-
-
-def _assemble_wheel(source: Path, out: Path) -> Path:
-    """A pure-Python wheel of a ``src/`` layout distribution, from its [project] table."""
-    project = tomllib.loads((source / "pyproject.toml").read_text())["project"]
-    dist = project["name"].replace("-", "_")
-    info = f"{dist}-{project['version']}.dist-info"
-    files: dict[str, bytes] = {}
-    for path in sorted((source / "src").rglob("*.py")):
-        files[path.relative_to(source / "src").as_posix()] = path.read_bytes()
-    files[f"{info}/METADATA"] = (
-        f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n"
-    ).encode()
-    files[f"{info}/WHEEL"] = (
-        b"Wheel-Version: 1.0\nGenerator: wsgate-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    )
-    entry_points = "".join(
-        f"[{group}]\n" + "".join(f"{name} = {value}\n" for name, value in names.items())
-        for group, names in project.get("entry-points", {}).items()
-    )
-    files[f"{info}/entry_points.txt"] = entry_points.encode()
-    record = io.StringIO()
-    writer = csv.writer(record, lineterminator="\n")
-    for name, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        writer.writerow([name, f"sha256={digest}", len(data)])
-    writer.writerow([f"{info}/RECORD", "", ""])
-    files[f"{info}/RECORD"] = record.getvalue().encode()
-    out.mkdir(parents=True, exist_ok=True)
-    wheel = out / f"{dist}-{project['version']}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return wheel
 
 
 def _install_copy(source: Path, workdir: Path) -> Path:
