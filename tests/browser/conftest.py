@@ -13,19 +13,16 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 
 from tests.wsclient import WebServiceClient, http_transport
 from webservice import create_app
 from webservice.gateway import current_gateway
-from webservice.redis_server import RedisServer, free_port
+from tests.gunicorn_process import start_gunicorn, stop_gunicorn
+from webservice.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
@@ -106,54 +103,19 @@ class Gateway:
     secret_key: str
 
 
-def _wait_until_serving(base_url: str, process: subprocess.Popen, log_path: Path) -> None:
-    """Until a worker answers. Workers import the app after the master listens, so early requests
-    may be accepted and then wait: any failure short of gunicorn exiting means "not yet"."""
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            requests.get(f"{base_url}/webservice.php", timeout=5)
-            return
-        except requests.RequestException:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                process.wait()
-                pytest.fail(f"gunicorn did not start serving; see {log_path}", pytrace=False)
-            time.sleep(0.1)
-
-
 @pytest.fixture(scope="session")
 def live_gateway(tmp_path_factory: pytest.TempPathFactory) -> Gateway:
     """gunicorn (config/gunicorn.conf.py, 2 workers) over its own redis-server, for the browser
     tier; plain HTTP on loopback, so the session cookie is not marked Secure."""
     workdir = tmp_path_factory.mktemp("browser")
     with RedisServer(workdir / "redis") as redis_server:
-        port = free_port()
-        env = {
-            **os.environ,
-            "WSGATE_REDIS_URL": redis_server.url,
-            "WSGATE_BIND": f"127.0.0.1:{port}",
-            "WSGATE_WORKERS": "2",
-            "WSGATE_SECRET_KEY": SECRET_KEY,
-            "WSGATE_SESSION_COOKIE_SECURE": "false",
-        }
-        log_path = workdir / "gunicorn.log"
-        with open(log_path, "w") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "wsgi:app"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        base_url = f"http://127.0.0.1:{port}"
+        process, base_url, _ = start_gunicorn(
+            redis_server.url, workdir / "gunicorn.log", extra_env={"WSGATE_SECRET_KEY": SECRET_KEY}
+        )
         try:
-            _wait_until_serving(base_url, process, log_path)
             yield Gateway(base_url, redis_server.url, SECRET_KEY)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_gunicorn(process)
 
 
 @dataclass(frozen=True)

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 
-from webservice.redis_server import RedisServer, free_port
+from tests.gunicorn_process import ROOT, start_gunicorn, stop_gunicorn
+from webservice.redis_server import RedisServer
 
-ROOT = Path(__file__).resolve().parents[2]
 ACCESS_LINE = re.compile(r'^<(\d+)> "([^"]*)" \d+')
-
-
-#: Test-only gunicorn options: the access log names the worker's pid (``%(p)s`` is ``<pid>``), so
-#: a test can tell which worker answered; no control socket in the home directory, which two
-#: gunicorns running at once would share.
-TEST_GUNICORN_ARGS = """--access-logformat '%(p)s "%(r)s" %(s)s' --no-control-socket"""
 
 
 @dataclass
@@ -49,46 +40,6 @@ class Gateway:
             [sys.executable, "-m", "flask", "--app", "wsgi", *args],
             cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=60, check=True,
         )  # fmt: skip
-
-
-def start_gunicorn(redis_url: str, log_path: Path, workers: int = 2, extra_env: dict | None = None):
-    port = free_port()
-    env = {
-        **os.environ,
-        "WSGATE_REDIS_URL": redis_url,
-        "WSGATE_BIND": f"127.0.0.1:{port}",
-        "WSGATE_WORKERS": str(workers),
-        "WSGATE_SECRET_KEY": "e2e-secret-key",
-        "WSGATE_SESSION_COOKIE_SECURE": "false",
-        "GUNICORN_CMD_ARGS": TEST_GUNICORN_ARGS,
-        **(extra_env or {}),
-    }
-    log = open(log_path, "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "wsgi:app"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            requests.get(f"{base_url}/webservice.php", timeout=1)
-            break
-        except requests.RequestException:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"gunicorn did not start; see {log_path}")
-            time.sleep(0.1)
-    return process, base_url, env
-
-
-def stop_gunicorn(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @pytest.fixture(scope="module")

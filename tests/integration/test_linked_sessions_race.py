@@ -1338,7 +1338,7 @@ def test_stress_linked_sessions_in_process(linked_app, inspector):
 @pytest.mark.e2e
 def test_stress_linked_sessions_over_http_on_gunicorn(tmp_path):
     """The same run over real HTTP against gunicorn with two worker processes."""
-    from tests.e2e.conftest import start_gunicorn, stop_gunicorn
+    from tests.gunicorn_process import start_gunicorn, stop_gunicorn
 
     with RedisServer(tmp_path / "redis") as server:
         local = build_app(server.url)  # adds users, reads the store; serves nothing

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,8 +16,6 @@ from webservice import create_app
 from webservice.gateway import EXTENSION_KEY, Gateway
 
 AppFactory = Callable[..., Flask]
-#: Whether the app factory also takes a (bytes-answering) client for the web UI's sessions.
-_TAKES_WEB_SESSION_CLIENT = "web_session_client" in inspect.signature(create_app).parameters
 
 
 def gateway_of(app: Flask) -> Gateway:
@@ -40,8 +37,7 @@ def make_app() -> Iterator[AppFactory]:
         if redis is None and use_fake_redis:
             server = fakeredis.FakeServer()
             redis = fakeredis.FakeRedis(server=server, decode_responses=True)
-            if _TAKES_WEB_SESSION_CLIENT:
-                clients["web_session_client"] = fakeredis.FakeRedis(server=server)
+            clients["web_session_client"] = fakeredis.FakeRedis(server=server)
         with pytest.MonkeyPatch.context() as patch:
             builtins = operations.BUILTIN_OPERATIONS + tuple(extra_operations)
             patch.setattr(operations, "BUILTIN_OPERATIONS", builtins)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.unit.web_support import (
+from tests.unit.web.support import (
     ENDPOINT,
     OWN_ORIGIN,
     Env,
@@ -20,16 +20,6 @@ from tests.unit.web_support import (
 )
 
 REFUSED = "ACCESS_DENIED"
-
-
-@pytest.fixture
-def env() -> Env:
-    return make_env()
-
-
-@pytest.fixture
-def alice(env: Env):
-    return env.add_user("alice")
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import secrets
 
 import pytest
 
-from tests.unit.web_support import (
+from tests.unit.web.support import (
     API_AGENT,
     BROWSER_AGENT,
     PASSWORD,
@@ -19,21 +19,6 @@ from tests.unit.web_support import (
     session_items,
     set_cookie_headers,
 )
-
-
-@pytest.fixture
-def env() -> Env:
-    return make_env()
-
-
-@pytest.fixture
-def alice(env: Env):
-    return env.add_user("alice")
-
-
-@pytest.fixture
-def bob(env: Env):
-    return env.add_user("bob")
 
 
 STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"

@@ -7,33 +7,17 @@ import re
 
 import pytest
 
-from tests.unit.web_support import (
+from tests.unit.web.support import (
     API_AGENT,
     BROWSER_AGENT,
     PASSWORD,
     Env,
     failed,
     family_of,
-    make_env,
     md5_proof,
     member_of,
     ok,
 )
-
-
-@pytest.fixture
-def env() -> Env:
-    return make_env()
-
-
-@pytest.fixture
-def alice(env: Env):
-    return env.add_user("alice")
-
-
-@pytest.fixture
-def bob(env: Env):
-    return env.add_user("bob")
 
 
 @pytest.fixture

@@ -5,35 +5,18 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
 
-from tests.unit.web_support import (
+from tests.unit.web.support import (
     API_AGENT,
     BROWSER_AGENT,
     Env,
     failed,
     family_of,
-    make_env,
     member_of,
     ok,
 )
 
 FIELDS = {"handle", "kind", "linked", "created", "lastUsed", "address", "userAgent", "current"}
-
-
-@pytest.fixture
-def env() -> Env:
-    return make_env()
-
-
-@pytest.fixture
-def alice(env: Env):
-    return env.add_user("alice")
-
-
-@pytest.fixture
-def bob(env: Env):
-    return env.add_user("bob")
 
 
 def handle(session_name: str) -> str:
