@@ -1,0 +1,255 @@
+"""The data scripts/bench drives the gateway with: sessions (made through the login path, or
+bulk-loaded with the gateway's own Lua script), dead session ids, web UI logins; and the
+in-process, client-side count of Redis round trips. See scripts/bench_run.py."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import re
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+#: What a bulk-loaded session says about its client (shown in session listings).
+LOADER_ADDRESS = "127.0.0.1"
+LOADER_AGENT = "python-requests/2.32.3"
+
+
+# --- the gateway's data -------------------------------------------------------------------------
+
+
+def bulk_load(
+    client: Any, gateway: Any, users: list[tuple[int, str]], count: int, *, batch: int = 1000
+) -> list[str]:
+    """Creates ``count`` live API sessions spread over ``users``; answers their session ids.
+
+    Each is a one-member family written by the gateway's own ``SessionStore.OPEN`` Lua script (the
+    layout of _LUA_CREATE_FAMILY, times from the Redis clock) and indexed in the user's family set,
+    as ``login`` does, but sent a thousand at a time in pipelines with no challenge to consume.
+    """
+    from webservice.sessions import ClientInfo, SessionStore
+    from webservice.tokens import SessionId, new_family_id
+
+    keys, store = gateway.keys, gateway.sessions
+    script = SessionStore.OPEN
+    script.load(client)
+    packed = ClientInfo(LOADER_ADDRESS, LOADER_AGENT).packed("api")
+    ids: list[str] = []
+    for start in range(0, count, batch):
+        expiry_estimate = int(time.time() * 1000) + store.absolute_ms
+        pipe = client.pipeline(transaction=False)
+        for index in range(start, min(count, start + batch)):
+            user_id, username = users[index % len(users)]
+            session_id = SessionId.new(new_family_id())
+            script.queue(
+                pipe,
+                [keys.family(session_id.family_id)],
+                [username, user_id, session_id.member, packed, store.idle_ms, store.absolute_ms],
+            )
+            pipe.zadd(keys.user_families(user_id), {session_id.family_id: expiry_estimate})
+            ids.append(str(session_id))
+        answers = pipe.execute()
+        if any(answer != 1 for answer in answers[0::2]):
+            raise RuntimeError("the bulk loader could not create every family")
+    return ids
+
+
+def sessions_via_login(gateway: Any, users: list[tuple[int, str]], count: int) -> list[str]:
+    """Live API sessions made the way ``login`` makes them (a challenge, then the login script),
+    through the gateway's own ChallengeStore and SessionStore, one at a time."""
+    from webservice.sessions import ClientInfo
+
+    client_info = ClientInfo(LOADER_ADDRESS, LOADER_AGENT)
+    ids = []
+    for index in range(count):
+        user_id, username = users[index % len(users)]
+        challenge = gateway.challenges.issue(username)
+        session_id = gateway.sessions.open_from_challenge(
+            challenge.token, user_id, username, client_info
+        )
+        if session_id is None:
+            raise RuntimeError("could not open a session from a fresh challenge")
+        ids.append(str(session_id))
+    return ids
+
+
+def dead_session_ids(count: int) -> list[str]:
+    """Well-formed session ids (the exact shape the gateway hands out) that name no live session."""
+    from webservice.tokens import SessionId, new_family_id
+
+    return [str(SessionId.new(new_family_id())) for _ in range(count)]
+
+
+def web_login(base_url: str, username: str, password: str) -> tuple[str, str]:
+    """Logs in through the web UI's form like a browser; answers (Cookie header, CSRF token of
+    the page it lands on)."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    page = opener.open(f"{base_url}/login", timeout=10).read().decode()
+    form_token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    if not form_token:
+        raise RuntimeError("no csrf_token in the login form")
+    body = urllib.parse.urlencode(
+        {"username": username, "password": password, "csrf_token": form_token.group(1)}
+    ).encode()
+    page = opener.open(f"{base_url}/login", body, timeout=10).read().decode()  # redirects to /
+    page_token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page)
+    cookies = [cookie for cookie in jar if cookie.name == "wsgate_session"]
+    if not page_token or not cookies:
+        raise RuntimeError("the web login did not reach the home page")
+    return f"{cookies[0].name}={cookies[0].value}", page_token.group(1)
+
+
+def post_form(url: str, fields: dict[str, str], headers: dict[str, str] | None = None) -> dict:
+    request = urllib.request.Request(
+        url, urllib.parse.urlencode(fields).encode(), headers=headers or {}
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+def wait_http(url: str, process: subprocess.Popen, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            pass
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {process.returncode} before serving")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not answer at {url} within {timeout:.0f}s")
+        time.sleep(0.1)
+
+
+def write_lines(path: Path, lines: Iterable[str]) -> Path:
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return path
+
+
+def count_boots(log: Path | None) -> int:
+    if log is None or not log.exists():
+        return 0
+    with open(log, "rb") as text:
+        return sum(1 for line in text if b"Booting worker" in line)
+
+
+# --- client-side round trips, in-process --------------------------------------------------------
+
+
+def client_side_round_trips(
+    redis_url: str, users: list[tuple[int, str, str]], web_user: tuple[str, str], secret_key: str
+) -> dict[str, dict]:
+    """Round trips and commands that redis-py sends for one request of each kind (average of 20),
+    counted in-process on the gateway's two clients, through a Flask test client."""
+    import redis
+    from webservice import create_app
+    from webservice.challenges import login_proof
+
+    tally = Counter()
+
+    class CountingConnection(redis.Connection):
+        def send_packed_command(self, command, check_health=True):  # type: ignore[no-untyped-def]
+            tally["round_trips"] += 1
+            return super().send_packed_command(command, check_health)
+
+        def send_command(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            tally["commands"] += 1
+            return super().send_command(*args, **kwargs)
+
+        def pack_commands(self, commands):  # type: ignore[no-untyped-def]
+            commands = list(commands)
+            tally["commands"] += len(commands)
+            return super().pack_commands(commands)
+
+    def counting_client(decode: bool) -> redis.Redis:
+        pool = redis.ConnectionPool.from_url(
+            redis_url, connection_class=CountingConnection, decode_responses=decode
+        )
+        return redis.Redis(connection_pool=pool)
+
+    app = create_app(
+        {"SECRET_KEY": secret_key, "SESSION_COOKIE_SECURE": False, "REDIS_URL": redis_url},
+        redis_client=counting_client(True),
+        web_session_client=counting_client(False),
+    )
+    client = app.test_client()
+    _, username, access_key = users[0]
+    repeats = 20
+    results: dict[str, dict] = {}
+
+    def measure(name: str, call: Callable[[], Any], check: Callable[[dict], bool]) -> None:
+        if not check(call()):  # the first call may load Lua scripts: not counted
+            raise RuntimeError(f"in-process {name} failed")
+        tally.clear()
+        for _ in range(repeats):
+            answer = call()
+            if not check(answer):
+                raise RuntimeError(f"in-process {name} failed: {answer}")
+        results[name] = {
+            "round_trips": tally["round_trips"] / repeats,
+            "commands_sent": tally["commands"] / repeats,
+        }
+
+    def ws_get(**params: str) -> dict:
+        return client.get("/webservice.php", query_string=params).get_json()
+
+    def ws_post(headers: dict[str, str] | None = None, **params: str) -> dict:
+        return client.post("/webservice.php", data=params, headers=headers or {}).get_json()
+
+    def login() -> str:
+        token = ws_get(operation="getchallenge", username=username)["result"]["token"]
+        answer = ws_post(
+            operation="login", username=username, accessKey=login_proof(token, access_key)
+        )
+        return answer["result"]["sessionName"]
+
+    def ok(answer: dict) -> bool:
+        return answer.get("success") is True
+
+    session = login()
+    tokens: list[str] = []
+    measure(
+        "getchallenge",
+        lambda: ws_get(operation="getchallenge", username=username),
+        lambda a: ok(a) and not tokens.append(a["result"]["token"]),
+    )
+    measure(
+        "login",
+        lambda: ws_post(
+            operation="login", username=username, accessKey=login_proof(tokens.pop(), access_key)
+        ),
+        ok,
+    )
+    measure("listtypes", lambda: ws_get(operation="listtypes", sessionName=session), ok)
+    dead = dead_session_ids(1)[0]
+    measure(
+        "dead",
+        lambda: ws_get(operation="listtypes", sessionName=dead),
+        lambda a: a.get("error", {}).get("code") == "AUTHENTICATION_REQUIRED",
+    )
+    to_end = [login() for _ in range(repeats + 2)]
+    measure("logout", lambda: ws_post(operation="logout", sessionName=to_end.pop()), ok)
+
+    # The web UI login, then extendsession from its page.
+    page = client.get("/login").get_data(as_text=True)
+    form_token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    client.post(
+        "/login", data={"username": web_user[0], "password": web_user[1], "csrf_token": form_token}
+    )
+    page = client.get("/").get_data(as_text=True)
+    page_token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
+    measure(
+        "extendsession", lambda: ws_post({"X-CSRFToken": page_token}, operation="extendsession"), ok
+    )
+    return results

@@ -1,0 +1,786 @@
+"""The driver of scripts/bench: starts Redis, the gateway and a reference app, drives them with
+wrk, and reports requests per second, latency, failures and Redis cost per request.
+
+Run it through ``scripts/bench`` (which makes .venv, installs wrk and cleans up after it); the
+options are described by ``scripts/bench --help``.
+
+What runs:
+
+- one ephemeral ``redis-server`` (webservice.redis_server.RedisServer) on a free loopback port;
+- the gateway under gunicorn with the production settings (``-c config/gunicorn.conf.py wsgi:app``);
+- the reference app (scripts/bench_reference.py: one Redis GET, a small JSON answer) under the same
+  gunicorn settings, on another port;
+- wrk with scripts/bench_wrk.lua, one workload at a time, at a fixed concurrency and duration.
+
+How Redis cost is measured, around each workload: ``INFO`` before and after.
+``commands/req`` is the delta of ``INFO commandstats`` calls (every command Redis executed,
+including those a Lua script runs) divided by the requests wrk completed. ``round trips/req`` is the
+delta of ``total_reads_processed`` (one per request a client sends; a pipeline arrives as one)
+divided by the same; the monitoring connection's own INFO is subtracted. The same figures are
+also counted on the client side in-process (a Flask test client over a connection class that counts
+what redis-py sends), for one request of each kind, as a cross-check.
+
+Every process started here runs in its own process group and is stopped on exit, on errors and on
+SIGINT / SIGTERM / SIGHUP; its pid is also written to ``<workdir>/pids`` so that scripts/bench can
+stop leftovers if this driver itself is killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench_data import (
+    bulk_load,
+    client_side_round_trips,
+    count_boots,
+    dead_session_ids,
+    post_form,
+    sessions_via_login,
+    wait_http,
+    web_login,
+    write_lines,
+)
+from bench_measure import (
+    CLOCK_TICKS,
+    Children,
+    WrkResult,
+    _machine_jiffies,
+    cpu_cost,
+    cpu_sample,
+    machine_facts,
+    redis_cost,
+    run_wrk,
+    say,
+    snapshot,
+)
+from bench_report import LABELS, WORKLOADS, render, summarize_profile
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "scripts"
+DEFAULT_SCALE = "10000,100000,1000000"
+
+
+class Interrupted(SystemExit):
+    """A signal asked us to stop."""
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, workdir: Path, children: Children) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.children = children
+        self.report: dict[str, Any] = {"settings": {}, "workloads": {}, "scale": []}
+        self.redis_server: Any = None
+
+    # ----------------------------------------------------------------------------- setup
+    def start(self) -> None:
+        import redis
+        from webservice.redis_server import RedisServer, free_port
+
+        args = self.args
+        self.redis_server = RedisServer(self.workdir / "redis")
+        self.redis_server.start()
+        self.children.register(self.redis_server.process.pid, "redis-server", group=False)
+        self.redis_url = self.redis_server.url
+        say(f"redis-server on 127.0.0.1:{self.redis_server.port} (ephemeral)")
+        self.monitor = redis.Redis.from_url(self.redis_url, decode_responses=True)
+        # The loader has its own connection: its buffers go away when it disconnects.
+        self.loader = redis.Redis.from_url(self.redis_url, decode_responses=True)
+
+        self.secret_key = secrets.token_urlsafe(48)
+        env = {k: v for k, v in os.environ.items()}
+        env.update(
+            WSGATE_REDIS_URL=self.redis_url,
+            WSGATE_SECRET_KEY=self.secret_key,
+            WSGATE_SESSION_COOKIE_SECURE="false",
+        )
+        if args.workers:
+            env["WSGATE_WORKERS"] = str(args.workers)
+        if args.access_log is not None:
+            env["WSGATE_ACCESS_LOG"] = args.access_log
+        os.environ.update(
+            {
+                k: env[k]
+                for k in ("WSGATE_REDIS_URL", "WSGATE_SECRET_KEY", "WSGATE_SESSION_COOKIE_SECURE")
+            }
+        )
+
+        from webservice import create_app
+
+        self.app = create_app()
+        self.gateway = self.app.extensions["wsgate"]
+        self.monitor.set("bench:reference", "hello")
+
+        # Users: one per wrk thread for the login workload, one with a password for the web UI,
+        # and a pool that the pre-made sessions are spread over.
+        users = self.gateway.users
+        self.api_users = [users.add(f"bench-api-{i}") for i in range(max(1, args.threads))]
+        self.web_password = secrets.token_urlsafe(12)
+        users.add("bench-web", self.web_password)
+        self.pool = [
+            (u.id, u.username) for u in (users.add(f"bench-user-{i}") for i in range(args.users))
+        ]
+
+        gunicorn = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(ROOT / "config" / "gunicorn.conf.py"),
+        ]
+        self.gateway_port, self.reference_port = free_port(), free_port()
+        self.gateway_log = self.workdir / "gateway.log"
+        self.reference_log = self.workdir / "reference.log"
+        self.gateway_proc = self.children.start(
+            "gunicorn wsgate",
+            [*gunicorn, "wsgi:app"],
+            env={**env, "WSGATE_BIND": f"127.0.0.1:{self.gateway_port}"},
+            log=self.gateway_log,
+        )
+        self.reference_proc = self.children.start(
+            "gunicorn reference",
+            [*gunicorn, "--pythonpath", str(SCRIPTS), "bench_reference:app"],
+            env={**env, "WSGATE_BIND": f"127.0.0.1:{self.reference_port}"},
+            log=self.reference_log,
+        )
+        self.base = f"http://127.0.0.1:{self.gateway_port}"
+        self.reference_base = f"http://127.0.0.1:{self.reference_port}"
+        wait_http(f"{self.base}/webservice.php", self.gateway_proc.process, "the gateway")
+        wait_http(f"{self.reference_base}/reference", self.reference_proc.process, "the reference")
+        say(
+            f"gateway at {self.base}, reference at {self.reference_base} "
+            f"(gunicorn -c config/gunicorn.conf.py, {self.worker_count()} workers each)"
+        )
+
+    def worker_count(self) -> int:
+        if self.args.workers:
+            return self.args.workers
+        import multiprocessing
+
+        return int(os.environ.get("WSGATE_WORKERS", multiprocessing.cpu_count() * 2))
+
+    # ----------------------------------------------------------------------------- workloads
+    def wrk(
+        self,
+        workload: str,
+        *,
+        duration: float,
+        data: Path | None = None,
+        url: str | None = None,
+        path: str | None = None,
+    ) -> WrkResult:
+        return run_wrk(
+            self.children,
+            url or self.base,
+            workload,
+            threads=self.args.threads,
+            connections=self.args.connections,
+            duration=duration,
+            data=data,
+            path=path,
+            log=self.workdir / f"wrk-{workload}.log",
+        )
+
+    def wait_for_quiet(self) -> float | None:
+        """With --quiet-below P: waits (up to --quiet-wait seconds) for a second in which the
+        machine's CPUs are less than P% busy (this benchmark is idle meanwhile); answers the last
+        busy share seen."""
+        threshold = self.args.quiet_below
+        if not threshold:
+            return None
+        deadline = time.monotonic() + self.args.quiet_wait
+        waited = False
+        while True:
+            busy0, total0 = _machine_jiffies()
+            time.sleep(1.0)
+            busy1, total1 = _machine_jiffies()
+            busy = 100 * (busy1 - busy0) / max(total1 - total0, 1)
+            if busy < threshold or time.monotonic() > deadline:
+                if waited:
+                    say(f"machine {busy:.0f}% busy: going on")
+                return round(busy, 1)
+            if not waited:
+                say(f"machine {busy:.0f}% busy (others): waiting for under {threshold:g}%")
+                waited = True
+
+    def measure(self, workload: str, **kwargs: Any) -> dict[str, Any]:
+        busy_before = self.wait_for_quiet()
+        log = self.reference_log if workload == "reference" else self.gateway_log
+        boots = count_boots(log)
+        app = self.reference_proc if workload == "reference" else self.gateway_proc
+        groups = {"app": app.process.pid}
+        singles = {"redis": self.redis_server.process.pid}
+        before = snapshot(self.monitor)
+        cpu_before = cpu_sample(groups, singles)
+        result = self.wrk(workload, duration=self.args.duration, **kwargs)
+        cpu_after = cpu_sample(groups, singles)
+        time.sleep(0.5)  # requests still in flight when wrk stopped reach Redis
+        after = snapshot(self.monitor)
+        entry = {
+            "requests": result.requests,
+            "duration_s": round(result.duration_s, 3),
+            "requests_per_s": round(result.rps, 1),
+            "ok_per_s": round(result.ok_per_s, 1),
+            "latency_ms": {k: round(v / 1000, 3) for k, v in result.latency_us.items()},
+            "ok": result.checks.get("ok", 0),
+            "failures": result.failures,
+            "non2xx": result.checks.get("non2xx", 0),
+            "failure_codes": result.codes,
+            "socket_errors": result.socket_errors,
+            "redis": redis_cost(before, after, result.requests),
+            "cpu": cpu_cost(cpu_before, cpu_after, result.requests),
+            "worker_boots_during_run": count_boots(log) - boots,
+            "machine_busy_pct_just_before": busy_before,
+        }
+        if workload == "login":
+            entry["getchallenge_ok"] = result.checks.get("challenges", 0)
+            entry["login_ok"] = result.checks.get("logins", 0)
+            entry["logins_per_s"] = round(entry["login_ok"] / result.duration_s, 1)
+            pairs = max(entry["login_ok"], 1)
+            entry["redis"]["commands_per_login_pair"] = entry["redis"]["commands"] / pairs
+            entry["redis"]["round_trips_per_login_pair"] = entry["redis"]["round_trips"] / pairs
+            entry["user_hash_fields_after"] = [
+                self.monitor.hlen(self.gateway.keys.user(u.username)) for u in self.api_users
+            ]
+        if workload == "logout":
+            entry["sessions_prepared"] = result.checks.get("items", 0)
+            entry["sessions_logged_out"] = result.checks.get("ok", 0)
+            entry["ran_out_of_sessions"] = bool(result.checks.get("exhausted", 0))
+        self.report["workloads"][workload] = entry
+        reference = self.report["workloads"].get("reference")
+        if reference and reference["requests_per_s"]:
+            entry["ratio_to_reference"] = round(
+                entry["requests_per_s"] / reference["requests_per_s"], 3
+            )
+        say(
+            f"{LABELS[workload]}: {entry['requests_per_s']:.0f} req/s, "
+            f"p50 {entry['latency_ms']['p50']:.2f} ms, p99 {entry['latency_ms']['p99']:.2f} ms, "
+            f"{entry['failures']} failures, {entry['redis']['commands_per_request']:.2f} Redis "
+            f"commands/req, {entry['redis']['round_trips_per_request']:.2f} round trips/req"
+        )
+        return entry
+
+    def run_workloads(self) -> None:
+        args, work = self.args, self.workdir
+        chosen = [w for w in WORKLOADS if w in args.workloads]
+        if not chosen:
+            return
+        listtypes_ids = sessions_via_login(self.gateway, self.pool, args.sessions)
+        listtypes_file = write_lines(work / "listtypes.txt", listtypes_ids)
+        dead_file = write_lines(work / "dead.txt", dead_session_ids(1000))
+        login_file = write_lines(
+            work / "login-users.txt", (f"{u.username}\t{u.access_key}" for u in self.api_users)
+        )
+        say(
+            f"{len(listtypes_ids)} live API sessions made through the login path, "
+            f"over {len(self.pool)} users"
+        )
+
+        if args.warmup > 0:
+            say(f"warming up both apps ({args.warmup:g}s each, not measured)")
+            self.wrk("reference", duration=args.warmup, url=self.reference_base, path="/reference")
+            self.wrk("listtypes", duration=args.warmup, data=listtypes_file)
+            time.sleep(0.5)
+
+        for workload in chosen:
+            if workload == "reference":
+                self.measure("reference", url=self.reference_base, path="/reference")
+            elif workload == "login":
+                self.measure("login", data=login_file)
+            elif workload == "listtypes":
+                self.measure("listtypes", data=listtypes_file)
+                if args.ab_rounds > 0 and "reference" in chosen:
+                    self.wait_for_quiet()
+                    self.run_ab(listtypes_file)
+            elif workload == "extendsession":
+                self.measure("extendsession", data=self.prepare_web_logins())
+            elif workload == "logout":
+                self.measure("logout", data=self.prepare_logout())
+            elif workload == "dead":
+                self.measure("dead", data=dead_file)
+
+    def prepare_web_logins(self) -> Path:
+        count = self.args.web_logins
+        say(f"logging in {count} browsers through the web UI's form (each an Argon2 check)")
+        logins = [web_login(self.base, "bench-web", self.web_password) for _ in range(count)]
+        # One extendsession by hand: the cookie and page token really work.
+        cookie, token = logins[0]
+        answer = post_form(
+            f"{self.base}/webservice.php",
+            {"operation": "extendsession"},
+            {"Cookie": cookie, "X-CSRFToken": token},
+        )
+        if not answer.get("success"):
+            raise RuntimeError(f"extendsession with a web cookie failed: {answer}")
+        return write_lines(self.workdir / "web-logins.txt", (f"{c}\t{t}" for c, t in logins))
+
+    def prepare_logout(self) -> Path:
+        done = self.report["workloads"]
+        fastest = max(
+            [done.get(w, {}).get("requests_per_s", 0) for w in ("listtypes", "reference")] + [1000]
+        )
+        count = int(fastest * self.args.duration * 1.5) + 2000
+        started = time.perf_counter()
+        ids = bulk_load(self.loader, self.gateway, self.pool, count)
+        self.loader.connection_pool.disconnect()
+        random.shuffle(ids)
+        say(
+            f"{count} live sessions to log out, bulk-loaded in {time.perf_counter() - started:.1f}s"
+        )
+        return write_lines(self.workdir / "logout.txt", ids)
+
+    def run_ab(self, data: Path) -> None:
+        """listtypes against the reference in short interleaved runs (ABBA...): on a shared or
+        drifting machine, both see the same load, so their ratio means something."""
+        rounds, seconds = self.args.ab_rounds, self.args.ab_seconds
+        say(f"interleaving reference and listtypes: {rounds} rounds of {seconds:g}s each")
+        groups = {
+            "reference": self.reference_proc.process.pid,
+            "listtypes": self.gateway_proc.process.pid,
+        }
+        totals = {
+            name: {
+                "requests": 0,
+                "seconds": 0.0,
+                "failures": 0,
+                "cpu_ticks": 0,
+                "p50_ms": [],
+                "p99_ms": [],
+            }
+            for name in groups
+        }
+        ratios = []
+        for index in range(rounds):
+            order = ("reference", "listtypes") if index % 2 == 0 else ("listtypes", "reference")
+            rates = {}
+            for name in order:
+                before = cpu_sample({name: groups[name]}, {})
+                if name == "reference":
+                    result = self.wrk(
+                        "reference", duration=seconds, url=self.reference_base, path="/reference"
+                    )
+                else:
+                    result = self.wrk("listtypes", duration=seconds, data=data)
+                after = cpu_sample({name: groups[name]}, {})
+                total = totals[name]
+                total["requests"] += result.requests
+                total["seconds"] += result.duration_s
+                total["failures"] += result.failures
+                total["cpu_ticks"] += after.groups[name] - before.groups[name]
+                total["p50_ms"].append(round(result.latency_us["p50"] / 1000, 3))
+                total["p99_ms"].append(round(result.latency_us["p99"] / 1000, 3))
+                rates[name] = result.rps
+            ratios.append(rates["listtypes"] / rates["reference"] if rates["reference"] else 0)
+        summary: dict[str, Any] = {"rounds": rounds, "seconds_each": seconds}
+        for name, total in totals.items():
+            summary[name] = {
+                "requests_per_s": round(total["requests"] / total["seconds"], 1),
+                "failures": total["failures"],
+                "app_cpu_ms_per_request": round(
+                    1000 * total["cpu_ticks"] / CLOCK_TICKS / max(total["requests"], 1), 3
+                ),
+                "p50_ms_median": statistics.median(total["p50_ms"]),
+                "p99_ms_median": statistics.median(total["p99_ms"]),
+            }
+        summary["ratio"] = round(
+            summary["listtypes"]["requests_per_s"] / summary["reference"]["requests_per_s"], 3
+        )
+        summary["ratio_per_round"] = [round(r, 3) for r in ratios]
+        summary["cpu_ratio"] = round(
+            summary["reference"]["app_cpu_ms_per_request"]
+            / summary["listtypes"]["app_cpu_ms_per_request"],
+            3,
+        )
+        self.report["ab_listtypes_vs_reference"] = summary
+        say(
+            f"interleaved: listtypes/reference = {summary['ratio']:.2f} "
+            f"(rounds {min(ratios):.2f}-{max(ratios):.2f}), "
+            f"CPU-time ratio {summary['cpu_ratio']:.2f}"
+        )
+
+    # ----------------------------------------------------------------------------- end all
+    def time_end_all(self, tag: str, repeats: int = 5, per_user: int = 1000) -> dict[str, Any]:
+        timings = []
+        for attempt in range(repeats):
+            user = self.gateway.users.add(f"bench-endall-{tag}-{attempt}")
+            bulk_load(self.loader, self.gateway, [(user.id, user.username)], per_user)
+            self.loader.connection_pool.disconnect()
+            started = time.perf_counter()
+            ended = self.gateway.sessions.end_all_for_user(user.id)
+            timings.append((time.perf_counter() - started) * 1000)
+            if ended != per_user:
+                raise RuntimeError(f"end_all_for_user ended {ended} of {per_user} sessions")
+            left = self.monitor.exists(self.gateway.keys.user_families(user.id))
+            if left:
+                raise RuntimeError("end_all_for_user left the user's family index behind")
+        return {
+            "sessions": per_user,
+            "repeats": repeats,
+            "ms_median": round(statistics.median(timings), 2),
+            "ms_max": round(max(timings), 2),
+            "ms_all": [round(t, 2) for t in timings],
+        }
+
+    # ----------------------------------------------------------------------------- scale
+    def run_scale(self) -> None:
+        sizes = sorted(int(size) for size in self.args.scale.split(",") if size.strip())
+        families_before = sum(1 for _ in self.monitor.scan_iter(match="*:f", count=10000))
+        say(f"scale: {families_before} families already in Redis; loading up to {sizes[-1]}")
+        self.report["scale_preexisting_families"] = families_before
+        loaded: list[str] = []
+        for size in sizes:
+            add = size - len(loaded)
+            if add <= 0:
+                continue
+            time.sleep(0.2)
+            before = snapshot(self.monitor)
+            started = time.perf_counter()
+            loaded.extend(bulk_load(self.loader, self.gateway, self.pool, add, batch=2000))
+            elapsed = time.perf_counter() - started
+            self.loader.connection_pool.disconnect()
+            time.sleep(0.5)
+            after = snapshot(self.monitor)
+            bytes_per = (after.used_memory - before.used_memory) / add
+            sample = random.sample(loaded, min(len(loaded), 200))
+            family_bytes = statistics.mean(
+                self.monitor.memory_usage(self.gateway.keys.family(sid.split(".")[0]), samples=0)
+                for sid in sample
+            )
+            index_key = self.gateway.keys.user_families(self.pool[0][0])
+            index_members = self.monitor.zcard(index_key)
+            index_bytes = self.monitor.memory_usage(index_key, samples=0) / max(index_members, 1)
+            ids = random.sample(loaded, min(len(loaded), 20000))
+            data = write_lines(self.workdir / f"scale-{size}.txt", ids)
+            self.wait_for_quiet()
+            cpu_before = cpu_sample(
+                {"app": self.gateway_proc.process.pid}, {"redis": self.redis_server.process.pid}
+            )
+            result = self.wrk("listtypes", duration=self.args.scale_duration, data=data)
+            cpu = cpu_cost(
+                cpu_before,
+                cpu_sample(
+                    {"app": self.gateway_proc.process.pid}, {"redis": self.redis_server.process.pid}
+                ),
+                result.requests,
+            )
+            end_all = self.time_end_all(f"{size}")
+            entry = {
+                "sessions": size,
+                "load_seconds": round(elapsed, 2),
+                "load_per_s": round(add / elapsed),
+                "bytes_per_session_used_memory": round(bytes_per, 1),
+                "family_key_bytes_memory_usage": round(family_bytes, 1),
+                "user_index_bytes_per_entry": round(index_bytes, 1),
+                "used_memory_mb": round(after.used_memory / 2**20, 1),
+                "listtypes": {
+                    "requests_per_s": round(result.rps, 1),
+                    "p50_ms": round(result.latency_us["p50"] / 1000, 3),
+                    "p99_ms": round(result.latency_us["p99"] / 1000, 3),
+                    "failures": result.failures,
+                    "failure_codes": result.codes,
+                    "sample_sessions": len(ids),
+                    "cpu": cpu,
+                },
+                "end_all_1000": end_all,
+            }
+            self.report["scale"].append(entry)
+            say(
+                f"scale {size}: {bytes_per:.0f} B/session (used_memory delta), family key "
+                f"{family_bytes:.0f} B, listtypes {result.rps:.0f} req/s p50 "
+                f"{entry['listtypes']['p50_ms']:.2f} ms p99 {entry['listtypes']['p99_ms']:.2f} ms, "
+                f"end-all(1000) {end_all['ms_median']:.1f} ms"
+            )
+
+    # ----------------------------------------------------------------------------- profile
+    def run_profile(self) -> None:
+        """Samples the gateway's workers with py-spy during listtypes runs, twice: every sample
+        of a running thread (syscalls and time waiting for a CPU included), then only samples
+        holding the GIL (Python code running)."""
+        seconds = self.args.profile
+        venv_bin = str(Path(sys.executable).parent)
+        py_spy = shutil.which("py-spy", path=venv_bin) or shutil.which("py-spy")
+        if py_spy is None:
+            say("installing py-spy into .venv for --profile")
+            pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+            subprocess.run([*pip, "py-spy"], check=True)
+            py_spy = shutil.which("py-spy", path=venv_bin)
+        data = write_lines(
+            self.workdir / "profile-sessions.txt",
+            sessions_via_login(self.gateway, self.pool, 500),
+        )
+        profile: dict[str, Any] = {}
+        for mode, extra in (("running", []), ("gil", ["--gil"])):
+            raw = self.workdir / f"profile-{mode}.txt"
+            self.wait_for_quiet()
+            say(f"py-spy ({mode} samples) on the gateway's workers for {seconds:g}s of listtypes")
+            spy = self.children.start(
+                "py-spy",
+                [py_spy, "record", "--pid", str(self.gateway_proc.process.pid),
+                 "--subprocesses", "--rate", "200", "--duration", str(int(seconds)),
+                 "--format", "raw", "--nonblocking", *extra, "--output", str(raw)],
+                log=self.workdir / "py-spy.log",
+            )  # fmt: skip
+            time.sleep(1.0)
+            result = self.wrk("listtypes", duration=seconds, data=data)
+            try:
+                spy.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+            self.children.stop(spy)
+            if not raw.exists() or raw.stat().st_size == 0:
+                log = (self.workdir / "py-spy.log").read_text(errors="replace").strip()[-500:]
+                say(f"py-spy recorded nothing: {log}")
+                profile[mode] = {"error": log}
+                continue
+            if self.args.profile_out:
+                target = Path(os.environ.get("BENCH_CALLER_DIR", ".")) / (
+                    f"{self.args.profile_out}.{mode}"
+                )
+                shutil.copy(raw, target)
+                say(f"wrote py-spy's collapsed stacks to {target.name}")
+            summary = summarize_profile(raw)
+            summary["listtypes_requests_per_s_while_profiled"] = round(result.rps, 1)
+            summary["command"] = (
+                f"py-spy record --subprocesses --rate 200 --nonblocking {' '.join(extra)}".strip()
+            )
+            profile[mode] = summary
+        self.report["profile"] = profile
+
+    # ----------------------------------------------------------------------------- all
+    def run(self) -> None:
+        args = self.args
+        self.report["settings"] = {
+            "duration_s": args.duration,
+            "connections": args.connections,
+            "wrk_threads": args.threads,
+            "warmup_s": args.warmup,
+            "ab_rounds": args.ab_rounds,
+            "ab_seconds": args.ab_seconds,
+            "gunicorn_workers": self.worker_count(),
+            "cpus": os.cpu_count(),
+            "listtypes_sessions": args.sessions,
+            "web_logins": args.web_logins,
+            "users_in_pool": args.users,
+            "access_log": args.access_log
+            if args.access_log is not None
+            else os.environ.get(
+                "WSGATE_ACCESS_LOG", "- (production default: stdout, to a file here)"
+            ),
+        }
+        self.report["machine"] = machine_facts(self.monitor)
+        self.report["machine"]["loadavg_at_start"] = os.getloadavg()
+        self.run_workloads()
+        if args.round_trips:
+            say("counting round trips client-side, in-process (Flask test client)")
+            web_user = ("bench-web", self.web_password)
+            users = [(u.id, u.username, u.access_key) for u in self.api_users]
+            self.report["client_side_round_trips"] = client_side_round_trips(
+                self.redis_url, users, web_user, self.secret_key
+            )
+        if args.end_all:
+            say("timing SessionStore.end_all_for_user on users with 1,000 sessions")
+            self.report["end_all_1000"] = self.time_end_all("base")
+        if args.scale:
+            self.run_scale()
+        if args.profile:
+            self.run_profile()
+        self.report["machine"]["loadavg_at_end"] = os.getloadavg()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench",
+        description="Benchmark wsgate under gunicorn against a bare Flask+Redis reference app.",
+    )
+    parser.add_argument("--duration", type=float, default=10, help="seconds per workload (10)")
+    parser.add_argument("--connections", "-c", type=int, default=8, help="wrk connections (8)")
+    parser.add_argument("--threads", "-t", type=int, default=1, help="wrk threads (1)")
+    parser.add_argument(
+        "--warmup", type=float, default=2, help="unmeasured seconds per app first (2)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="gunicorn workers per app (default: the config's, 2 per CPU)",
+    )
+    parser.add_argument(
+        "--workloads",
+        default=",".join(WORKLOADS),
+        help=f"comma-separated subset of {','.join(WORKLOADS)}, or none",
+    )
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        default=2000,
+        help="live sessions the listtypes workload spreads over (2000)",
+    )
+    parser.add_argument(
+        "--web-logins",
+        type=int,
+        default=16,
+        help="web UI logins the extendsession workload spreads over (16)",
+    )
+    parser.add_argument(
+        "--users", type=int, default=1000, help="users the pre-made sessions are spread over (1000)"
+    )
+    parser.add_argument(
+        "--scale",
+        nargs="?",
+        const=DEFAULT_SCALE,
+        default="",
+        help=f"also load Redis to these session counts (default {DEFAULT_SCALE})",
+    )
+    parser.add_argument(
+        "--scale-duration",
+        type=float,
+        default=8,
+        help="seconds of listtypes at each scale size (8)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=float,
+        nargs="?",
+        const=15,
+        default=0,
+        help="profile the gateway's workers with py-spy for SECONDS (15)",
+    )
+    parser.add_argument(
+        "--ab-rounds",
+        type=int,
+        default=4,
+        metavar="N",
+        help="also compare listtypes with the reference in N interleaved rounds "
+        "(ABBA order), so that both see the same machine load (4; 0: off)",
+    )
+    parser.add_argument(
+        "--ab-seconds",
+        type=float,
+        default=2,
+        metavar="SECONDS",
+        help="length of each run of --ab-rounds (2)",
+    )
+    parser.add_argument(
+        "--quiet-below",
+        type=float,
+        default=0,
+        metavar="PCT",
+        help="on a shared machine: before each measured run, wait until the "
+        "CPUs are less than PCT%% busy (off)",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60,
+        metavar="SECONDS",
+        help="the longest wait of --quiet-below, per run (60)",
+    )
+    parser.add_argument(
+        "--profile-out",
+        metavar="FILE",
+        help="keep py-spy's collapsed stacks (flamegraph.pl input) in FILE",
+    )
+    parser.add_argument(
+        "--no-round-trips",
+        dest="round_trips",
+        action="store_false",
+        help="skip the in-process client-side round-trip count",
+    )
+    parser.add_argument(
+        "--no-end-all",
+        dest="end_all",
+        action="store_false",
+        help="skip timing end_all_for_user outside --scale",
+    )
+    parser.add_argument(
+        "--access-log",
+        default=None,
+        help="WSGATE_ACCESS_LOG for both apps (default: the config's, stdout)",
+    )
+    parser.add_argument("--json", dest="json_file", help="write every figure to this file")
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.workloads = (
+        []
+        if args.workloads.strip() in ("", "none")
+        else [w.strip() for w in args.workloads.split(",") if w.strip()]
+    )
+    unknown = [w for w in args.workloads if w not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workload(s): {', '.join(unknown)}")
+    if args.connections < args.threads:
+        parser.error("--connections must be at least --threads")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("bench: error: wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
+        return 1
+    own_workdir = args.workdir is None
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="wsgate-bench-"))
+    children = Children(workdir / "pids")
+
+    def interrupted(signum: int, frame: Any) -> None:
+        raise Interrupted(128 + signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupted)
+
+    bench = Bench(args, workdir, children)
+    status = 0
+    try:
+        bench.start()
+        bench.run()
+        text = render(bench.report)
+        print(text, flush=True)
+        if args.json_file:
+            target = Path(os.environ.get("BENCH_CALLER_DIR", ".")) / args.json_file
+            target.write_text(json.dumps(bench.report, indent=2) + "\n")
+            say(f"wrote {args.json_file}")
+    except Interrupted as stop:
+        say("interrupted: stopping everything")
+        status = int(stop.code or 130)
+    except Exception as error:  # noqa: BLE001 - reported, then everything is stopped
+        say(f"error: {error}")
+        for log in (getattr(bench, "gateway_log", None), getattr(bench, "reference_log", None)):
+            if log and log.exists():
+                tail = log.read_bytes()[-1500:].decode(errors="replace")
+                errors = [
+                    line
+                    for line in tail.splitlines()
+                    if "GET /" not in line and "POST /" not in line
+                ]
+                if errors:
+                    say(f"last lines of {log.name}:\n" + "\n".join(errors[-15:]))
+        status = 1
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
+        children.stop_all()
+        if bench.redis_server is not None:
+            bench.redis_server.stop()
+        if own_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
