@@ -30,6 +30,26 @@ CHALLENGE_TTL = 300
 #: letting many workers of one integration log in as the same user at the same time.
 CHALLENGE_MAX_OUTSTANDING = 32
 
+# --- Logins: enumeration and brute force ------------------------------------------------------
+#: Answer getchallenge and login for a name that is no user, or an inactive user, exactly as for
+#: a user with a wrong access key (see README: a deliberate difference from coreBOS). Off, the
+#: coreBOS answers "Given user cannot be found" / "Given user is inactive" come back.
+HIDE_UNKNOWN_USERS = True
+#: Failed logins (API and web) allowed per username within LOGIN_FAILURE_WINDOW seconds; more are
+#: refused with TOO_MANY_REQUESTS until the window ends. A successful login resets the count. 0: off.
+LOGIN_FAILURE_LIMIT = 5
+#: The same, per client address (a success does not reset it). 0: off.
+LOGIN_ADDRESS_FAILURE_LIMIT = 5
+LOGIN_FAILURE_WINDOW = 900
+#: getchallenge calls per second allowed from one client address, and the burst above that rate
+#: (a token bucket). 0: no limit.
+CHALLENGE_RATE_LIMIT = 50
+CHALLENGE_RATE_BURST = 100
+
+# --- Audit trail ---------------------------------------------------------------------------------
+#: Entries kept in the audit stream (approximately: Redis trims it in whole blocks).
+AUDIT_MAX_ENTRIES = 100000
+
 # --- Requests ------------------------------------------------------------------------------------
 #: Largest request body accepted by webservice.php, in bytes.
 MAX_CONTENT_LENGTH = 1024 * 1024

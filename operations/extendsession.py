@@ -6,10 +6,11 @@ from typing import Any
 
 from operations.login import session_result
 from operations.registry import operation
+from webservice.audit import AuditEvent, AuditTrail
 from webservice.context import OperationContext
 from webservice.csrf import CSRF_HEADER, has_valid_csrf_header, origin_verdict
 from webservice.errors import ErrorCode, WebServiceError, authentication_required
-from webservice.web_session import claims_login, extend_login, has_web_cookie
+from webservice.web_session import claimed_username, claims_login, extend_login, has_web_cookie
 
 
 def cross_site_refused() -> WebServiceError:
@@ -30,7 +31,8 @@ def extendsession(context: OperationContext, params: dict[str, Any]) -> dict[str
     Needs the web session cookie and proof of same origin: an ``Origin`` that is the gateway's own
     (or trusted), or, without ``Origin``, the page's CSRF token in ``X-CSRFToken``. A foreign
     ``Origin`` is refused before anything else is looked at. The API session has its own id;
-    logging out of it or of the web UI ends both.
+    logging out of it or of the web UI ends both. The audit entry goes in the round trip that adds
+    the session, and is taken back if the web login turns out to have ended.
     """
     if not has_web_cookie():
         raise authentication_required()
@@ -41,8 +43,12 @@ def extendsession(context: OperationContext, params: dict[str, Any]) -> dict[str
         raise authentication_failed()
     if origin_ok is None and not has_valid_csrf_header():
         raise cross_site_refused()
-    extended = extend_login()
+    entry = AuditTrail.of(context.gateway).pending(
+        AuditEvent.of_client("extend", "api", context.client, user=claimed_username())
+    )
+    extended = extend_login(also=entry)
     if extended is None:
+        entry.retract()
         raise authentication_failed()
     session_id, session = extended
     return session_result(context.gateway.settings, session_id, session.user_id)

@@ -7,7 +7,8 @@ from typing import Any
 from operations.params import Params, String
 from operations.registry import operation
 from webservice.context import OperationContext
-from webservice.errors import user_not_found
+from webservice.errors import too_many_requests, user_not_found
+from webservice.limits import ChallengeRateLimit
 
 
 class GetChallengeParams(Params):
@@ -16,8 +17,18 @@ class GetChallengeParams(Params):
 
 @operation("getchallenge", params=GetChallengeParams, method="GET", needs_session=False)
 def getchallenge(context: OperationContext, params: dict[str, Any]) -> dict[str, Any]:
-    """Hands out a new challenge token for a user, valid once within CHALLENGE_TTL seconds."""
-    challenge = context.gateway.challenges.issue(params["username"])
+    """Hands out a new challenge token for a user, valid once within CHALLENGE_TTL seconds.
+
+    Limited per client address (CHALLENGE_RATE_LIMIT per second). Under HIDE_UNKNOWN_USERS a name
+    that is no user gets a decoy token, answered exactly like a real one.
+    """
+    gateway = context.gateway
+    wait_ms = ChallengeRateLimit.of(gateway).retry_after_ms(context.client.address)
+    if wait_ms:
+        raise too_many_requests("challenge requests", -(-wait_ms // 1000))
+    challenge = gateway.challenges.issue(
+        params["username"], decoys=bool(gateway.settings["HIDE_UNKNOWN_USERS"])
+    )
     if challenge is None:
         raise user_not_found()
     return {

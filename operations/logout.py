@@ -6,6 +6,7 @@ from typing import Any
 
 from operations.params import Params, String
 from operations.registry import operation
+from webservice.audit import AuditEvent, AuditTrail
 from webservice.context import OperationContext
 from webservice.errors import ErrorCode, WebServiceError, authentication_required
 
@@ -18,17 +19,23 @@ class LogoutParams(Params):
 def logout(context: OperationContext, params: dict[str, Any]) -> dict[str, str]:
     """Ends the session named by sessionName (else the caller's) and its whole family.
 
-    A caller authenticated by the header may name another session of the same user.
+    A caller authenticated by the header may name another session of the same user. The audit
+    entry goes in the round trip that ends the family.
     """
-    session = context.require_session()
+    caller = context.require_session()
+    session = caller
     target = params.get("sessionName")
     if target is not None and target != context.session_id:
         named = context.gateway.sessions.validate(target)
         if named is None:
             raise authentication_required()
-        if named.user_id != session.user_id:
+        if named.user_id != caller.user_id:
             raise WebServiceError(ErrorCode.ACCESS_DENIED, "That session belongs to another user")
         session = named
-    context.gateway.sessions.end_family(session)
+    by = f"by {caller.handle}" if session.handle != caller.handle else ""
+    entry = AuditTrail.of(context.gateway).pending(
+        AuditEvent.of_client("logout", "api", context.client, detail=by)
+    )
+    context.gateway.sessions.end_family(session, also=entry)
     # The misspelling is what clients compare against.
     return {"message": "successfull"}

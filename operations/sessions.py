@@ -1,7 +1,8 @@
 """Session self-service for API clients: list my sessions, end one by its handle, end them all.
 
 A handle (``listsessions``) names a session publicly; it is never a credential. Ending a session
-ends its whole family: a web login and the API sessions linked to it end together.
+ends its whole family: a web login and the API sessions linked to it end together. Every ending is
+in the audit trail, written in the round trip that ends the sessions.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 
 from operations.params import Params, String
 from operations.registry import operation
+from webservice.audit import AuditEvent, AuditTrail
 from webservice.context import OperationContext
 from webservice.errors import ErrorCode, WebServiceError
 
@@ -32,7 +34,19 @@ class EndSessionParams(Params):
 def endsession(context: OperationContext, params: dict[str, Any]) -> dict[str, str]:
     """Ends one of the caller's sessions, named by its handle, with every session linked to it."""
     caller = context.require_session()
-    if not context.gateway.sessions.end_by_handle(caller.user_id, params["handle"]):
+    handle = params["handle"]
+    entry = AuditTrail.of(context.gateway).pending(
+        AuditEvent.of_client(
+            "end",
+            "api",
+            context.client,
+            user=caller.username,
+            handle=handle,
+            reason="endsession",
+            detail=f"by {caller.handle}",
+        )
+    )
+    if not context.gateway.sessions.end_by_handle(caller.user_id, handle, also=entry):
         raise WebServiceError(
             ErrorCode.INVALID_PARAMETER, "Invalid parameter handle: no live session of yours has it"
         )
@@ -43,4 +57,14 @@ def endsession(context: OperationContext, params: dict[str, Any]) -> dict[str, s
 def endallsessions(context: OperationContext, params: dict[str, Any]) -> dict[str, int]:
     """Ends every session of the caller, the caller's own included."""
     caller = context.require_session()
-    return {"ended": context.gateway.sessions.end_all_for_user(caller.user_id)}
+    entry = AuditTrail.of(context.gateway).pending(
+        AuditEvent.of_client(
+            "end",
+            "api",
+            context.client,
+            user=caller.username,
+            handle=caller.handle,
+            reason="endallsessions",
+        )
+    )
+    return {"ended": context.gateway.sessions.end_all_for_user(caller.user_id, also=entry)}

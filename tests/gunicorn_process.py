@@ -30,6 +30,7 @@ def start_gunicorn(
         "WSGATE_WORKERS": str(workers),
         "WSGATE_SECRET_KEY": "http-tests-secret-key",
         "WSGATE_SESSION_COOKIE_SECURE": "false",
+        "WSGATE_HIDE_UNKNOWN_USERS": "false",
         "GUNICORN_CMD_ARGS": TEST_GUNICORN_ARGS,
         **(extra_env or {}),
     }

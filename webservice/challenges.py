@@ -8,6 +8,19 @@ a token single-use: the login script deletes it in the same step that creates th
 Unlike coreBOS, every call hands out a new token and several stay valid at once (up to
 ``CHALLENGE_MAX_OUTSTANDING``), so the workers of one integration can log in as the same user at
 the same moment.
+
+**Decoys** (``HIDE_UNKNOWN_USERS``). For a name that is no user, getchallenge answers as for a
+user: a fresh random token of the same shape, with serverTime and expireTime, recorded the same
+way but in the name's *decoy* record ``{P:user:<name>}:decoy`` (keys.py), which ``login`` reads
+next to the user record. So for any name, with or without a getchallenge first, login answers
+what it answers for a user with a wrong access key: INVALID_AUTH_TOKEN when no token is live,
+else INVALID_USER_CREDENTIALS, after the same reads and the same hashing. A token derived from the
+name and the time (an HMAC) would store nothing, but then login could not tell whether a
+getchallenge came first, and answering INVALID_AUTH_TOKEN only for real users would name them.
+The decoy record holds at most ``CHALLENGE_MAX_OUTSTANDING`` tokens and expires with its newest
+token, so what decoys take is bounded by the getchallenge rate (limits.py) times CHALLENGE_TTL,
+like the pending challenges of real users. A name that cannot be a username gets a token that is
+stored nowhere (nothing is hidden by it: no user can have that name).
 """
 
 from __future__ import annotations
@@ -17,10 +30,11 @@ import hmac
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from webservice.keys import RedisKeys
-from webservice.redis_client import LUA_NOW_MS, LuaScript, RedisClient
-from webservice.tokens import family_id_for_challenge, new_challenge_token
+from webservice.redis_client import LUA_NOW_MS, LuaScript, RedisClient, run_pipeline
+from webservice.tokens import family_id_for_challenge, new_access_key, new_challenge_token
 from webservice.users import CHALLENGE_FIELD_PREFIX, is_valid_username
 
 
@@ -34,22 +48,29 @@ class Challenge:
 class ChallengeStore:
     """Issues challenge tokens and checks login proofs against them."""
 
-    # Records token ARGV[1] (valid ARGV[2] ms) in user hash KEYS[1]; ARGV[3] is the most tokens kept.
-    # Guarantees: does nothing for a user that does not exist (answers false); drops expired tokens
-    # and then the oldest ones so that at most ARGV[3] remain; touches no other field.
+    # Records token ARGV[1] (valid ARGV[2] ms) in user hash KEYS[1]; ARGV[3] is the most tokens
+    # kept, ARGV[4] the field prefix. When there is no such user: with ARGV[5] = '1', records it in
+    # the decoy hash KEYS[2] instead (same slot: keys.py), which expires with the token; else
+    # answers false and writes nothing.
+    # Guarantees: drops expired tokens and then the oldest ones so that at most ARGV[3] remain;
+    # touches no other field, and never creates a user record.
     # Answers {now ms, expiry ms} by the server's clock.
     ISSUE = LuaScript(
         """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local record = KEYS[1]
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  if ARGV[5] ~= '1' then return false end
+  record = KEYS[2]
+end
 """ + LUA_NOW_MS + """
 local prefix = ARGV[4]
-local fields = redis.call('HGETALL', KEYS[1])
+local fields = redis.call('HGETALL', record)
 local live = {}
 for i = 1, #fields, 2 do
   if string.sub(fields[i], 1, #prefix) == prefix then
     local expiry = tonumber(fields[i + 1])
     if expiry <= now then
-      redis.call('HDEL', KEYS[1], fields[i])
+      redis.call('HDEL', record, fields[i])
     else
       live[#live + 1] = {expiry, fields[i]}
     end
@@ -58,10 +79,11 @@ end
 local keep = tonumber(ARGV[3]) - 1
 if #live > keep then
   table.sort(live, function(a, b) return a[1] < b[1] end)
-  for i = 1, #live - keep do redis.call('HDEL', KEYS[1], live[i][2]) end
+  for i = 1, #live - keep do redis.call('HDEL', record, live[i][2]) end
 end
 local expiry = now + tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], prefix .. ARGV[1], ms(expiry))
+redis.call('HSET', record, prefix .. ARGV[1], ms(expiry))
+if record == KEYS[2] then redis.call('PEXPIREAT', record, ms(expiry)) end
 return {ms(now), ms(expiry)}
 """
     )
@@ -74,21 +96,30 @@ return {ms(now), ms(expiry)}
         self.ttl_ms = int(ttl * 1000)
         self.max_outstanding = max(1, int(max_outstanding))
 
-    def issue(self, username: str) -> Challenge | None:
-        """A new token for ``username``; ``None`` when there is no such user (nothing written)."""
-        if not is_valid_username(username):
-            return None
+    def issue(self, username: str, *, decoys: bool = False) -> Challenge | None:
+        """A new token for ``username``, in one round trip; ``None`` when there is no such user
+        (nothing left written), unless ``decoys``: then a name that is no user gets a decoy token
+        (see the module docstring), answered exactly like a real one."""
         token = new_challenge_token()
-        answer = self.ISSUE(
-            self.client,
-            [self.keys.user(username)],
-            [token, self.ttl_ms, self.max_outstanding, CHALLENGE_FIELD_PREFIX],
-        )
+        if not is_valid_username(username):
+            if not decoys:
+                return None
+            now = int(time.time())
+            return Challenge(token, now, now + self.ttl_ms // 1000)
+        pending = self.keys.pending_challenge(family_id_for_challenge(token))
+        keys = [self.keys.user(username), self.keys.decoy_challenges(username)]
+        args = [token, self.ttl_ms, self.max_outstanding, CHALLENGE_FIELD_PREFIX, int(decoys)]
+
+        def build(pipe: Any) -> None:
+            self.ISSUE.queue(pipe, keys, args)
+            # The pending challenge goes in the same round trip; for a decoy it is never
+            # consumed (no user record lists the token) and expires with it.
+            pipe.set(pending, username, px=self.ttl_ms)
+
+        answer = run_pipeline(self.client, build, [self.ISSUE])[0]
         if not answer:
+            self.client.delete(pending)
             return None
-        self.client.set(
-            self.keys.pending_challenge(family_id_for_challenge(token)), username, px=self.ttl_ms
-        )
         now_ms, expiry_ms = (int(value) for value in answer)
         return Challenge(token, now_ms // 1000, expiry_ms // 1000)
 
@@ -111,3 +142,9 @@ def find_proven_token(tokens: Mapping[str, int], access_key: str, proof: str) ->
 def has_unexpired(tokens: Mapping[str, int]) -> bool:
     now_ms = time.time() * 1000
     return any(expiry > now_ms for expiry in tokens.values())
+
+
+#: What a login proof is checked against when there is no access key to check it against (a name
+#: that is no user, a user without a key, under HIDE_UNKNOWN_USERS): random, known to nobody, so
+#: the check fails after the same hashing as for a wrong key.
+DECOY_ACCESS_KEY = new_access_key()

@@ -1,4 +1,4 @@
-"""The ``flask --app wsgi ...`` commands for operators: users and operations."""
+"""The ``flask --app wsgi ...`` commands for operators: users, sessions, operations, audit trail."""
 
 from __future__ import annotations
 
@@ -11,18 +11,21 @@ from flask import Flask
 from flask.cli import AppGroup
 from redis.exceptions import RedisError
 
+from webservice.audit import AuditEntry, AuditEvent, AuditTrail
 from webservice.gateway import current_gateway
 from webservice.users import User, UserError
 
 users_cli = AppGroup("users", help="Manage the users who may log in.")
 operations_cli = AppGroup("operations", help="Inspect the operations of webservice.php.")
 sessions_cli = AppGroup("sessions", help="See and end sessions (web and API).")
+audit_cli = AppGroup("audit", help="Read the audit trail of logins, extensions and logouts.")
 
 
 def register(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(operations_cli)
     app.cli.add_command(sessions_cli)
+    app.cli.add_command(audit_cli)
 
 
 def _fail_on_errors(action):  # type: ignore[no-untyped-def]
@@ -103,7 +106,10 @@ def disable_user(username: str) -> None:
     """Stop a user from logging in and end all of its sessions."""
     gateway = current_gateway()
     user = gateway.users.set_active(username, False)
-    ended = gateway.sessions.end_all_for_user(user.id)
+    entry = AuditTrail.of(gateway).pending(
+        AuditEvent.of_operator("end", user=user.username, reason="user_disabled")
+    )
+    ended = gateway.sessions.end_all_for_user(user.id, also=entry)
     click.echo(f"user {username} disabled, {ended} session(s) ended")
 
 
@@ -177,7 +183,16 @@ def revoke_session(handle: str) -> None:
     """End the session HANDLE and every session linked to it."""
     gateway = current_gateway()
     owner = gateway.sessions.owner_of(handle)
-    if owner is None or not gateway.sessions.end_by_handle(owner, handle):
+    owner_user = gateway.users.get_by_id(owner) if owner is not None else None
+    entry = AuditTrail.of(gateway).pending(
+        AuditEvent.of_operator(
+            "end",
+            user=owner_user.username if owner_user else "",
+            handle=handle,
+            reason="revoke",
+        )
+    )
+    if owner is None or not gateway.sessions.end_by_handle(owner, handle, also=entry):
         raise click.ClickException(f"no live session has handle {handle!r}")
     click.echo(f"session {handle} ended, with every session linked to it")
 
@@ -187,5 +202,48 @@ def revoke_session(handle: str) -> None:
 @_fail_on_errors
 def revoke_user_sessions(username: str) -> None:
     """End every session of USERNAME."""
-    ended = current_gateway().sessions.end_all_for_user(_existing_user(username).id)
+    gateway = current_gateway()
+    user = _existing_user(username)
+    entry = AuditTrail.of(gateway).pending(
+        AuditEvent.of_operator("end", user=user.username, reason="revoke_user")
+    )
+    ended = gateway.sessions.end_all_for_user(user.id, also=entry)
     click.echo(f"{ended} login(s) of {username} ended, with every session linked to them")
+
+
+def _audit_line(entry: AuditEntry) -> str:
+    event = entry.event
+    why = " ".join(part for part in (event.reason, f"({event.detail})" if event.detail else "") if part)
+    return (
+        f"{entry.when}  {event.event:<12} {event.via:<3}  {event.user or '-':<16} "
+        f"{event.handle or '-':<31}  {event.address or '-':<15}  {why or '-'}  {event.agent}"
+    )
+
+
+@audit_cli.command("tail")
+@click.option("-n", "count", default=20, show_default=True, type=click.IntRange(min=0),
+              help="How many of the last entries to print.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new entries as they come (Ctrl-C ends).")
+@click.option("--user", help="Only the entries of this username.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
+@_fail_on_errors
+def audit_tail(count: int, follow: bool, user: str | None, as_json: bool) -> None:
+    """Print the last entries of the audit trail, oldest first (times in UTC)."""
+    gateway = current_gateway()
+    trail = AuditTrail.of(gateway)
+
+    def show(entry: AuditEntry) -> None:
+        click.echo(json.dumps(entry.as_dict()) if as_json else _audit_line(entry))
+
+    entries, newest = trail.tail(count, user) if count else ([], trail.tail(1)[1])
+    for entry in entries:
+        show(entry)
+    if not follow:
+        return
+    # Each wait stays well inside the socket timeout, so a quiet trail is no error.
+    block_ms = max(100, int(float(gateway.settings["REDIS_SOCKET_TIMEOUT"]) * 500))
+    try:
+        for entry in trail.follow(newest, user, block_ms=block_ms):
+            show(entry)
+    except KeyboardInterrupt:
+        pass

@@ -22,6 +22,9 @@ class ErrorCode:
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
     # Beyond coreBOS: a method other than GET and POST (and their aliases PUT, PATCH, DELETE).
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    # Beyond coreBOS: too many failed logins, or a getchallenge flood, from this client or for this
+    # user; the message says how many seconds to wait.
+    TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
 
 
 class WebServiceError(Exception):
@@ -54,6 +57,13 @@ def service_unavailable() -> WebServiceError:
 
 def user_not_found() -> WebServiceError:
     return WebServiceError(ErrorCode.AUTHENTICATION_REQUIRED, "Given user cannot be found")
+
+
+def too_many_requests(what: str, retry_after: int) -> WebServiceError:
+    """``what`` is e.g. "failed logins"; ``retry_after`` whole seconds (at least 1)."""
+    return WebServiceError(
+        ErrorCode.TOO_MANY_REQUESTS, f"Too many {what}; retry in {max(1, retry_after)} seconds"
+    )
 
 
 def method_not_allowed(method: str) -> WebServiceError:

@@ -11,10 +11,18 @@ Layout (``P`` is ``REDIS_KEY_PREFIX``)::
     P:families:<uid>     zset    family ids of one user, scored by their absolute expiry (ms)
     P:web:<sid>          string  a Flask-Session web session (its data names its family)
     P:secret-key         string  Flask's signing key, when none is configured (see app.py)
+    {P:user:<name>}:decoy  hash  challenge tokens getchallenge gave out for a name that is no user
+                                 (HIDE_UNKNOWN_USERS; see challenges.py), expiring with them
+    P:audit              stream  the audit trail of logins, extensions and logouts (see audit.py)
+    P:login-failures:user:<name>     string  failed logins of one username in the current window
+    P:login-failures:address:<addr>  string  failed logins from one client address (limits.py)
+    P:rate:getchallenge:<addr>       hash    the getchallenge token bucket of one client address
 
 Keys that one Lua script touches together share a Redis Cluster hash tag (``{F}``), so the same
 scripts run unchanged on a single Redis and on a cluster. The user keys are never combined with
-other keys in one command or script, so they carry no tag.
+other keys in one command or script, so they carry no tag; the decoy record of a name is tagged
+with the whole user key (``{P:user:<name>}``), which puts it in the user key's slot, so the one
+getchallenge script can look at both.
 """
 
 from __future__ import annotations
@@ -49,3 +57,18 @@ class RedisKeys:
 
     def secret_key(self) -> str:
         return f"{self.prefix}:secret-key"
+
+    def decoy_challenges(self, username: str) -> str:
+        return f"{{{self.user(username)}}}:decoy"
+
+    def audit_log(self) -> str:
+        return f"{self.prefix}:audit"
+
+    def login_failures_of_user(self, username: str) -> str:
+        return f"{self.prefix}:login-failures:user:{username}"
+
+    def login_failures_of_address(self, address: str) -> str:
+        return f"{self.prefix}:login-failures:address:{address}"
+
+    def challenge_rate(self, address: str) -> str:
+        return f"{self.prefix}:rate:getchallenge:{address}"

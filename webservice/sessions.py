@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from webservice.keys import RedisKeys
 from webservice.redis_client import LUA_NOW_MS, LuaScript, RedisClient, run_pipeline
@@ -36,6 +36,22 @@ HANDLE_MEMBER_CHARS = 8
 MAX_USER_AGENT = 200
 _FIELD_SEPARATOR = "\x1f"
 
+
+class PipelineExtra(Protocol):
+    """Commands a caller adds to the one round trip in which a family starts, gains a member or
+    ends (an audit entry, a counter reset), so that they cost no round trip of their own.
+
+    ``queue`` is given the handle and username of the member started, added or ended, when the
+    store knows them (``None`` otherwise, e.g. when many families end at once). It may be called
+    again for the same change: a pipeline that met a forgotten Lua script is sent again
+    (redis_client.run_pipeline), and the commands of the first send have then already run, so an
+    extra must not queue a command that cannot be repeated (an XADD) a second time.
+    ``sent`` is given the replies to the commands it queued for the send that went through.
+    """
+
+    def queue(self, pipe: Any, handle: str | None, username: str | None) -> None: ...
+
+    def sent(self, replies: list[Any]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -234,13 +250,18 @@ return redis.call('DEL', KEYS[1])
     # --- starting ------------------------------------------------------------------------------
 
     def open_from_challenge(
-        self, token: str, user_id: int, username: str, client_info: ClientInfo
+        self,
+        token: str,
+        user_id: int,
+        username: str,
+        client_info: ClientInfo,
+        also: PipelineExtra | None = None,
     ) -> SessionId | None:
         """Consumes challenge ``token`` and starts an API family; ``None`` if it was used or expired.
 
-        One round trip: the family is created and indexed under its user in one pipeline. The
-        token itself stays in the user's record until it expires; its pending challenge is gone, so
-        a replay is refused here.
+        One round trip: the family is created and indexed under its user in one pipeline, with the
+        commands of ``also``. The token itself stays in the user's record until it expires; its
+        pending challenge is gone, so a replay is refused here.
         """
         session_id = SessionId.new(family_id_for_challenge(token))
         family = session_id.family_id
@@ -251,13 +272,20 @@ return redis.call('DEL', KEYS[1])
             user_id,
             username,
             client_info.packed("api"),
+            also,
         )
         return session_id if opened else None
 
     def open_web(
-        self, web_secret: str, user_id: int, username: str, client_info: ClientInfo
+        self,
+        web_secret: str,
+        user_id: int,
+        username: str,
+        client_info: ClientInfo,
+        also: PipelineExtra | None = None,
     ) -> Session:
-        """Starts a web family whose root is the web session with secret ``web_secret``."""
+        """Starts a web family whose root is the web session with secret ``web_secret``, sending
+        the commands of ``also`` in the same round trip."""
         session_id = SessionId(new_family_id(), web_secret)
         opened = self._open(
             self.OPEN,
@@ -266,22 +294,34 @@ return redis.call('DEL', KEYS[1])
             user_id,
             username,
             client_info.packed("web"),
+            also,
         )
         if not opened:
             raise RuntimeError("a fresh 128-bit family id collided with a live family")
         return Session(user_id, username, session_id.family_id, session_id.member)
 
-    def extend(self, root: SessionId, client_info: ClientInfo) -> tuple[SessionId, Session] | None:
+    def extend(
+        self, root: SessionId, client_info: ClientInfo, also: PipelineExtra | None = None
+    ) -> tuple[SessionId, Session] | None:
         """A new API session in the family of live root member ``root``; ``None`` if it is not live.
 
         The new session has its own secret: the root's (the web cookie's) is never handed out.
+        The commands of ``also`` go in the same round trip (sent whether or not it is live).
         """
         added = SessionId.new(root.family_id)
-        answer = self.EXTEND(
-            self.client,
-            [self.keys.family(root.family_id)],
-            [root.member, self.idle_ms, added.member, client_info.packed("api")],
-        )
+        keys = [self.keys.family(root.family_id)]
+        args = [root.member, self.idle_ms, added.member, client_info.packed("api")]
+        if also is None:
+            answer = self.EXTEND(self.client, keys, args)
+        else:
+
+            def build(pipe: Any) -> None:
+                self.EXTEND.queue(pipe, keys, args)
+                also.queue(pipe, handle_of(root.family_id, added.member), None)
+
+            replies = run_pipeline(self.client, build, [self.EXTEND])
+            answer = replies[0]
+            also.sent(replies[1:])
         if not answer:
             return None
         return added, Session(int(answer[0]), answer[1], root.family_id, added.member)
@@ -294,6 +334,7 @@ return redis.call('DEL', KEYS[1])
         user_id: int,
         username: str,
         packed_info: str,
+        also: PipelineExtra | None,
     ) -> bool:
         family = session_id.family_id
         index_key = self.keys.user_families(user_id)
@@ -304,8 +345,13 @@ return redis.call('DEL', KEYS[1])
             script.queue(pipe, keys, args)
             pipe.zadd(index_key, {family: expiry_estimate}, nx=True)
             pipe.zremrangebyscore(index_key, "-inf", int(time.time() * 1000))
+            if also is not None:
+                also.queue(pipe, handle_of(family, session_id.member), username)
 
-        opened = run_pipeline(self.client, build, [script])[0]
+        replies = run_pipeline(self.client, build, [script])
+        opened = replies[0]
+        if also is not None:
+            also.sent(replies[3:])
         if not opened and not self.client.exists(self.keys.family(family)):
             # Nothing was opened and no family of that id lives (a replayed token names one that
             # an earlier login opened): take back the index entry.
@@ -358,12 +404,17 @@ return redis.call('DEL', KEYS[1])
 
     # --- ending --------------------------------------------------------------------------------
 
-    def end_family(self, session: Session) -> None:
-        """Ends the family of ``session`` and every member in it, at once (one round trip)."""
+    def end_family(self, session: Session, also: PipelineExtra | None = None) -> None:
+        """Ends the family of ``session`` and every member in it, at once (one round trip, which
+        carries the commands of ``also``)."""
         pipe = self.client.pipeline(transaction=False)
         pipe.delete(self.keys.family(session.family_id))
         pipe.zrem(self.keys.user_families(session.user_id), session.family_id)
-        pipe.execute()
+        if also is not None:
+            also.queue(pipe, session.handle, session.username)
+        replies = pipe.execute()
+        if also is not None:
+            also.sent(replies[2:])
 
     def owner_of(self, handle: str) -> int | None:
         """The user id of the family a handle names, while it lives."""
@@ -371,8 +422,13 @@ return redis.call('DEL', KEYS[1])
         owner = self.client.hget(self.keys.family(family), "u") if is_family_id(family) else None
         return int(owner) if owner else None
 
-    def end_by_handle(self, user_id: int, handle: str) -> bool:
-        """Ends the family of the member named by ``handle`` if it is the user's; says whether."""
+    def end_by_handle(
+        self, user_id: int, handle: str, also: PipelineExtra | None = None
+    ) -> bool:
+        """Ends the family of the member named by ``handle`` if it is the user's; says whether.
+
+        The commands of ``also`` are sent only when it was ended, with the index update.
+        """
         family, _, member_prefix = handle.partition(":")
         if not is_family_id(family) or len(member_prefix) != HANDLE_MEMBER_CHARS:
             return False
@@ -380,21 +436,37 @@ return redis.call('DEL', KEYS[1])
             self.client, [self.keys.family(family)], [str(user_id), member_prefix]
         )
         if ended:
-            self.client.zrem(self.keys.user_families(user_id), family)
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zrem(self.keys.user_families(user_id), family)
+            if also is not None:
+                also.queue(pipe, None, None)
+            replies = pipe.execute()
+            if also is not None:
+                also.sent(replies[1:])
         return bool(ended)
 
-    def end_all_for_user(self, user_id: int, keep_family: str | None = None) -> int:
+    def end_all_for_user(
+        self, user_id: int, keep_family: str | None = None, also: PipelineExtra | None = None
+    ) -> int:
         """Ends every family of a user but ``keep_family``; answers how many were still alive.
 
         Each family ends atomically; a family started while this runs may survive (it began after
-        the request to end all).
+        the request to end all). The commands of ``also`` are sent with the deletions (on their
+        own when there is nothing to delete).
         """
         index_key = self.keys.user_families(user_id)
         families = [f for f in self.client.zrange(index_key, 0, -1) if f != keep_family]
-        if not families:
+        if not families and also is None:
             return 0
         pipe = self.client.pipeline(transaction=False)
         for family in families:
             pipe.delete(self.keys.family(family))
-        pipe.zrem(index_key, *families)
-        return sum(pipe.execute()[:-1])
+        if families:
+            pipe.zrem(index_key, *families)
+        if also is not None:
+            also.queue(pipe, None, None)
+        replies = pipe.execute()
+        own = len(families) + (1 if families else 0)
+        if also is not None:
+            also.sent(replies[own:])
+        return sum(replies[: len(families)])

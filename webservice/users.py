@@ -16,8 +16,10 @@ which the server can only check by knowing the key.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -65,6 +67,26 @@ class User:
             password_hash=fields.get("pw") or None,
             active=fields.get("on") == "1",
         )
+
+
+@dataclass(frozen=True)
+class LoginRecord:
+    """What a login reads in its first round trip (see UserDirectory.read_for_login)."""
+
+    user: User | None
+    #: Outstanding challenge tokens (token -> expiry ms): the user's, or for a name that is no
+    #: user, the decoy tokens getchallenge handed out for it (HIDE_UNKNOWN_USERS).
+    tokens: dict[str, int]
+    #: The replies to the commands the caller added.
+    extra: list[Any]
+
+
+def _challenge_tokens(fields: dict[str, str]) -> dict[str, int]:
+    return {
+        name[len(CHALLENGE_FIELD_PREFIX) :]: int(value)
+        for name, value in fields.items()
+        if name.startswith(CHALLENGE_FIELD_PREFIX)
+    }
 
 
 class UserDirectory:
@@ -125,12 +147,42 @@ return 1
         fields = self.client.hgetall(self.keys.user(username))
         if "id" not in fields:
             return None, {}
-        tokens = {
-            name[len(CHALLENGE_FIELD_PREFIX) :]: int(value)
-            for name, value in fields.items()
-            if name.startswith(CHALLENGE_FIELD_PREFIX)
-        }
-        return User.from_fields(username, fields), tokens
+        return User.from_fields(username, fields), _challenge_tokens(fields)
+
+    def read_for_login(
+        self,
+        username: str,
+        *,
+        decoys: bool = False,
+        also: Callable[[Any], None] | None = None,
+    ) -> LoginRecord:
+        """The user and its outstanding challenge tokens, with the replies to the commands that
+        ``also`` queues (e.g. the failure counters), in one round trip.
+
+        With ``decoys``, the decoy record of the name is read too (for a user as for a name that
+        is no user: the same work either way), and for a name that is no user its decoy tokens
+        are the tokens. A name that cannot be a username is not looked up.
+        """
+        valid = is_valid_username(username)
+        pipe = self.client.pipeline(transaction=False)
+        own = 0
+        if valid:
+            pipe.hgetall(self.keys.user(username))
+            own += 1
+            if decoys:
+                pipe.hgetall(self.keys.decoy_challenges(username))
+                own += 1
+        if also is not None:
+            also(pipe)
+        replies = pipe.execute()
+        fields = replies[0] if valid else {}
+        if "id" in fields:
+            user: User | None = User.from_fields(username, fields)
+            tokens = _challenge_tokens(fields)
+        else:
+            user = None
+            tokens = _challenge_tokens(replies[1]) if valid and decoys else {}
+        return LoginRecord(user, tokens, replies[own:])
 
     def get_by_id(self, user_id: int) -> User | None:
         username = self.client.hget(self.keys.user_ids(), str(user_id))
@@ -165,14 +217,26 @@ return 1
         password (one Argon2 verification each), so the answer's timing does not tell them apart.
         """
         user = self.get(username) if is_valid_username(username) else None
+        return user if self.password_failure(user, password) is None else None
+
+    def password_failure(self, user: User | None, password: str) -> str | None:
+        """Why ``password`` does not log ``user`` in to the web UI (``unknown_user``,
+        ``no_password``, ``wrong_password``, ``inactive``, for the audit trail), or ``None`` when
+        it does. Always exactly one Argon2 verification, whatever the reason."""
         stored = user.password_hash if user is not None and user.password_hash else None
         try:
             matches = self.hasher.verify(stored or self._dummy_hash, password)
         except (VerificationError, InvalidHashError):
             matches = False
-        if user is None or stored is None or not user.active or not matches:
-            return None
-        return user
+        if user is None:
+            return "unknown_user"
+        if stored is None:
+            return "no_password"
+        if not matches:
+            return "wrong_password"
+        if not user.active:
+            return "inactive"
+        return None
 
     @cached_property
     def _dummy_hash(self) -> str:

@@ -11,9 +11,12 @@ from typing import Any, TypeVar
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 
+from webservice.audit import AuditEvent, AuditTrail
 from webservice.gateway import current_gateway
+from webservice.limits import LoginLimiter
+from webservice.request_parsing import client_info
 from webservice.sessions import Session
-from webservice.users import webservice_user_id
+from webservice.users import is_valid_username, webservice_user_id
 from webservice.web_session import current_login, end_login, start_login
 
 blueprint = Blueprint("web", __name__, template_folder="templates", static_folder="static")
@@ -42,22 +45,60 @@ def format_time(milliseconds: int) -> str:
 
 @blueprint.route("/login", methods=["GET", "POST"])
 def login() -> Any:
+    """The login form. Failed logins count toward the same limits as API logins (limits.py); the
+    user record and the counters are read in one round trip, before the password is checked."""
     if request.method == "GET":
         if current_login() is not None:
             return redirect(url_for("web.home"))
         return render_template("login.html")
+    gateway = current_gateway()
     username = request.form.get("username", "").strip()
-    user = current_gateway().users.authenticate(username, request.form.get("password", ""))
-    if user is None:
+    client = client_info(request)
+    attempt = LoginLimiter.of(gateway).attempt(username, client.address)
+    record = gateway.users.read_for_login(username, also=attempt.queue_read)
+    attempt.read(record.extra)
+    wait = attempt.retry_after
+    if wait is not None:
+        page = render_template("login.html", retry_after=wait, username=username)
+        return page, 429, {"Retry-After": str(wait)}
+    trail = AuditTrail.of(gateway)
+    reason = gateway.users.password_failure(record.user, request.form.get("password", ""))
+    if reason is not None:
+        if not is_valid_username(username):
+            reason = "invalid_username"
+        event = AuditEvent.of_client(
+            "login_failed",
+            "web",
+            client,
+            user=username,
+            reason=reason,
+            detail="limit reached" if attempt.reaches_limit else "",
+        )
+        attempt.count_failure(also=trail.pending(event))
         # The same words whether the user exists, is inactive or mistyped the password.
         return render_template("login.html", error="Invalid username or password", username=username), 401
-    start_login(user.id, user.username)
+    user = record.user
+    assert user is not None
+    start_login(
+        user.id,
+        user.username,
+        also=trail.pending(
+            AuditEvent.of_client("login", "web", client, user=user.username),
+            attempt.queue_success,
+        ),
+        replaced=trail.pending(
+            AuditEvent.of_client("end", "web", client, reason="web_relogin")
+        ),
+    )
     return redirect(url_for("web.home"))
 
 
 @blueprint.post("/logout")
 def logout() -> Response:
-    end_login("You are logged out, and so is every API session linked to this login.")
+    entry = AuditTrail.of(current_gateway()).pending(
+        AuditEvent.of_client("logout", "web", client_info(request))
+    )
+    end_login("You are logged out, and so is every API session linked to this login.", also=entry)
     return redirect(url_for("web.login"))
 
 

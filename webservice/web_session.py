@@ -15,10 +15,12 @@ from flask_session.redis import RedisSessionInterface
 from webservice.gateway import Gateway, current_gateway
 from webservice.redis_client import RedisClient, connect
 from webservice.request_parsing import client_info
-from webservice.sessions import Session
+from webservice.sessions import PipelineExtra, Session
 from webservice.tokens import SessionId, hash_secret
 
 FAMILY = "family"
+#: The username of the login, kept for the audit trail only (the family decides who is logged in).
+USERNAME = "username"
 _CURRENT = "_wsgate_web_login"
 
 
@@ -85,31 +87,46 @@ def has_web_cookie() -> bool:
     return bool(request.cookies.get(current_gateway().settings["SESSION_COOKIE_NAME"]))
 
 
-def start_login(user_id: int, username: str) -> Session:
+def claimed_username() -> str:
+    """The username this browser's session data names (for the audit trail; may be stale)."""
+    return str(session.get(USERNAME, ""))
+
+
+def start_login(
+    user_id: int,
+    username: str,
+    also: PipelineExtra | None = None,
+    replaced: PipelineExtra | None = None,
+) -> Session:
     """Logs this browser in: a new session id (no fixation) that roots a new family.
 
     A login this browser already had ends first, with its API sessions: nobody could reach its
-    root any more once the session id changes.
+    root any more once the session id changes. ``also`` rides with the new family's creation,
+    ``replaced`` with the end of the previous one (audit entries).
     """
     previous = current_login()
     if previous is not None:
-        current_gateway().sessions.end_family(previous)
+        current_gateway().sessions.end_family(previous, also=replaced)
     _interface().rotate(session)
-    login = current_gateway().sessions.open_web(session.sid, user_id, username, client_info(request))
+    login = current_gateway().sessions.open_web(
+        session.sid, user_id, username, client_info(request), also=also
+    )
     session[FAMILY] = login.family_id
+    session[USERNAME] = username
     setattr(g, _CURRENT, login)
     return login
 
 
-def end_login(farewell: str | None = None) -> None:
+def end_login(farewell: str | None = None, also: PipelineExtra | None = None) -> None:
     """Logs this browser out, and with it every API session linked to its login.
 
     The browser keeps no trace of the login: its session id is dropped, and when there is a
-    ``farewell`` to flash, it is carried by a fresh session id.
+    ``farewell`` to flash, it is carried by a fresh session id. ``also`` rides with the end of
+    the family (sent only when there was a live login to end).
     """
     login = current_login()
     if login is not None:
-        current_gateway().sessions.end_family(login)
+        current_gateway().sessions.end_family(login, also=also)
     session.clear()
     if farewell:
         flash(farewell)
@@ -117,12 +134,17 @@ def end_login(farewell: str | None = None) -> None:
     setattr(g, _CURRENT, None)
 
 
-def extend_login() -> tuple[SessionId, Session] | None:
-    """A new API session linked to this browser's live login; ``None`` if it is not logged in."""
+def extend_login(also: PipelineExtra | None = None) -> tuple[SessionId, Session] | None:
+    """A new API session linked to this browser's live login; ``None`` if it is not logged in.
+
+    ``also`` rides with the extension (see SessionStore.extend).
+    """
     family = session.get(FAMILY)
     if not family:
         return None
-    extended = current_gateway().sessions.extend(SessionId(family, session.sid), client_info(request))
+    extended = current_gateway().sessions.extend(
+        SessionId(family, session.sid), client_info(request), also=also
+    )
     if extended is None:
         session.clear()
     return extended

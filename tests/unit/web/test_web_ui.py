@@ -84,6 +84,8 @@ def test_failed_logins_all_look_the_same_and_log_nobody_in(env, alice):
         ("nopassword", ""),
         ("no such user!", PASSWORD),
     ]:
+        # One address each: more failures than LOGIN_ADDRESS_FAILURE_LIMIT from one would be refused.
+        browser.client.environ_base["REMOTE_ADDR"] = f"192.0.2.{len(pages) + 1}"
         response = browser.post("/login", token=token, username=username, password=password)
         assert response.status_code == 401, (username, response.status_code)
         page = response.get_data(as_text=True)
