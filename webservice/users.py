@@ -7,7 +7,8 @@ One hash per user, ``P:user:<name>``::
     t:<token>  expiry (ms) of an outstanding challenge token (owned by challenges.py)
 
 The challenge tokens live in the user's own hash so that ``login`` reads the user and its tokens in
-one round trip. ``P:user-ids`` maps each numeric id back to its username.
+one round trip (with the failure counters, limits.py, and under HIDE_UNKNOWN_USERS the name's decoy
+record, challenges.py). ``P:user-ids`` maps each numeric id back to its username.
 
 The access key is kept as it is, not hashed: the coreBOS login proof is MD5(token + access key),
 which the server can only check by knowing the key.
