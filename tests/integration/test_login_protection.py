@@ -239,3 +239,20 @@ def test_tail_follow_prints_entries_as_they_come(real_app, redis_server, alice):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_hidden_mode_walk(make_app):
+    """Decoys for a name, a wrong key for a user: the same answers, and the right key still works
+    (on a cluster the decoy record and the user record share a slot)."""
+    app = make_app(HIDE_UNKNOWN_USERS=True)
+    alice = gateway_of(app).users.add(USERNAME)
+    ws = client_of(app)
+    for name in (USERNAME, "nobody"):
+        assert error_code(wrong_login(ws, name)) == "INVALID_USER_CREDENTIALS"
+        answer = ws.call("login", username=name, accessKey="0" * 32)
+        assert error_code(answer) == "INVALID_USER_CREDENTIALS"
+    assert gateway_of(app).users.get("nobody") is None
+    assert ws.login(USERNAME, alice.access_key)["success"]
+    assert ws.authed("logout")["success"]
+    events = [e.event.event for e in AuditTrail.of(gateway_of(app)).tail(10)[0]]
+    assert events == ["login_failed"] * 4 + ["login", "logout"]
