@@ -123,6 +123,7 @@ class Children:
 @dataclass
 class RedisSnapshot:
     commands: Counter
+    usec: Counter
     reads: int
     writes: int
     used_memory: int
@@ -131,15 +132,16 @@ class RedisSnapshot:
 def snapshot(monitor: Any) -> RedisSnapshot:
     """One ``INFO everything``: its own read is the only one the monitor adds between two."""
     info = monitor.info("everything")
-    commands = Counter(
-        {
-            name.removeprefix("cmdstat_"): int(values["calls"])
-            for name, values in info.items()
-            if name.startswith("cmdstat_") and name != "cmdstat_info"
-        }
-    )
+    stats = {
+        name.removeprefix("cmdstat_"): values
+        for name, values in info.items()
+        if name.startswith("cmdstat_") and name != "cmdstat_info"
+    }
+    commands = Counter({name: int(values["calls"]) for name, values in stats.items()})
+    usec = Counter({name: int(values["usec"]) for name, values in stats.items()})
     return RedisSnapshot(
         commands,
+        usec,
         int(info["total_reads_processed"]),
         int(info["total_writes_processed"]),
         int(info["used_memory"]),
@@ -158,6 +160,12 @@ def redis_cost(before: RedisSnapshot, after: RedisSnapshot, requests: int) -> di
         "round_trips_per_request": reads / per,
         "by_command_per_request": {
             name: round(calls / per, 3) for name, calls in commands.most_common() if calls
+        },
+        # Redis's own time per call (commandstats usec): a script's includes its commands'.
+        "usec_per_call": {
+            name: round((after.usec[name] - before.usec[name]) / calls, 2)
+            for name, calls in commands.most_common()
+            if calls
         },
     }
 

@@ -259,28 +259,42 @@ def render(report: dict[str, Any]) -> str:
         header = (
             f"{'sessions':>10}{'B/sess':>8}{'fam key B':>10}{'idx B/ent':>10}"
             f"{'load/s':>8}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'fail':>6}{'cpu ms':>8}"
-            f"{'redis us':>9}{'other%':>7}{'end-all ms':>12}"
+            f"{'redis us':>9}{'lua us':>7}{'other%':>7}{'check us':>12}{'end-all ms':>12}"
         )
         out += [header, "-" * len(header)]
         for entry in scale:
             lt = entry["listtypes"]
             cpu = lt["cpu"]
             end_all = entry["end_all_1000"]
+            check = entry["store_check_us"]
             out.append(
                 f"{entry['sessions']:>10}{entry['bytes_per_session_used_memory']:>8.0f}"
                 f"{entry['family_key_bytes_memory_usage']:>10.0f}"
                 f"{entry['user_index_bytes_per_entry']:>10.0f}{entry['load_per_s']:>8}"
                 f"{lt['requests_per_s']:>8.0f}{lt['p50_ms']:>8.2f}{lt['p99_ms']:>8.2f}"
                 f"{lt['failures']:>6}{cpu['ms_per_request']['app']:>8.2f}"
-                f"{1000 * cpu['ms_per_request']['redis']:>9.0f}{cpu['other_processes_pct']:>7.0f}"
+                f"{1000 * cpu['ms_per_request']['redis']:>9.0f}"
+                f"{lt.get('touch_script_usec_per_call') or 0:>7.1f}"
+                f"{cpu['other_processes_pct']:>7.0f}"
+                f"{check['p50']:>7.0f}/{check['p99']:<4.0f}"
                 f"{end_all['ms_median']:>7.1f}/{end_all['ms_max']:<4.0f}"
             )
+        out.append(
+            "user family index of a pool user after each step: "
+            + ", ".join(
+                f"{e['user_index_entries']} entries ({e['user_index_encoding']})" for e in scale
+            )
+        )
         out.append(
             "B/sess: INFO used_memory delta / sessions added; fam key B: MEMORY USAGE of a "
             "family hash; idx B/ent: the user's family index (zset) per entry; req/s to "
             "other%: listtypes over a random sample of all loaded sessions; redis us: Redis "
-            "CPU per request; end-all ms: SessionStore.end_all_for_user of a user with "
-            "1,000 sessions, median/max of 5."
+            "CPU per request (all of it: network, parsing, the script); lua us: Redis's own "
+            "time per call of the session check script (INFO commandstats, across all runs "
+            "tried); check us: SessionStore.validate timed in-process, one call at "
+            "a time on random loaded sessions (the store's latency without HTTP), p50/p99; "
+            "end-all ms: SessionStore.end_all_for_user of a user with 1,000 sessions, "
+            "median/max of 5."
         )
     profile = report.get("profile")
     if profile:

@@ -467,18 +467,10 @@ class Bench:
             index_bytes = self.monitor.memory_usage(index_key, samples=0) / max(index_members, 1)
             ids = random.sample(loaded, min(len(loaded), 20000))
             data = write_lines(self.workdir / f"scale-{size}.txt", ids)
-            self.wait_for_quiet()
-            cpu_before = cpu_sample(
-                {"app": self.gateway_proc.process.pid}, {"redis": self.redis_server.process.pid}
-            )
-            result = self.wrk("listtypes", duration=self.args.scale_duration, data=data)
-            cpu = cpu_cost(
-                cpu_before,
-                cpu_sample(
-                    {"app": self.gateway_proc.process.pid}, {"redis": self.redis_server.process.pid}
-                ),
-                result.requests,
-            )
+            store_check = self.time_store_checks(ids)
+            redis_before = snapshot(self.monitor)
+            result, cpu, attempts = self.quietest_listtypes(data, self.args.scale_duration)
+            redis_during = redis_cost(redis_before, snapshot(self.monitor), result.requests)
             end_all = self.time_end_all(f"{size}")
             entry = {
                 "sessions": size,
@@ -487,6 +479,8 @@ class Bench:
                 "bytes_per_session_used_memory": round(bytes_per, 1),
                 "family_key_bytes_memory_usage": round(family_bytes, 1),
                 "user_index_bytes_per_entry": round(index_bytes, 1),
+                "user_index_entries": index_members,
+                "user_index_encoding": self.monitor.object("encoding", index_key),
                 "used_memory_mb": round(after.used_memory / 2**20, 1),
                 "listtypes": {
                     "requests_per_s": round(result.rps, 1),
@@ -496,7 +490,10 @@ class Bench:
                     "failure_codes": result.codes,
                     "sample_sessions": len(ids),
                     "cpu": cpu,
+                    "runs_tried": attempts,
+                    "touch_script_usec_per_call": redis_during["usec_per_call"].get("evalsha"),
                 },
+                "store_check_us": store_check,
                 "end_all_1000": end_all,
             }
             self.report["scale"].append(entry)
@@ -506,6 +503,46 @@ class Bench:
                 f"{entry['listtypes']['p50_ms']:.2f} ms p99 {entry['listtypes']['p99_ms']:.2f} ms, "
                 f"end-all(1000) {end_all['ms_median']:.1f} ms"
             )
+
+    def quietest_listtypes(self, data: Path, seconds: float) -> tuple[WrkResult, dict, int]:
+        """A listtypes run; with --quiet-below P, up to three, keeping the one during which other
+        processes took the least CPU (stopping at one under P%)."""
+        groups = {"app": self.gateway_proc.process.pid}
+        singles = {"redis": self.redis_server.process.pid}
+        tries = 3 if self.args.quiet_below else 1
+        best: tuple[WrkResult, dict, int] | None = None
+        for attempt in range(1, tries + 1):
+            self.wait_for_quiet()
+            before = cpu_sample(groups, singles)
+            result = self.wrk("listtypes", duration=seconds, data=data)
+            cpu = cpu_cost(before, cpu_sample(groups, singles), result.requests)
+            if best is None or cpu["other_processes_pct"] < best[1]["other_processes_pct"]:
+                best = (result, cpu, attempt)
+            if cpu["other_processes_pct"] < (self.args.quiet_below or 101):
+                break
+            say(f"other processes took {cpu['other_processes_pct']:.0f}% of the CPUs: again")
+        assert best is not None
+        return best[0], best[1], attempt
+
+    def time_store_checks(self, ids: list[str], count: int = 3000) -> dict[str, float]:
+        """SessionStore.validate (the authenticated operation's one round trip) timed in this
+        process, one call at a time on random live sessions: the store's own latency, without
+        HTTP and the workers."""
+        sessions = self.gateway.sessions
+        timings = []
+        for session_id in random.choices(ids, k=count):
+            started = time.perf_counter_ns()
+            live = sessions.validate(session_id)
+            timings.append((time.perf_counter_ns() - started) / 1000)
+            if live is None:
+                raise RuntimeError("a loaded session was not live")
+        timings.sort()
+        return {
+            "calls": count,
+            "p50": round(timings[count // 2], 1),
+            "p99": round(timings[int(count * 0.99)], 1),
+            "mean": round(statistics.mean(timings), 1),
+        }
 
     # ----------------------------------------------------------------------------- profile
     def run_profile(self) -> None:
