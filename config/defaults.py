@@ -10,6 +10,18 @@ as JSON when they parse (``WSGATE_SESSION_IDLE_TIMEOUT=600`` is the integer 600,
 REDIS_URL = "redis://127.0.0.1:6379/0"
 #: Treat REDIS_URL as a seed node of a Redis Cluster.
 REDIS_CLUSTER = False
+#: Redis Sentinel: the sentinels to ask where the master is, each "host:port"
+#: (``WSGATE_REDIS_SENTINELS='["10.0.0.1:26379", "10.0.0.2:26379"]'``). When set, the master is
+#: found through them, and REDIS_URL gives only the database, the credentials and ``rediss://``.
+REDIS_SENTINELS: list[str] = []
+#: The name the sentinels monitor the master under (``sentinel monitor <name> ...``).
+REDIS_SENTINEL_MASTER = "mymaster"
+#: The sentinels' own credentials (their ``requirepass`` or ACL user), when they have any.
+REDIS_SENTINEL_USERNAME = None
+REDIS_SENTINEL_PASSWORD = None
+#: Seconds between asking the sentinels whether the master changed: after a failover the gateway
+#: moves to the new master within this (README: Redis Sentinel). 0: only when a connection fails.
+REDIS_SENTINEL_CHECK_INTERVAL = 0.5
 #: Seconds to wait for a connection / for an answer before the request fails with
 #: SERVICE_UNAVAILABLE. Bounded so that a dead Redis never hangs a worker.
 REDIS_CONNECT_TIMEOUT = 1.0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Union
 
@@ -25,7 +26,7 @@ from redis.cluster import ClusterPipeline, RedisCluster
 from redis.connection import SSLConnection, parse_url
 from redis.exceptions import NoScriptError, RedisClusterException
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 # Scripts that need the time start with this: the server's clock in milliseconds as ``now``,
 # and ``ms(n)`` to write a number of milliseconds without an exponent. Reading TIME before writing needs
@@ -82,11 +83,10 @@ def _sentinel_master(settings: Mapping[str, Any], options: dict[str, Any]) -> re
     """A client of the master that the sentinels name for ``REDIS_SENTINEL_MASTER``.
 
     The master's address comes from the sentinels; ``REDIS_URL`` still gives the database number,
-    the credentials and ``rediss://`` (its host and port are not used). Each new connection asks
-    the sentinels where the master is, and a connection to a master that was demoted answers
-    ``READONLY``, which closes it; together with the one retry, a request that meets a finished
-    failover is served by the new master. The sentinels themselves are asked with the same
-    bounded timeouts, authenticated with ``REDIS_SENTINEL_PASSWORD`` when it is set.
+    the credentials and ``rediss://`` (its host and port are not used). The sentinels are asked
+    with the same bounded timeouts, authenticated with ``REDIS_SENTINEL_USERNAME`` /
+    ``REDIS_SENTINEL_PASSWORD`` when they are set. How the client follows a failover: see
+    :class:`MasterFollowingPool`.
     """
     from_url = parse_url(settings["REDIS_URL"])
     for unused in ("host", "port", "path"):
@@ -102,8 +102,45 @@ def _sentinel_master(settings: Mapping[str, Any], options: dict[str, Any]) -> re
         sentinel_addresses(settings["REDIS_SENTINELS"]), sentinel_kwargs=sentinel_options
     )
     return sentinel.master_for(
-        settings["REDIS_SENTINEL_MASTER"], health_check_interval=30, **from_url, **options
+        settings["REDIS_SENTINEL_MASTER"],
+        connection_pool_class=MasterFollowingPool,
+        check_interval=float(settings.get("REDIS_SENTINEL_CHECK_INTERVAL", 0.5)),
+        health_check_interval=30,
+        **from_url,
+        **options,
     )
+
+
+class MasterFollowingPool(SentinelConnectionPool):
+    """redis-py's Sentinel pool, which also re-asks the sentinels where the master is, at most
+    every ``check_interval`` seconds, when it hands out a connection.
+
+    redis-py asks the sentinels only when it opens a connection. After a failover that leaves the
+    former master running (``SENTINEL FAILOVER``, a network partition), its pooled connections go
+    on working, and writing there, until the sentinels demote that master and close its clients,
+    about ten seconds later with Redis 7's defaults: everything written there meanwhile is lost
+    when it resyncs from the new master. With this check, once the sentinels name the new master,
+    the pool drops its idle connections to the old one and does not take back those in use, so
+    the gateway moves within ``check_interval``. Sentinels that cannot be reached leave the pool
+    on the master it knows (the request that asked waits for their bounded timeouts).
+    ``check_interval`` 0 leaves redis-py's behaviour.
+    """
+
+    def __init__(self, service_name: str, sentinel_manager: Sentinel, **kwargs: Any) -> None:
+        self.check_interval = float(kwargs.pop("check_interval", 0))
+        self._next_check = 0.0
+        super().__init__(service_name, sentinel_manager, **kwargs)
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        now = time.monotonic()
+        if self.check_interval > 0 and now >= self._next_check:
+            self._next_check = now + self.check_interval
+            try:
+                # Closes the idle connections when the address changed (SentinelConnectionPool).
+                self.get_master_address()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                pass
+        return super().get_connection(*args, **kwargs)
 
 
 class ClusterUnavailableError(redis.exceptions.ConnectionError):
