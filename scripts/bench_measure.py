@@ -251,6 +251,7 @@ class WrkResult:
     latency_us: dict[str, float]
     checks: dict[str, int]
     codes: dict[str, int]
+    samples: dict[str, str]
     socket_errors: dict[str, int]
     raw: dict[str, Any] = field(repr=False)
 
@@ -312,6 +313,7 @@ def run_wrk(
         latency_us=raw["latency_us"],
         checks={k: int(v) for k, v in raw["checks"].items()},
         codes={k: int(v) for k, v in (raw.get("codes") or {}).items()},
+        samples=dict(raw.get("samples") or {}),
         socket_errors={k: int(v) for k, v in raw["errors"].items()},
         raw=raw,
     )

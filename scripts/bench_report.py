@@ -135,6 +135,12 @@ def render(report: dict[str, Any]) -> str:
         f"-d{settings['duration_s']:g}s per workload; {settings['gunicorn_workers']} gunicorn sync "
         f"workers per app; {settings['cpus']} CPUs shared by wrk, both apps and Redis"
     )
+    if settings.get("challenge_rate_limit", "config default") != "config default":
+        out.append(
+            f"getchallenge limit per address raised to {settings['challenge_rate_limit']}/s "
+            "(WSGATE_CHALLENGE_RATE_LIMIT/_BURST): all of wrk's requests come from one address; "
+            "the limiter still runs on every getchallenge"
+        )
     machine = report.get("machine", {})
     if machine:
         load = machine.get("loadavg_at_start", (0, 0, 0))

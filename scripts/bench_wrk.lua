@@ -119,13 +119,16 @@ end
 function done(summary, latency, requests)
   local totals = { ok = 0, fail = 0, non2xx = 0, challenges = 0, logins = 0, exhausted = 0,
                    items = 0 }
-  local codes = {}
+  local codes, samples = {}, {}
   for _, thread in ipairs(threads) do
     for name in pairs(totals) do
       totals[name] = totals[name] + (thread:get(name) or 0)
     end
     for code, n in pairs(thread:get("codes") or {}) do
       codes[code] = (codes[code] or 0) + n
+    end
+    for code, body in pairs(thread:get("samples") or {}) do
+      samples[code] = samples[code] or body
     end
   end
   local result = {
@@ -140,6 +143,7 @@ function done(summary, latency, requests)
     },
     checks = totals,
     codes = codes,
+    samples = samples,
   }
   io.write("BENCH_RESULT " .. json_value(result) .. "\n")
 end
@@ -148,6 +152,7 @@ end
 
 ok, fail, non2xx, challenges, logins, exhausted, items = 0, 0, 0, 0, 0, 0, 0
 codes = {}
+samples = {}
 
 local workload, path, expect_code
 local lines = {}
@@ -251,6 +256,10 @@ local function count_failure(body)
   fail = fail + 1
   local code = string.match(body, '"code":"([%w_]+)"') or "unparsed"
   codes[code] = (codes[code] or 0) + 1
+  if not samples[code] then
+    -- The first answer of each kind, for the report (quotes and backslashes dropped).
+    samples[code] = (string.gsub(string.sub(body, 1, 200), '["\\]', ""))
+  end
 end
 
 function response(status, headers, body)
