@@ -18,7 +18,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -178,7 +178,7 @@ class _ClusterErrors:
     def __enter__(self) -> Any:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._target.__exit__(*exc_info)
 
 
@@ -220,7 +220,7 @@ class ClusterClient(_ClusterErrors):
             self._client.close()
 
 
-RedisClient = Union[redis.Redis, RedisCluster, ClusterClient]
+RedisClient = redis.Redis | RedisCluster | ClusterClient
 
 
 class LuaScript:

@@ -26,7 +26,12 @@ from redis.cluster import RedisCluster
 from tests.conftest import TEST_SETTINGS
 from tests.integration.conftest import alice, logged_in  # noqa: F401  (fixtures rerun here)
 from webservice import create_app
-from webservice.redis_server import RedisServer, RedisServerError, find_binary, free_port
+from webservice.redis_server import (
+    RedisServer,
+    RedisServerError,
+    find_binary,
+    free_port,
+)
 
 MASTERS = 3
 #: A cluster node's bus listens on its port + 10000, so a node's port can be at most this.
@@ -108,7 +113,7 @@ def start_cluster(
             [find_binary("redis-cli"), "--cluster", "create",
              *(f"127.0.0.1:{node.port}" for node in nodes),
              "--cluster-replicas", "0", "--cluster-yes"],
-            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False,
         )  # fmt: skip
         if created.returncode != 0:
             raise RedisServerError(f"redis-cli --cluster create failed: {created.stdout}{created.stderr}")

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import json
 import threading
-import traceback
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from flask import Flask
 
 from tests.conftest import TEST_SETTINGS
@@ -215,20 +215,20 @@ class Traffic:
         while not self.stop.is_set():
             rounds += 1
             challenge = self.send(
-                "getchallenge", lambda: ws.call("getchallenge", "GET", username=USERNAME)
+                "getchallenge", partial(ws.call, "getchallenge", "GET", username=USERNAME)
             )
             if not challenge["success"]:
                 continue
             key_proof = proof(challenge["result"]["token"], self.access_key)
             login = self.send(
-                "login", lambda: ws.call("login", username=USERNAME, accessKey=key_proof)
+                "login", partial(ws.call, "login", username=USERNAME, accessKey=key_proof)
             )
             if not login["success"]:
                 continue
             ws.session_name = login["result"]["sessionName"]
-            self.send("listtypes", lambda: ws.authed("listtypes"), ws.session_name)
+            self.send("listtypes", partial(ws.authed, "listtypes"), ws.session_name)
             if rounds % 3 == 0:
-                self.send("logout", lambda: ws.authed("logout"), ws.session_name)
+                self.send("logout", partial(ws.authed, "logout"), ws.session_name)
             time.sleep(0.002)
 
     def web(self) -> None:
@@ -249,14 +249,14 @@ class Traffic:
                 self.outcomes.append(Outcome(sent, "web login", f"HTTP {reply.status}"))
                 continue
             self.outcomes.append(Outcome(sent, "web login", None, browser.sid))
-            self.send("extendsession", lambda: browser.extend("token"))
+            self.send("extendsession", partial(browser.extend, "token"))
             time.sleep(0.01)
 
     def run(self, work: Callable[[], None]) -> threading.Thread:
         def guarded() -> None:
             try:
                 work()
-            except BaseException:  # an answer that is not an envelope, or a 500 page
+            except BaseException:  # noqa: BLE001  (an answer that is not an envelope, a 500 page)
                 self.failures.append(traceback.format_exc())
 
         thread = threading.Thread(target=guarded)
