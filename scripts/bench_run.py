@@ -718,10 +718,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--ab-rounds",
         type=int,
-        default=4,
+        default=6,
         metavar="N",
         help="also compare listtypes with the reference in N interleaved rounds "
-        "(ABBA order), so that both see the same machine load (4; 0: off)",
+        "(ABBA order), so that both see the same machine load (6; 0: off)",
     )
     parser.add_argument(
         "--ab-seconds",
