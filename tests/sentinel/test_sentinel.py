@@ -298,9 +298,7 @@ class Figures:
 
 
 @pytest.mark.parametrize("how", FAILOVERS)
-def test_failover_under_traffic_is_followed_without_a_restart(
-    tmp_path: Path, record_property, how: str
-):
+def test_failover_under_traffic_is_followed_without_a_restart(tmp_path: Path, how: str):
     """Two API threads (login, listtypes, every third session logged out) and a web-UI thread
     (login, extendsession) on one app instance, while the master changes. Afterwards the new
     master is asked which of the sessions the clients were given it knows."""
@@ -310,7 +308,6 @@ def test_failover_under_traffic_is_followed_without_a_restart(
     finally:
         setup.stop()
     figures.print()
-    record_property("sentinel_failover", repr(figures))
 
 
 def run_failover(setup: SentinelSetup, how: str) -> Figures:
