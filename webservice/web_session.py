@@ -8,7 +8,7 @@ therefore cannot bring the login back: the family it names is gone.
 
 from __future__ import annotations
 
-from flask import Flask, current_app, flash, g, request, session
+from flask import Flask, Request, Response, current_app, flash, g, request, session
 from flask_session.base import ServerSideSession, ServerSideSessionInterface
 from flask_session.redis import RedisSessionInterface
 
@@ -39,13 +39,28 @@ class WebSessionInterface(RedisSessionInterface):
         """The Redis key holds a hash of the cookie's session id, never the id itself."""
         return self.key_prefix + hash_secret(sid)
 
+    def open_session(self, app: Flask, request: Request) -> ServerSideSession:
+        """Without a cookie there is nothing to load: the new session gets its id only if it is
+        ever saved (most requests, the API's, never are)."""
+        if "HTTP_COOKIE" not in request.environ or not request.cookies.get(
+            self.get_cookie_name(app)
+        ):
+            return self.session_class(sid="", permanent=self.permanent)
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: ServerSideSession, response: Response) -> None:
+        if session and not session.sid:
+            session.sid = self._generate_sid(self.sid_length)
+        super().save_session(app, session, response)
+
     def rotate(self, web_session: ServerSideSession) -> None:
         """Gives the session a new id and drops the old one's data, even when it is empty.
 
         (Flask-Session's own ``regenerate`` skips empty sessions, and a session that just found
         its login ended is empty.)
         """
-        self._delete_session(self._get_store_id(web_session.sid))
+        if web_session.sid:
+            self._delete_session(self._get_store_id(web_session.sid))
         web_session.sid = self._generate_sid(self.sid_length)
         web_session.modified = True
 
