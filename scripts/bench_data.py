@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import re
+import statistics
 import subprocess
 import time
 import urllib.error
@@ -253,3 +254,79 @@ def client_side_round_trips(
         "extendsession", lambda: ws_post({"X-CSRFToken": page_token}, operation="extendsession"), ok
     )
     return results
+
+
+# --- CPU per request of the WSGI apps, in-process -----------------------------------------------
+
+
+def wsgi_cpu_per_request(
+    redis_url: str, secret_key: str, session_id: str, dead_id: str, *, rounds: int, requests: int
+) -> dict[str, Any]:
+    """CPU time this process spends per request calling each WSGI app directly (no gunicorn, no
+    HTTP socket; the real Redis), in interleaved rounds: what the gateway's own Python work costs
+    next to the reference's, counted in CPU time and so hardly moved by other load on the
+    machine. Answers, per case, the median over rounds of CPU and wall microseconds."""
+    from webservice import create_app
+    from werkzeug.test import EnvironBuilder
+
+    import bench_reference
+
+    gateway = create_app(
+        {"SECRET_KEY": secret_key, "SESSION_COOKIE_SECURE": False, "REDIS_URL": redis_url}
+    )
+
+    def environ(path: str, query: dict[str, str] | None = None) -> dict[str, Any]:
+        builder = EnvironBuilder(
+            path=path,
+            query_string=query,
+            environ_base={"REMOTE_ADDR": "127.0.0.1", "HTTP_USER_AGENT": LOADER_AGENT},
+        )
+        return builder.get_environ()
+
+    cases = {
+        "reference": (bench_reference.app, environ("/reference"), '{"success":true'),
+        "listtypes": (
+            gateway,
+            environ("/webservice.php", {"operation": "listtypes", "sessionName": session_id}),
+            '{"success":true',
+        ),
+        "dead": (
+            gateway,
+            environ("/webservice.php", {"operation": "listtypes", "sessionName": dead_id}),
+            '"AUTHENTICATION_REQUIRED"',
+        ),
+    }
+    status: list[str] = []
+
+    def start_response(code: str, headers: Any, exc_info: Any = None) -> None:
+        status.append(code)
+
+    def call(app: Any, base: dict[str, Any]) -> bytes:
+        answer = app(dict(base), start_response)
+        try:
+            return b"".join(answer)
+        finally:
+            if hasattr(answer, "close"):
+                answer.close()
+
+    cpu: dict[str, list[float]] = {name: [] for name in cases}
+    wall: dict[str, list[float]] = {name: [] for name in cases}
+    for app, base, expected in cases.values():
+        body = call(app, base).decode()  # warm: Lua scripts loaded, caches filled
+        if expected not in body:
+            raise RuntimeError(f"in-process WSGI call answered {body[:200]}")
+    for _ in range(rounds):
+        for name, (app, base, _expected) in cases.items():
+            cpu_start, wall_start = time.process_time(), time.perf_counter()
+            for _ in range(requests):
+                call(app, base)
+            cpu[name].append((time.process_time() - cpu_start) * 1e6 / requests)
+            wall[name].append((time.perf_counter() - wall_start) * 1e6 / requests)
+    if any(code != "200 OK" for code in status):
+        raise RuntimeError("an in-process WSGI call did not answer 200")
+    return {
+        "rounds": rounds,
+        "requests_per_round": requests,
+        "cpu_us": {name: round(statistics.median(values), 1) for name, values in cpu.items()},
+        "wall_us": {name: round(statistics.median(values), 1) for name, values in wall.items()},
+    }

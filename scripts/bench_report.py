@@ -237,6 +237,18 @@ def render(report: dict[str, Any]) -> str:
             f"{ab['reference']['p99_ms_median']:.2f} ms; failures "
             f"{ab['listtypes']['failures']}/{ab['reference']['failures']}"
         )
+    wsgi = report.get("wsgi_in_process")
+    if wsgi:
+        cpu, wall = wsgi["cpu_us"], wsgi["wall_us"]
+        out.append("")
+        out.append(
+            f"In-process WSGI calls (no gunicorn, no HTTP socket, real Redis; median of "
+            f"{wsgi['rounds']} interleaved rounds of {wsgi['requests_per_round']}): CPU per "
+            f"request reference {cpu['reference']:.0f} us, listtypes {cpu['listtypes']:.0f} us "
+            f"({cpu['listtypes'] - cpu['reference']:+.0f} us, "
+            f"{cpu['reference'] / cpu['listtypes']:.2f}x), dead session {cpu['dead']:.0f} us; "
+            f"wall {wall['reference']:.0f} / {wall['listtypes']:.0f} / {wall['dead']:.0f} us"
+        )
     client_side = report.get("client_side_round_trips")
     if client_side:
         out.append("")

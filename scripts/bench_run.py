@@ -52,6 +52,7 @@ from bench_data import (
     wait_http,
     web_login,
     write_lines,
+    wsgi_cpu_per_request,
 )
 from bench_measure import (
     CLOCK_TICKS,
@@ -638,6 +639,17 @@ class Bench:
             self.report["client_side_round_trips"] = client_side_round_trips(
                 self.redis_url, users, web_user, self.secret_key
             )
+        if args.wsgi_cost:
+            say("CPU per request of both WSGI apps called in-process")
+            live = sessions_via_login(self.gateway, self.pool, 1)[0]
+            self.report["wsgi_in_process"] = wsgi_cpu_per_request(
+                self.redis_url,
+                self.secret_key,
+                live,
+                dead_session_ids(1)[0],
+                rounds=5,
+                requests=1000,
+            )
         if args.end_all:
             say("timing SessionStore.end_all_for_user on users with 1,000 sessions")
             self.report["end_all_1000"] = self.time_end_all("base")
@@ -755,6 +767,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         dest="round_trips",
         action="store_false",
         help="skip the in-process client-side round-trip count",
+    )
+    parser.add_argument(
+        "--no-wsgi-cost",
+        dest="wsgi_cost",
+        action="store_false",
+        help="skip the in-process CPU cost of both WSGI apps",
     )
     parser.add_argument(
         "--no-end-all",
