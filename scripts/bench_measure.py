@@ -319,6 +319,17 @@ def run_wrk(
     )
 
 
+def source_state() -> dict[str, Any]:
+    """The commit measured, and the files changed since (the working tree is what runs)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    changed = [line[3:] for line in git("status", "--porcelain").splitlines() if line[3:]]
+    return {"commit": git("rev-parse", "--short", "HEAD"), "changed_files": changed}
+
+
 def machine_facts(monitor: Any) -> dict[str, Any]:
     from importlib.metadata import version
 

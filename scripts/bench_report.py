@@ -141,6 +141,13 @@ def render(report: dict[str, Any]) -> str:
             "(WSGATE_CHALLENGE_RATE_LIMIT/_BURST): all of wrk's requests come from one address; "
             "the limiter still runs on every getchallenge"
         )
+    source = report.get("source")
+    if source:
+        changed = source["changed_files"]
+        out.append(
+            f"source: commit {source['commit']}"
+            + (f" plus uncommitted changes to {', '.join(changed)}" if changed else "")
+        )
     machine = report.get("machine", {})
     if machine:
         load = machine.get("loadavg_at_start", (0, 0, 0))

@@ -63,6 +63,7 @@ from bench_measure import (
     cpu_cost,
     cpu_sample,
     machine_facts,
+    source_state,
     redis_cost,
     run_wrk,
     say,
@@ -637,6 +638,7 @@ class Bench:
             or "config/gunicorn.conf.py's default",
         }
         self.report["machine"] = machine_facts(self.monitor)
+        self.report["source"] = source_state()
         self.report["machine"]["loadavg_at_start"] = os.getloadavg()
         self.run_workloads()
         if args.round_trips:
