@@ -324,7 +324,7 @@ def source_state() -> dict[str, Any]:
 
     def git(*args: str) -> str:
         done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
-        return done.stdout.strip() if done.returncode == 0 else ""
+        return done.stdout.rstrip("\n") if done.returncode == 0 else ""
 
     changed = [line[3:] for line in git("status", "--porcelain").splitlines() if line[3:]]
     return {"commit": git("rev-parse", "--short", "HEAD"), "changed_files": changed}

@@ -63,11 +63,11 @@ from bench_measure import (
     cpu_cost,
     cpu_sample,
     machine_facts,
-    source_state,
     redis_cost,
     run_wrk,
     say,
     snapshot,
+    source_state,
 )
 from bench_report import LABELS, WORKLOADS, render, summarize_profile
 
