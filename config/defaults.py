@@ -67,6 +67,11 @@ AUDIT_MAX_ENTRIES = 100000
 MAX_CONTENT_LENGTH = 1024 * 1024
 #: Largest number of parameters in one request.
 MAX_FORM_PARTS = 200
+#: Longest parameter value, in characters (a JSON body's nested value: its JSON text); longer ones
+#: answer INVALID_PARAMETER before anything else is looked at.
+MAX_PARAMETER_LENGTH = 64 * 1024
+#: Longest parameter name, in characters (INVALID_PARAMETER beyond).
+MAX_PARAMETER_NAME_LENGTH = 256
 
 # --- Wire ----------------------------------------------------------------------------------------
 #: The ``version`` / ``vtigerVersion`` strings that login answers with.

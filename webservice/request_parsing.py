@@ -6,16 +6,23 @@
 - A parameter whose value is the empty string counts as missing.
 - The session id comes from a non-empty ``corebos-authorization`` header, else from
   ``sessionName``; ``""`` and ``null`` mean none.
+
+Limits, all checked here, before any Redis call: the body size (Flask's MAX_CONTENT_LENGTH, whose
+error the endpoint turns into REQUEST_TOO_LARGE), the number of parameters (MAX_FORM_PARTS,
+REQUEST_TOO_LARGE), and the length of each parameter's name (MAX_PARAMETER_NAME_LENGTH) and value
+(MAX_PARAMETER_LENGTH, characters; a JSON body's nested value counts as its JSON text), both
+INVALID_PARAMETER. A session id that has not the exact shape the gateway hands out never reaches
+Redis either (SessionStore.validate refuses it first; the web cookie likewise, web_session.py).
 """
 
 from __future__ import annotations
 
 import json
-from urllib.parse import parse_qsl
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
-from flask import Request
+from flask import Request, current_app
 from werkzeug.datastructures import MultiDict
 
 from webservice.errors import ErrorCode, WebServiceError
@@ -34,8 +41,35 @@ class WebServiceRequest:
     client: ClientInfo
 
 
-def parse_request(request: Request, max_parameters: int) -> WebServiceRequest:
-    params = _parameters(request, max_parameters)
+#: The defaults of MAX_PARAMETER_NAME_LENGTH and MAX_PARAMETER_LENGTH (config/defaults.py).
+DEFAULT_MAX_NAME_LENGTH = 256
+DEFAULT_MAX_VALUE_LENGTH = 64 * 1024
+#: How much of an over-long parameter name an error message repeats.
+_NAME_IN_MESSAGE = 64
+
+
+def parse_request(
+    request: Request,
+    max_parameters: int,
+    max_name_length: int | None = None,
+    max_value_length: int | None = None,
+) -> WebServiceRequest:
+    """The operation, session id and parameters of a request; raises the envelope's input errors.
+
+    The length limits default to the running app's MAX_PARAMETER_NAME_LENGTH and
+    MAX_PARAMETER_LENGTH settings.
+    """
+    # Every attribute read through Flask's request proxy costs a context lookup: unwrap it once.
+    unwrap = getattr(request, "_get_current_object", None)
+    if unwrap is not None:
+        request = unwrap()
+    if max_name_length is None or max_value_length is None:
+        config = current_app.config
+        if max_name_length is None:
+            max_name_length = config.get("MAX_PARAMETER_NAME_LENGTH", DEFAULT_MAX_NAME_LENGTH)
+        if max_value_length is None:
+            max_value_length = config.get("MAX_PARAMETER_LENGTH", DEFAULT_MAX_VALUE_LENGTH)
+    params = _parameters(request, max_parameters, max_name_length, max_value_length)
     if len(params) > max_parameters:
         raise too_many_parameters(max_parameters)
     operation = params.pop("operation", "")
@@ -56,6 +90,21 @@ def too_many_parameters(max_parameters: int) -> WebServiceError:
     )
 
 
+def parameter_name_too_long(max_length: int) -> WebServiceError:
+    return WebServiceError(
+        ErrorCode.INVALID_PARAMETER,
+        f"Invalid parameter name: longer than {max_length} characters",
+    )
+
+
+def parameter_too_long(name: str, max_length: int) -> WebServiceError:
+    shown = name if len(name) <= _NAME_IN_MESSAGE else name[:_NAME_IN_MESSAGE] + "…"
+    return WebServiceError(
+        ErrorCode.INVALID_PARAMETER,
+        f"Invalid parameter {shown}: longer than {max_length} characters",
+    )
+
+
 def client_info(request: Request) -> ClientInfo:
     return ClientInfo(
         address=request.remote_addr or "",
@@ -63,15 +112,47 @@ def client_info(request: Request) -> ClientInfo:
     )
 
 
-def _parameters(request: Request, max_parameters: int) -> dict[str, Any]:
+def _parameters(
+    request: Request, max_parameters: int, max_name_length: int, max_value_length: int
+) -> dict[str, Any]:
     merged = _last_values(request.args) if request.query_string else {}
     if request.mimetype == URLENCODED:
         merged.update(_urlencoded(request.get_data(cache=True), max_parameters))
     else:
         merged.update(_last_values(request.form))
-    if not merged:
+    if merged:
+        # Every name and value is text here: two C-speed passes on the hot path.
+        if max(map(len, merged)) > max_name_length:
+            raise parameter_name_too_long(max_name_length)
+        if max(map(len, merged.values())) > max_value_length:
+            raise _first_too_long(merged, max_value_length)
+    else:
         merged = _json_body(request)
+        _check_json_lengths(merged, max_name_length, max_value_length)
     return {name: value for name, value in merged.items() if value != "" and value is not None}
+
+
+def _first_too_long(params: dict[str, str], max_length: int) -> WebServiceError:
+    name = next(name for name, value in params.items() if len(value) > max_length)
+    return parameter_too_long(name, max_length)
+
+
+def _check_json_lengths(params: dict[str, Any], max_name_length: int, max_length: int) -> None:
+    """A JSON body's names and values: text by its length, anything nested by its JSON text."""
+    for name, value in params.items():
+        if len(name) > max_name_length:
+            raise parameter_name_too_long(max_name_length)
+        if isinstance(value, str):
+            size = len(value)
+        elif isinstance(value, (dict, list)):
+            try:
+                size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+            except (ValueError, RecursionError):
+                size = max_length + 1
+        else:
+            continue
+        if size > max_length:
+            raise parameter_too_long(name, max_length)
 
 
 def _last_values(values: MultiDict[str, str]) -> dict[str, str]:

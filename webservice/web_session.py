@@ -8,6 +8,8 @@ therefore cannot bring the login back: the family it names is gone.
 
 from __future__ import annotations
 
+import re
+
 from flask import Flask, Request, Response, current_app, flash, g, request, session
 from flask_session.base import ServerSideSession, ServerSideSessionInterface
 from flask_session.redis import RedisSessionInterface
@@ -18,6 +20,8 @@ from webservice.request_parsing import client_info
 from webservice.sessions import PipelineExtra, Session
 from webservice.tokens import SessionId, hash_secret
 
+#: The characters of a web session id (URL-safe base64 without padding).
+_SID_CHARS = re.compile(r"[A-Za-z0-9_-]+")
 FAMILY = "family"
 #: The username of the login, kept for the audit trail only (the family decides who is logged in).
 USERNAME = "username"
@@ -41,12 +45,18 @@ class WebSessionInterface(RedisSessionInterface):
 
     def open_session(self, app: Flask, request: Request) -> ServerSideSession:
         """Without a cookie there is nothing to load: the new session gets its id only if it is
-        ever saved (most requests, the API's, never are)."""
-        if "HTTP_COOKIE" not in request.environ or not request.cookies.get(
-            self.get_cookie_name(app)
-        ):
+        ever saved (most requests, the API's, never are). A cookie that has not the exact shape
+        of the ids this interface makes is treated as none, without asking Redis."""
+        if "HTTP_COOKIE" not in request.environ:
+            return self.session_class(sid="", permanent=self.permanent)
+        cookie = request.cookies.get(self.get_cookie_name(app))
+        if not cookie or not self._is_sid(cookie):
             return self.session_class(sid="", permanent=self.permanent)
         return super().open_session(app, request)
+
+    def _is_sid(self, value: str) -> bool:
+        """Whether ``value`` looks like ``secrets.token_urlsafe(sid_length)`` (_generate_sid)."""
+        return len(value) == -(-self.sid_length * 4 // 3) and _SID_CHARS.fullmatch(value) is not None
 
     def save_session(self, app: Flask, session: ServerSideSession, response: Response) -> None:
         if session and not session.sid:
