@@ -256,6 +256,37 @@ def client_side_round_trips(
     return results
 
 
+def wsgi_loop(redis_url: str, secret_key: str, session_id: str, seconds: float) -> int:
+    """Calls the gateway's WSGI app with listtypes on ``session_id`` for ``seconds``, in this
+    process: what ``--profile`` samples without gunicorn and HTTP. Answers the number of calls."""
+    from webservice import create_app
+    from werkzeug.test import EnvironBuilder
+
+    app = create_app(
+        {"SECRET_KEY": secret_key, "SESSION_COOKIE_SECURE": False, "REDIS_URL": redis_url}
+    )
+    base = EnvironBuilder(
+        path="/webservice.php",
+        query_string={"operation": "listtypes", "sessionName": session_id},
+        environ_base={"REMOTE_ADDR": "127.0.0.1", "HTTP_USER_AGENT": LOADER_AGENT},
+    ).get_environ()
+
+    def start_response(status: str, headers: Any, exc_info: Any = None) -> None:
+        if status != "200 OK":
+            raise RuntimeError(f"listtypes answered {status}")
+
+    calls = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        answer = app(dict(base), start_response)
+        body = b"".join(answer)
+        answer.close()
+        if not body.startswith(b'{"success":true'):
+            raise RuntimeError(f"listtypes answered {body[:200]!r}")
+        calls += 1
+    return calls
+
+
 # --- CPU per request of the WSGI apps, in-process -----------------------------------------------
 
 

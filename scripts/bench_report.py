@@ -57,7 +57,9 @@ _SOCKET_CALLS = {
 _REQUEST_FRAME = "SyncWorker.handle "
 
 
-def summarize_profile(raw_file: Path, top: int = 15) -> dict[str, Any]:
+def summarize_profile(
+    raw_file: Path, top: int = 15, request_frame: str = _REQUEST_FRAME
+) -> dict[str, Any]:
     """Reads py-spy's collapsed stacks (``--format raw``) and answers the shares of the CPU samples
     taken while a worker handled a request: by component and by function, self (the leaf frame)
     and inclusive (anywhere below gunicorn's per-request frame)."""
@@ -71,7 +73,7 @@ def summarize_profile(raw_file: Path, top: int = 15) -> dict[str, Any]:
             continue
         count = int(count_text)
         frames = [frame for frame in stack.split(";") if frame and not frame.startswith("process ")]
-        start = next((i for i, f in enumerate(frames) if f.startswith(_REQUEST_FRAME)), None)
+        start = next((i for i, f in enumerate(frames) if f.startswith(request_frame)), None)
         if start is None:
             outside += count  # waiting for a connection, booting, or the master process
             continue
@@ -327,6 +329,8 @@ def render(report: dict[str, Any]) -> str:
             "running": "every sample of a running worker thread (socket syscalls and waits for "
             "a CPU show up at the line that made the call)",
             "gil": "only samples holding the GIL: Python code running",
+            "in_process": "the WSGI app called in a loop in one process (no gunicorn, no HTTP "
+            "socket; Flask.__call__ is 100%), every sample of the running thread",
         }
         for mode, summary in profile.items():
             out.append("")
@@ -335,7 +339,7 @@ def render(report: dict[str, Any]) -> str:
                 continue
             out.append(
                 f"Profile of listtypes, {titles.get(mode, mode)}: {summary['command']}; "
-                f"{summary['samples_in_requests']} samples inside gunicorn's per-request frame, "
+                f"{summary['samples_in_requests']} samples inside the per-request frame, "
                 f"{summary['listtypes_requests_per_s_while_profiled']:.0f} req/s while profiled"
             )
             out.append(f"  at socket calls (send/recv/close): {summary['socket_call_pct']:.1f}%")

@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -54,6 +55,7 @@ from bench_data import (
     web_login,
     write_lines,
     wsgi_cpu_per_request,
+    wsgi_loop,
 )
 from bench_measure import (
     CLOCK_TICKS,
@@ -615,7 +617,46 @@ class Bench:
                 f"py-spy record --subprocesses --rate 200 --nonblocking {' '.join(extra)}".strip()
             )
             profile[mode] = summary
+        profile["in_process"] = self.profile_in_process(py_spy, data)
         self.report["profile"] = profile
+
+    def profile_in_process(self, py_spy: str, data: Path) -> dict[str, Any]:
+        """py-spy on a process that calls the gateway's WSGI app in a loop: the app's Python
+        work alone, sampled at 500 Hz with nothing else in the picture."""
+        seconds = self.args.profile
+        raw = self.workdir / "profile-in-process.txt"
+        log = self.workdir / "wsgi-loop.log"
+        session_id = data.read_text().split()[0]
+        loop = [sys.executable, str(SCRIPTS / "bench_run.py"), "--wsgi-loop", str(seconds),
+                "--wsgi-session", session_id]  # fmt: skip
+        env = {**os.environ, "WSGATE_LOG_LEVEL": os.environ.get("WSGATE_LOG_LEVEL", "INFO")}
+        self.wait_for_quiet()
+        say(f"py-spy on the gateway's WSGI app called in a loop in one process, {seconds:g}s")
+        spy = self.children.start(
+            "py-spy in-process",
+            [py_spy, "record", "--rate", "500", "--format", "raw", "--output", str(raw),
+             "--", *loop],
+            env=env,
+            log=log,
+        )  # fmt: skip
+        try:
+            spy.process.wait(timeout=seconds + 60)
+        except subprocess.TimeoutExpired:
+            pass
+        self.children.stop(spy)
+        text = log.read_text(errors="replace")
+        calls = re.search(r"WSGI_LOOP_CALLS (\d+)", text)
+        if not raw.exists() or raw.stat().st_size == 0 or not calls:
+            return {"error": text.strip()[-500:]}
+        if self.args.profile_out:
+            target = Path(os.environ.get("BENCH_CALLER_DIR", ".")) / (
+                f"{self.args.profile_out}.in_process"
+            )
+            shutil.copy(raw, target)
+        summary = summarize_profile(raw, request_frame="Flask.__call__ ")
+        summary["listtypes_requests_per_s_while_profiled"] = round(int(calls.group(1)) / seconds, 1)
+        summary["command"] = "py-spy record --rate 500 -- python bench_run.py --wsgi-loop"
+        return summary
 
     # ----------------------------------------------------------------------------- all
     def run(self) -> None:
@@ -796,6 +837,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", dest="json_file", help="write every figure to this file")
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument("--wsgi-loop", type=float, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--wsgi-session", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.workloads = (
         []
@@ -812,6 +855,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.wsgi_loop:
+        # A child of --profile: py-spy samples this process calling the app in a loop.
+        calls = wsgi_loop(
+            os.environ["WSGATE_REDIS_URL"],
+            os.environ["WSGATE_SECRET_KEY"],
+            args.wsgi_session,
+            args.wsgi_loop,
+        )
+        print(f"WSGI_LOOP_CALLS {calls}", flush=True)
+        return 0
     if shutil.which("wrk") is None:
         print("bench: error: wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
         return 1
