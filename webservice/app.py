@@ -11,7 +11,7 @@ from flask import Flask, Response, current_app, render_template, request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
-from webservice import cli, endpoint, envelope, web
+from webservice import cli, endpoint, envelope, openapi, web
 from webservice.csrf import init_csrf
 from webservice.errors import (
     ErrorCode,
@@ -22,6 +22,7 @@ from webservice.errors import (
 )
 from webservice.gateway import EXTENSION_KEY, Gateway
 from webservice.redis_client import RedisClient
+from webservice.security_headers import init_security_headers
 from webservice.web_session import init_web_sessions
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ def create_app(
     init_csrf(app, exempt=endpoint.blueprint)
     app.register_blueprint(endpoint.blueprint)
     app.register_blueprint(web.blueprint)
+    app.register_blueprint(openapi.blueprint)
+    init_security_headers(app)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(RedisError, _redis_error)
     if not app.secret_key:
