@@ -73,6 +73,16 @@ MAX_PARAMETER_LENGTH = 64 * 1024
 #: Longest parameter name, in characters (INVALID_PARAMETER beyond).
 MAX_PARAMETER_NAME_LENGTH = 256
 
+# --- Deployment and monitoring -------------------------------------------------------------------
+#: Proxies (load balancers, reverse proxies) every request passes through before the gateway:
+#: their X-Forwarded-For / -Proto / -Host / -Port entries are trusted (webservice/proxies.py), so
+#: the client's address, scheme and host are the real ones. 0: those headers are ignored.
+TRUSTED_PROXIES = 0
+#: Serve Prometheus metrics at /metrics (webservice/metrics.py).
+METRICS_ENABLED = True
+#: Seconds /readyz waits for Redis to connect and to answer its PING (twice at most: one retry).
+READY_TIMEOUT = 0.5
+
 # --- Wire ----------------------------------------------------------------------------------------
 #: The ``version`` / ``vtigerVersion`` strings that login answers with.
 API_VERSION = "0.22"

@@ -1,17 +1,28 @@
 """gunicorn settings for wsgate: ``gunicorn -c config/gunicorn.conf.py wsgi:app``.
 
 Each can be overridden by its environment variable. The app is not preloaded, so every worker
-builds its own app and Redis client after the fork.
+builds its own app and Redis clients after the fork: no two workers share a Redis socket (and
+redis-py's pools would drop connections inherited through a fork anyway, should someone preload).
+
+Metrics: every worker counts into files under ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's
+multiprocess mode), which ``/metrics`` adds up. Unset, this master makes a fresh directory of its
+own and removes it when it exits; set, its old files are removed when the master starts (a
+directory per master: two gunicorns must not share one).
 """
 
+import glob
 import multiprocessing
 import os
+import shutil
+import tempfile
 
 bind = os.environ.get("WSGATE_BIND", "127.0.0.1:8000")
 #: The hot path is a short CPU burst around one Redis round trip: synchronous workers, about two
 #: per core, keep both busy without thread switching.
 workers = int(os.environ.get("WSGATE_WORKERS", multiprocessing.cpu_count() * 2))
 worker_class = "sync"
+#: Explicit: the app, and so every Redis client, is made in each worker after the fork.
+preload_app = False
 timeout = int(os.environ.get("WSGATE_WORKER_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
@@ -28,6 +39,62 @@ limit_request_line = 8190
 #: gunicorn 27's control socket defaults to one path per user, shared by every gunicorn on the
 #: host; the gateway does not use it.
 control_socket_disable = True
-accesslog = os.environ.get("WSGATE_ACCESS_LOG", "-")
+#: The gateway writes one structured line per webservice.php request (webservice/request_log.py),
+#: so gunicorn's own access log is off unless WSGATE_ACCESS_LOG names a file (or "-", stdout).
+accesslog = os.environ.get("WSGATE_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("WSGATE_LOG_LEVEL", "info").lower()
+
+# --- Prometheus multiprocess mode ------------------------------------------------------------------
+_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+#: "<pid>:<directory>" of a directory a master made for itself. This file is read again on a
+#: reload (HUP): the master keeps its directory. A new master started by an upgrade (USR2)
+#: inherits the variables but not the directory: it makes its own.
+_OWN_METRICS_DIR = "WSGATE_OWN_METRICS_DIR"
+
+
+def _own_metrics_dir():
+    """The directory this process made for its metrics, else None."""
+    pid, _, path = os.environ.get(_OWN_METRICS_DIR, "").partition(":")
+    if pid == str(os.getpid()) and path and path == os.environ.get(_METRICS_DIR):
+        return path
+    return None
+
+
+def _inherited_own_dir():
+    """Whether the metrics directory is one another master made for itself."""
+    path = os.environ.get(_OWN_METRICS_DIR, "").partition(":")[2]
+    return bool(path) and path == os.environ.get(_METRICS_DIR) and _own_metrics_dir() is None
+
+
+if not os.environ.get(_METRICS_DIR) or _inherited_own_dir():
+    # Set before any worker imports prometheus-client, which reads it at import.
+    _made = tempfile.mkdtemp(prefix="wsgate-metrics-")
+    os.environ[_METRICS_DIR] = _made
+    os.environ[_OWN_METRICS_DIR] = f"{os.getpid()}:{_made}"
+
+
+def on_starting(server):
+    """The master, after any daemonizing fork: a directory that was given loses the counts of an
+    earlier run (they must not be added to this one's); a directory made here becomes this
+    process's."""
+    made = os.environ.get(_OWN_METRICS_DIR, "").partition(":")[2]
+    if made and made == os.environ[_METRICS_DIR]:
+        os.environ[_OWN_METRICS_DIR] = f"{os.getpid()}:{made}"
+        return
+    for path in glob.glob(os.path.join(os.environ[_METRICS_DIR], "*.db")):
+        os.remove(path)
+
+
+def child_exit(server, worker):
+    """A worker ended (recycled, killed, crashed): its counts stay and are still added up; only
+    its live gauges go."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    own = _own_metrics_dir()
+    if own:
+        shutil.rmtree(own, ignore_errors=True)

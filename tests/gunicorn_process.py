@@ -31,6 +31,9 @@ def start_gunicorn(
         "WSGATE_SECRET_KEY": "http-tests-secret-key",
         "WSGATE_SESSION_COOKIE_SECURE": "false",
         "WSGATE_HIDE_UNKNOWN_USERS": "false",
+        # gunicorn's own access log (off by default: the gateway logs each request itself), for
+        # the tests that read which worker answered.
+        "WSGATE_ACCESS_LOG": "-",
         "GUNICORN_CMD_ARGS": TEST_GUNICORN_ARGS,
         **(extra_env or {}),
     }

@@ -11,7 +11,7 @@ from flask import Flask, Response, current_app, render_template, request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
-from webservice import cli, endpoint, envelope, openapi, web
+from webservice import cli, endpoint, envelope, health, metrics, openapi, proxies, request_log, web
 from webservice.csrf import init_csrf
 from webservice.errors import (
     ErrorCode,
@@ -60,6 +60,11 @@ def create_app(
     app.register_blueprint(web.blueprint)
     app.register_blueprint(openapi.blueprint)
     init_security_headers(app)
+    # Deployment: probes, metrics, the request log, and the proxies in front (outermost).
+    health.init_app(app, redis_client)
+    metrics.init_app(app)
+    request_log.init_app(app, endpoint.PATHS, endpoint.answered_elsewhere)
+    proxies.init_app(app)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(RedisError, _redis_error)
     if not app.secret_key:
@@ -105,7 +110,7 @@ def _load_shared_secret_key() -> None:
     others read the same value. Configuring WSGATE_SECRET_KEY keeps it out of Redis.
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    if app.secret_key:
+    if app.secret_key or request.endpoint in health.REDIS_FREE_ENDPOINTS:
         return
     gateway = app.extensions[EXTENSION_KEY]
     key = gateway.keys.secret_key()

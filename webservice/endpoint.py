@@ -2,18 +2,21 @@
 
 Whatever happens, the answer is the envelope with HTTP 200: bad input gets its error code, a Redis
 outage SERVICE_UNAVAILABLE, and anything unexpected INTERNAL_SERVER_ERROR with the traceback in
-the log only.
+the log only. Every answer carries its request id (``X-Request-Id``), is counted in the metrics
+(metrics.py) and gets one structured log line (request_log.py).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 from flask import Blueprint, Response, request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from webservice import envelope
+from webservice import envelope, metrics, request_log
 from webservice.context import OperationContext
 from webservice.errors import (
     ErrorCode,
@@ -25,6 +28,7 @@ from webservice.errors import (
     unknown_operation,
 )
 from webservice.gateway import current_gateway
+from webservice.request_log import Trace
 from webservice.request_parsing import parse_request
 
 log = logging.getLogger(__name__)
@@ -38,37 +42,59 @@ blueprint = Blueprint("webservice", __name__)
 
 
 def handle() -> Response:
+    environ = request.environ
+    trace = Trace(request_log.request_id(environ))
+    result: Any = None
+    error: WebServiceError | None = None
     if request.method == "OPTIONS":
-        return envelope.failure(method_not_allowed(request.method))
-    try:
-        return envelope.success(_dispatch())
-    except WebServiceError as error:
-        return envelope.failure(error)
-    except RedisError as error:
-        log.warning("session store unavailable: %s", type(error).__name__)
-        return envelope.failure(service_unavailable())
-    except RequestEntityTooLarge:
-        return envelope.failure(request_too_large())
-    except HTTPException as error:
-        return envelope.failure(
-            WebServiceError(ErrorCode.INVALID_PARAMETER, f"Malformed request: {error.description}")
-        )
-    except Exception:
-        log.exception("operation failed")
-        return envelope.failure(internal_error())
+        error = method_not_allowed(request.method)
+    else:
+        try:
+            result = _dispatch(trace)
+        except WebServiceError as raised:
+            error = raised
+        except RedisError as raised:
+            log.warning("session store unavailable: %s", type(raised).__name__)
+            error = service_unavailable()
+        except RequestEntityTooLarge:
+            error = request_too_large()
+        except HTTPException as raised:
+            error = WebServiceError(
+                ErrorCode.INVALID_PARAMETER, f"Malformed request: {raised.description}"
+            )
+        except Exception:
+            log.exception("operation failed (request %s)", trace.request_id)
+            error = internal_error()
+    if error is None:
+        response = envelope.success(result)
+        code = metrics.OK
+        request_log.learn_result(trace, result)
+    else:
+        response = envelope.failure(error)
+        code = error.code
+    seconds = request_log.finish(trace, code, response, environ)
+    metrics.observe_request(trace.operation, code, seconds, result)
+    return response
 
 
-def _dispatch() -> object:
+def _dispatch(trace: Trace) -> object:
     gateway = current_gateway()
     parsed = parse_request(request, gateway.settings["MAX_FORM_PARTS"])
+    trace.requested = parsed.operation
+    trace.address = parsed.client.address
     op = gateway.operations.get(parsed.operation) if parsed.operation else None
     if op is None:
         raise unknown_operation()
+    trace.operation = op.name
     session = None
     if op.needs_session:
         session = gateway.sessions.validate(parsed.session_id)
         if session is None:
             raise authentication_required()
+        trace.user = session.username
+        trace.session = session.handle
+    else:
+        request_log.learn_user(trace, parsed.params.get("username"))
     params = op.load_params(parsed.params)
     context = OperationContext(gateway, parsed.client, session, parsed.session_id)
     return op.handler(context, params)
@@ -77,6 +103,18 @@ def _dispatch() -> object:
 def request_too_large() -> WebServiceError:
     limit = current_gateway().settings["MAX_CONTENT_LENGTH"]
     return WebServiceError(ErrorCode.REQUEST_TOO_LARGE, f"Request body exceeds {limit} bytes")
+
+
+def answered_elsewhere(response: Response) -> None:
+    """Logs and counts an answer to these paths that an app-wide error handler gave (a Redis
+    failure while the web session was opened, before this view ran)."""
+    try:
+        code = json.loads(response.get_data())["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        code = f"HTTP_{response.status_code}"
+    trace = Trace(request_log.request_id(request.environ))
+    seconds = request_log.finish(trace, code, response, request.environ)
+    metrics.observe_request(None, code, seconds, None)
 
 
 for _path, _name in (("/webservice.php", "webservice_php"), ("/webservice", "webservice")):

@@ -1,0 +1,218 @@
+"""Prometheus metrics, served at ``/metrics`` (``METRICS_ENABLED``).
+
+Under gunicorn every worker counts in files of its own under ``PROMETHEUS_MULTIPROC_DIR``
+(prometheus-client's multiprocess mode, set up by config/gunicorn.conf.py), and whichever worker
+answers ``/metrics`` adds up the files of all of them, the workers that have exited included: the
+counts are those of the whole gunicorn master, across worker restarts. Without that variable (the
+flask commands, tests, a bare ``flask run``) the counts are this process's own.
+
+What is counted (every name starts with ``wsgate_``):
+
+``requests_total{operation, code}``
+    webservice.php answers: the operation (a registered name, or ``unknown``) and ``ok`` or the
+    error code of the envelope.
+``request_duration_seconds{operation}``
+    A histogram of the time from the request's arrival in the app to its answer.
+``logins_total{via, outcome}``
+    Logins through ``api`` (webservice.php) or ``web`` (the login form): ``ok``; ``failed`` (a
+    wrong key or password, an unknown or inactive user, a used or expired token); ``limited``
+    (refused by a failure limit before any check).
+``logouts_total{via}``
+    Logouts: ``logout`` (api) and the web UI's *Log out* when it ended a live login.
+``session_revocations_total{via, reason}``
+    Logins ended by their user from elsewhere, each with every session linked to it: ``reason`` is
+    ``endsession`` (one, named by its handle) or ``endallsessions`` (all, or all others from the
+    sessions page). Sessions ended by the ``flask sessions`` / ``users`` commands are in the audit
+    trail only (those run outside the gateway's processes).
+``session_extensions_total``
+    API sessions given to a web login by ``extendsession``.
+
+Labels take only values from fixed sets (operation names come from the registry), so a client
+cannot make the series grow.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    values,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from webservice.errors import ErrorCode
+
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: The operation label of requests that name no registered operation.
+UNKNOWN = "unknown"
+OK = "ok"
+
+REQUESTS = Counter(
+    "wsgate_requests",
+    "webservice.php requests, by operation and outcome (ok or the error code)",
+    ["operation", "code"],
+)
+LATENCY = Histogram(
+    "wsgate_request_duration_seconds",
+    "Time to answer a webservice.php request, by operation",
+    ["operation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+LOGINS = Counter(
+    "wsgate_logins", "Logins, by way in (api, web) and outcome (ok, failed, limited)",
+    ["via", "outcome"],
+)  # fmt: skip
+LOGOUTS = Counter("wsgate_logouts", "Logouts that ended a live login", ["via"])
+REVOCATIONS = Counter(
+    "wsgate_session_revocations",
+    "Logins (with their linked sessions) ended by their user from elsewhere, by way and reason",
+    ["via", "reason"],
+)
+EXTENSIONS = Counter(
+    "wsgate_session_extensions", "API sessions given to web logins by extendsession"
+)
+
+#: The codes with which ``login`` refuses a proof (wrong key, unknown or inactive user, no live
+#: or a used token); a refusal by a failure limit is TOO_MANY_REQUESTS.
+LOGIN_FAILURES = frozenset(
+    {
+        ErrorCode.INVALID_USER_CREDENTIALS,
+        ErrorCode.INVALID_AUTH_TOKEN,
+        ErrorCode.AUTHENTICATION_REQUIRED,
+        ErrorCode.ACCESSKEY_UNDEFINED,
+    }
+)
+
+# Label lookups cost more than the increments; the children are kept per label values.
+_request_children: dict[tuple[str, str], Any] = {}
+_latency_children: dict[str, Any] = {}
+
+
+def observe_request(operation: str | None, code: str, seconds: float, result: Any) -> None:
+    """Counts one webservice.php answer: ``operation`` the registered name (None: unknown),
+    ``code`` "ok" or the error code, ``result`` the operation's result when it succeeded."""
+    name = operation or UNKNOWN
+    key = (name, code)
+    child = _request_children.get(key)
+    if child is None:
+        child = _request_children[key] = REQUESTS.labels(name, code)
+    child.inc()
+    timer = _latency_children.get(name)
+    if timer is None:
+        timer = _latency_children[name] = LATENCY.labels(name)
+    timer.observe(seconds)
+    if operation in _OPERATION_EVENTS:
+        _OPERATION_EVENTS[operation](code, result)
+
+
+def count_login(via: str, outcome: str) -> None:
+    LOGINS.labels(via, outcome).inc()
+
+
+def count_logout(via: str) -> None:
+    LOGOUTS.labels(via).inc()
+
+
+def count_revocations(via: str, reason: str, ended: int = 1) -> None:
+    if ended > 0:
+        REVOCATIONS.labels(via, reason).inc(ended)
+
+
+def _login(code: str, result: Any) -> None:
+    if code == OK:
+        count_login("api", "ok")
+    elif code in LOGIN_FAILURES:
+        count_login("api", "failed")
+    elif code == ErrorCode.TOO_MANY_REQUESTS:
+        count_login("api", "limited")
+
+
+def _logout(code: str, result: Any) -> None:
+    if code == OK:
+        count_logout("api")
+
+
+def _extendsession(code: str, result: Any) -> None:
+    if code == OK:
+        EXTENSIONS.inc()
+
+
+def _endsession(code: str, result: Any) -> None:
+    if code == OK:
+        count_revocations("api", "endsession")
+
+
+def _endallsessions(code: str, result: Any) -> None:
+    if code == OK and isinstance(result, dict):
+        count_revocations("api", "endallsessions", int(result.get("ended", 0)))
+
+
+_OPERATION_EVENTS = {
+    "login": _login,
+    "logout": _logout,
+    "extendsession": _extendsession,
+    "endsession": _endsession,
+    "endallsessions": _endallsessions,
+}
+
+
+# --- the web UI's login and logout ---------------------------------------------------------------
+_HAD_LOGIN = "_wsgate_metrics_had_login"
+
+
+def _before_web() -> None:
+    if request.endpoint == "web.logout":
+        from webservice.web_session import current_login
+
+        # The logout view asks the same; the answer is kept for the request (no round trip more).
+        setattr(g, _HAD_LOGIN, current_login() is not None)
+
+
+def _after_web(response: Response) -> Response:
+    if request.method != "POST":
+        return response
+    if request.endpoint == "web.login":
+        outcome = {302: "ok", 401: "failed", 429: "limited"}.get(response.status_code)
+        if outcome is not None:
+            count_login("web", outcome)
+    elif request.endpoint == "web.logout" and g.get(_HAD_LOGIN) and response.status_code == 302:
+        count_logout("web")
+    return response
+
+
+# --- exposition ----------------------------------------------------------------------------------
+
+
+def multiprocess_mode() -> bool:
+    """Whether this process counts in PROMETHEUS_MULTIPROC_DIR (decided when prometheus-client
+    was imported)."""
+    return bool(getattr(values.ValueClass, "_multiprocess", False))
+
+
+def exposition() -> bytes:
+    """The text format of every metric: the sum over all workers in multiprocess mode."""
+    if multiprocess_mode():
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, os.environ.get(MULTIPROC_DIR_ENV))
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+def metrics_view() -> Response:
+    return Response(exposition(), status=200, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def init_app(app: Flask) -> None:
+    """Serves ``/metrics`` (when ``METRICS_ENABLED``) and counts the web UI's logins and logouts."""
+    if app.config["METRICS_ENABLED"]:
+        app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])
+    app.before_request_funcs.setdefault("web", []).append(_before_web)
+    app.after_request_funcs.setdefault("web", []).append(_after_web)

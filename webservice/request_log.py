@@ -1,0 +1,177 @@
+"""One structured line per webservice.php request, and its request id.
+
+The line is a JSON object, written by the logger ``webservice.requests`` (to standard output,
+unless logging is configured otherwise; ``WSGATE_LOG_LEVEL=WARNING`` silences it)::
+
+    {"time": "2025-01-31T12:00:00.123Z", "request_id": "3f0c…", "operation": "listtypes",
+     "code": "ok", "duration_ms": 1.42, "user": "alice", "session": "<family>:<member8>",
+     "address": "203.0.113.7"}
+
+``operation``
+    The operation as requested (lower case, at most 64 characters; what an unknown one was called
+    helps to find a misconfigured client); empty when the request named none.
+``code``
+    ``ok``, or the error code of the envelope.
+``duration_ms``
+    From the request's arrival in the app to its answer.
+``user``, ``session``
+    The username and the public handle (sessions.handle_of) of the session, when known: the
+    session the request authenticated with, the one ``login`` or ``extendsession`` started; for
+    ``getchallenge`` and a failed ``login``, the name asked for (left empty unless it is a valid
+    username, as in the audit trail). A handle names a session; it is not a credential.
+``address``
+    The client's address (behind proxies: see ``TRUSTED_PROXIES``).
+
+Never a secret: no session id (``sessionName``, the ``corebos-authorization`` header), access
+key, challenge token, password or cookie is written.
+
+The request id is the client's ``X-Request-Id`` when it is sane (1 to 128 characters of
+``A-Z a-z 0-9 . _ ~ : / + = @ -``), else a new random one; the answer carries it back in
+``X-Request-Id``, and the log line of an operation that fails unexpectedly names it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+from typing import Any
+
+from flask import Flask, Response, request
+
+from webservice.sessions import handle_of
+from webservice.tokens import SessionId
+from webservice.users import is_valid_username
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._~:/+=@-]{1,128}").fullmatch
+#: Set in the WSGI environ by :class:`StartClock` (the arrival time) and by :func:`finish`.
+STARTED = "wsgate.started"
+_LOGGED = "wsgate.logged"
+MAX_OPERATION_CHARS = 64
+
+log = logging.getLogger("webservice.requests")
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+class Trace:
+    """What the endpoint learns about a request while answering it."""
+
+    __slots__ = ("request_id", "requested", "operation", "user", "session", "address")
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        #: The operation as the request named it.
+        self.requested = ""
+        #: The registered operation's name, once found.
+        self.operation: str | None = None
+        self.user = ""
+        self.session = ""
+        self.address: str | None = None
+
+
+def request_id(environ: dict[str, Any]) -> str:
+    """The client's X-Request-Id when sane, else a new one (128 random bits, hex)."""
+    given = environ.get(_REQUEST_ID_ENVIRON)
+    if given and _SANE_REQUEST_ID(given):
+        return given
+    return os.urandom(16).hex()
+
+
+def learn_user(trace: Trace, username: Any) -> None:
+    if not trace.user and is_valid_username(username):
+        trace.user = username
+
+
+def learn_result(trace: Trace, result: Any) -> None:
+    """Takes the handle of a session that the result hands out (login, extendsession); the
+    session id itself stays out of the log."""
+    if isinstance(result, dict) and "sessionName" in result:
+        session_id = SessionId.parse(result["sessionName"])
+        if session_id is not None:
+            trace.session = handle_of(session_id.family_id, session_id.member)
+
+
+def finish(trace: Trace, code: str, response: Response, environ: dict[str, Any]) -> float:
+    """Writes the line, sets the response's X-Request-Id; answers the duration in seconds."""
+    now = time.perf_counter()
+    seconds = now - environ.get(STARTED, now)
+    environ[_LOGGED] = True
+    response.headers[REQUEST_ID_HEADER] = trace.request_id
+    if log.isEnabledFor(logging.INFO):
+        line = _encode(
+            {
+                "time": _timestamp(time.time()),
+                "request_id": trace.request_id,
+                "operation": trace.requested[:MAX_OPERATION_CHARS],
+                "code": code,
+                "duration_ms": round(seconds * 1000, 3),
+                "user": trace.user,
+                "session": trace.session,
+                "address": trace.address if trace.address is not None else request.remote_addr,
+            }
+        )
+        # As log.info(line) does, less its search of the stack for the caller (a third of it).
+        log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, line, None, None))
+    return seconds
+
+
+_second: tuple[int, str] = (-1, "")
+
+
+def _timestamp(wall: float) -> str:
+    """ISO 8601 in UTC with milliseconds; the part down to the second is made once a second."""
+    global _second
+    second, text = _second
+    if second != int(wall):
+        second = int(wall)
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = (second, text)
+    return f"{text}.{int(wall * 1000) % 1000:03d}Z"
+
+
+class StartClock:
+    """WSGI middleware that notes when a request arrived (the start of its ``duration_ms``)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        environ[STARTED] = time.perf_counter()
+        return self.app(environ, start_response)
+
+
+def init_app(app: Flask, paths: tuple[str, ...], fallback: Any) -> None:
+    """Times every request, and gives the webservice.php answers that did not come from its view
+    (a Redis failure while the web session was opened, for one) their line too: ``fallback``
+    is called with the response of any request to ``paths`` that :func:`finish` did not see."""
+    app.wsgi_app = StartClock(app.wsgi_app)  # type: ignore[method-assign]
+    _configure_logger()
+
+    def log_unseen(response: Response) -> Response:
+        if _LOGGED not in request.environ and request.path in paths:
+            fallback(response)
+        return response
+
+    app.after_request(log_unseen)
+
+
+_configured = False
+
+
+def _configure_logger() -> None:
+    """Once per process: the bare JSON line to standard output, not through the root logger's
+    format, unless logging was configured for this logger already."""
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
