@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 
+from webservice import metrics
 from webservice.audit import AuditEvent, AuditTrail
 from webservice.gateway import current_gateway
 from webservice.limits import LoginLimiter
@@ -122,22 +123,55 @@ def sessions(login: Session) -> str:
 @blueprint.post("/sessions/end")
 @login_required
 def end_session(login: Session) -> Response:
+    """Ends the login that ``handle`` names, with every session linked to it, if it is this
+    user's. The audit entry (``end``, reason ``endsession``) rides in the round trip that ends
+    it, and is written only when something was ended."""
+    gateway = current_gateway()
     handle = request.form.get("handle", "")
     family = handle.partition(":")[0]
-    if not current_gateway().sessions.end_by_handle(login.user_id, handle):
+    entry = AuditTrail.of(gateway).pending(
+        AuditEvent.of_client(
+            "end",
+            "web",
+            client_info(request),
+            user=login.username,
+            handle=handle,
+            reason="endsession",
+            detail=f"by {login.handle}",
+        )
+    )
+    if not gateway.sessions.end_by_handle(login.user_id, handle, also=entry):
         flash("That session had already ended.")
-    elif family == login.family_id:
+        return redirect(url_for("web.sessions"))
+    metrics.count_revocations("web", "endsession")
+    if family == login.family_id:
         end_login("You ended this browser's session and everything linked to it.")
         return redirect(url_for("web.login"))
-    else:
-        flash("Session ended, with every session linked to it.")
+    flash("Session ended, with every session linked to it.")
     return redirect(url_for("web.sessions"))
 
 
 @blueprint.post("/sessions/end-others")
 @login_required
 def end_other_sessions(login: Session) -> Response:
-    ended = current_gateway().sessions.end_all_for_user(login.user_id, keep_family=login.family_id)
+    """Ends every other login of this user. Audited as ``end`` / ``endallsessions`` with the
+    handle of this browser's session, which stays (detail ``others only``)."""
+    gateway = current_gateway()
+    entry = AuditTrail.of(gateway).pending(
+        AuditEvent.of_client(
+            "end",
+            "web",
+            client_info(request),
+            user=login.username,
+            handle=login.handle,
+            reason="endallsessions",
+            detail="others only",
+        )
+    )
+    ended = gateway.sessions.end_all_for_user(
+        login.user_id, keep_family=login.family_id, also=entry
+    )
+    metrics.count_revocations("web", "endallsessions", ended)
     flash(f"Ended {ended} other login(s) and the sessions linked to them.")
     return redirect(url_for("web.sessions"))
 
@@ -145,7 +179,21 @@ def end_other_sessions(login: Session) -> Response:
 @blueprint.post("/sessions/end-all")
 @login_required
 def end_all_sessions(login: Session) -> Response:
-    current_gateway().sessions.end_all_for_user(login.user_id)
+    """Ends every login of this user, this browser's included. Audited as ``end`` /
+    ``endallsessions`` with the handle of this browser's session."""
+    gateway = current_gateway()
+    entry = AuditTrail.of(gateway).pending(
+        AuditEvent.of_client(
+            "end",
+            "web",
+            client_info(request),
+            user=login.username,
+            handle=login.handle,
+            reason="endallsessions",
+        )
+    )
+    ended = gateway.sessions.end_all_for_user(login.user_id, also=entry)
+    metrics.count_revocations("web", "endallsessions", ended)
     end_login("Every session of yours has ended.")
     return redirect(url_for("web.login"))
 
