@@ -42,6 +42,9 @@ control_socket_disable = True
 #: The gateway writes one structured line per webservice.php request (webservice/request_log.py),
 #: so gunicorn's own access log is off unless WSGATE_ACCESS_LOG names a file (or "-", stdout).
 accesslog = os.environ.get("WSGATE_ACCESS_LOG") or None
+#: gunicorn's default format, but the path without its query string (``%(U)s`` for ``%(r)s``):
+#: clients that send everything by GET put session ids and login proofs in the query.
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 errorlog = "-"
 loglevel = os.environ.get("WSGATE_LOG_LEVEL", "info").lower()
 

@@ -119,7 +119,10 @@ def _parameters(
     if request.mimetype == URLENCODED:
         merged.update(_urlencoded(request.get_data(cache=True), max_parameters))
     else:
-        merged.update(_last_values(request.form))
+        form = _last_values(request.form)
+        # A multipart part whose Content-Disposition names nothing Werkzeug reads: not a parameter.
+        form.pop(None, None)  # type: ignore[call-overload]
+        merged.update(form)
     if merged:
         # Every name and value is text here: two C-speed passes on the hot path.
         if max(map(len, merged)) > max_name_length:

@@ -220,3 +220,14 @@ def test_well_formed_web_cookies_are_looked_up(limited):
     before = CountingRedis.calls
     envelope(limited.post(ENDPOINT, data={"operation": "extendsession"}))
     assert CountingRedis.calls > before
+
+
+# --- Found by the fuzzers (tests/fuzz) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["\n", "\r\n"])
+def test_a_multipart_part_without_a_readable_name_is_no_parameter(limited, name):
+    """Werkzeug reads such a part's name as None; it used to end in INTERNAL_SERVER_ERROR."""
+    response = limited.post(ENDPOINT, data={name: "x", "operation": "probe", "a": "b"},
+                            content_type="multipart/form-data")
+    assert result(envelope(response))["params"] == {"a": "b"}
