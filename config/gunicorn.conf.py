@@ -5,7 +5,8 @@ builds its own app and Redis clients after the fork: no two workers share a Redi
 redis-py's pools would drop connections inherited through a fork anyway, should someone preload).
 
 Metrics: every worker counts into files under ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's
-multiprocess mode), which ``/metrics`` adds up. Unset, this master makes a fresh directory of its
+multiprocess mode), which ``/metrics`` adds up, folding the files of exited workers into one per
+type as it goes (webservice/metrics.py). Unset, this master makes a fresh directory of its
 own and removes it when it exits; set, its old files are removed when the master starts (a
 directory per master: two gunicorns must not share one).
 """

@@ -3,8 +3,10 @@
 Under gunicorn every worker counts in files of its own under ``PROMETHEUS_MULTIPROC_DIR``
 (prometheus-client's multiprocess mode, set up by config/gunicorn.conf.py), and whichever worker
 answers ``/metrics`` adds up the files of all of them, the workers that have exited included: the
-counts are those of the whole gunicorn master, across worker restarts. Without that variable (the
-flask commands, tests, a bare ``flask run``) the counts are this process's own.
+counts are those of the whole gunicorn master, across worker restarts. The files of exited workers
+are folded into one per type at each scrape (:func:`fold_exited`), so recycled workers do not
+make scrapes slower over time. Without that variable (the flask commands, tests, a bare ``flask
+run``) the counts are this process's own.
 
 What is counted (every name starts with ``wsgate_``):
 
@@ -33,7 +35,9 @@ cannot make the series grow.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -46,6 +50,7 @@ from prometheus_client import (
     generate_latest,
     values,
 )
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from webservice.errors import ErrorCode
@@ -199,11 +204,70 @@ def multiprocess_mode() -> bool:
 
 def exposition() -> bytes:
     """The text format of every metric: the sum over all workers in multiprocess mode."""
-    if multiprocess_mode():
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry, os.environ.get(MULTIPROC_DIR_ENV))
-        return generate_latest(registry)
-    return generate_latest(REGISTRY)
+    if not multiprocess_mode():
+        return generate_latest(REGISTRY)
+    path = os.environ[MULTIPROC_DIR_ENV]
+    # One scrape at a time, so that none reads the files while another folds them together.
+    with open(os.path.join(path, _LOCK_FILE), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fold_exited(path)
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path)
+            return generate_latest(registry)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# --- the files of workers that have exited ---------------------------------------------------------
+_LOCK_FILE = ".scrape.lock"
+#: The files prometheus-client writes per process (gauges are left alone: the gateway has none,
+#: and a gauge of a dead process is not a sum).
+_PER_PROCESS_FILE = re.compile(r"(counter|histogram|summary)_(\d+)\.db")
+
+
+def fold_exited(path: str) -> None:
+    """Adds the counts of the processes that have exited into one file per type (``counter_
+    archive.db`` ...) and removes their files: the sums stay the same, but gunicorn's recycled
+    workers (``max_requests``) no longer pile up files that every scrape has to read.
+
+    The caller holds the scrape lock. The new totals are written aside and renamed into place,
+    so a scrape sees either the old files or the new; only a process killed between that rename
+    and the removal of the folded files would leave them to be counted twice.
+    """
+    exited: dict[str, list[str]] = {}
+    for name in os.listdir(path):
+        match = _PER_PROCESS_FILE.fullmatch(name)
+        if match and not _alive(int(match.group(2))):
+            exited.setdefault(match.group(1), []).append(os.path.join(path, name))
+    for kind, files in exited.items():
+        archive = os.path.join(path, f"{kind}_archive.db")
+        totals: dict[str, float] = {}
+        for source in ([archive] if os.path.exists(archive) else []) + files:
+            for key, value, _timestamp, _position in MmapedDict.read_all_values_from_file(source):
+                totals[key] = totals.get(key, 0.0) + value
+        staging = archive + ".new"
+        if os.path.exists(staging):
+            os.remove(staging)
+        merged = MmapedDict(staging)
+        try:
+            for key, value in totals.items():
+                merged.write_value(key, value, 0.0)
+        finally:
+            merged.close()
+        os.replace(staging, archive)
+        for source in files:
+            os.remove(source)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def metrics_view() -> Response:

@@ -232,33 +232,65 @@ def test_web_logins_and_logouts():
     assert (logins_ok.value, logins_failed.value, limited.value, logouts.value) == (1, 2, 1, 1)
 
 
-def test_multiprocess_counts_add_up_across_processes(tmp_path):
-    """Two processes count into PROMETHEUS_MULTIPROC_DIR and exit; a third, which counted nothing,
-    serves the sum (what gunicorn's workers do; tests/e2e checks it under gunicorn)."""
-    counting = textwrap.dedent(
-        """
-        import sys
-        from webservice import metrics
-        assert metrics.multiprocess_mode()
-        for _ in range(int(sys.argv[1])):
-            metrics.observe_request("listtypes", "ok", 0.002, None)
-        metrics.count_login("api", "ok")
-        """
-    )
-    serving = textwrap.dedent(
-        """
-        import sys
-        from webservice import metrics
-        sys.stdout.write(metrics.exposition().decode())
-        """
-    )
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    for count in ("7", "5"):
-        subprocess.run([sys.executable, "-c", counting, count], cwd=ROOT, env=env, check=True)
-    text = subprocess.run(
-        [sys.executable, "-c", serving], cwd=ROOT, env=env, check=True,
+COUNTING = textwrap.dedent(
+    """
+    import sys
+    from webservice import metrics
+    assert metrics.multiprocess_mode()
+    for _ in range(int(sys.argv[1])):
+        metrics.observe_request("listtypes", "ok", 0.002, None)
+    metrics.count_login("api", "ok")
+    """
+)
+#: Counts once itself (so its own file is live), then scrapes as often as asked.
+SERVING = textwrap.dedent(
+    """
+    import sys
+    from webservice import metrics
+    metrics.observe_request("listtypes", "ok", 0.002, None)
+    for _ in range(int(sys.argv[1])):
+        sys.stdout.write(metrics.exposition().decode() + "\\f")
+    """
+)
+
+
+def run(script: str, arg: str, directory) -> str:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    done = subprocess.run(
+        [sys.executable, "-c", script, arg], cwd=ROOT, env=env, check=True,
         capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    assert 'wsgate_requests_total{code="ok",operation="listtypes"} 12.0' in text
-    assert 'wsgate_request_duration_seconds_count{operation="listtypes"} 12.0' in text
-    assert 'wsgate_logins_total{outcome="ok",via="api"} 2.0' in text
+    )  # fmt: skip
+    return done.stdout
+
+
+def test_multiprocess_counts_add_up_across_processes(tmp_path):
+    """Two processes count into PROMETHEUS_MULTIPROC_DIR and exit; a third serves the sum (what
+    gunicorn's workers do; tests/e2e checks it under gunicorn)."""
+    for count in ("7", "5"):
+        run(COUNTING, count, tmp_path)
+    first, second = run(SERVING, "2", tmp_path).split("\f")[:2]
+    for text in (first, second):
+        assert 'wsgate_requests_total{code="ok",operation="listtypes"} 13.0' in text
+        assert 'wsgate_request_duration_seconds_count{operation="listtypes"} 13.0' in text
+        assert 'wsgate_logins_total{outcome="ok",via="api"} 2.0' in text
+
+
+def test_the_files_of_exited_processes_are_folded_into_one_per_type(tmp_path):
+    for count in ("7", "5", "1"):
+        run(COUNTING, count, tmp_path)
+    assert len(list(tmp_path.glob("*.db"))) == 6
+    run(SERVING, "1", tmp_path)
+    # The serving process has exited too: the next scrape folds its files as well.
+    text = run(SERVING, "1", tmp_path)
+    assert 'wsgate_requests_total{code="ok",operation="listtypes"} 15.0' in text
+    assert 'wsgate_request_duration_seconds_bucket{le="0.0025",operation="listtypes"} 15.0' in text
+    assert 'wsgate_request_duration_seconds_bucket{le="0.001",operation="listtypes"} 0.0' in text
+    assert 'wsgate_logins_total{outcome="ok",via="api"} 3.0' in text
+    names = {path.name for path in tmp_path.glob("*.db")}
+    # What is left: one file per type for the exited, and the files of the last (live) scraper.
+    archives = {"counter_archive.db", "histogram_archive.db"}
+    assert archives <= names and len(names) == 4, names
+    assert all(name.split("_")[1][:-3].isdigit() for name in names - archives), names
+    run(COUNTING, "10", tmp_path)
+    text = run(SERVING, "1", tmp_path)
+    assert 'wsgate_requests_total{code="ok",operation="listtypes"} 26.0' in text
