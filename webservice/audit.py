@@ -27,13 +27,15 @@ server's clock, so all hosts agree). The fields, always all present (empty when 
     ``login_failed``: ``invalid_username``, ``unknown_user``, ``no_live_token`` (no unused,
     unexpired challenge token), ``token_used`` (the proof was right but the token had just been
     used), ``no_access_key``, ``wrong_key``, ``no_password``, ``wrong_password``, ``inactive``.
-    ``end``: ``endsession``, ``endallsessions``, ``web_relogin`` (a new web login in the same
-    browser ended the previous one), ``revoke``, ``revoke_user``, ``user_disabled``. Empty
-    otherwise. Reasons are the truth, also when HIDE_UNKNOWN_USERS makes the client's answer say
+    ``end``: ``endsession``, ``endallsessions`` (``via`` ``api``: the operations; ``web``: the
+    sessions page's *End this one*, *End all* and *End all others*), ``web_relogin`` (a new web
+    login in the same browser ended the previous one), ``revoke``, ``revoke_user``,
+    ``user_disabled``. Empty otherwise. Reasons are the truth, also when HIDE_UNKNOWN_USERS makes the client's answer say
     less.
 ``detail``
     ``limit reached`` on the failed login that used up a failure limit (limits.py); ``by <handle>``
-    when one session logged out or ended another.
+    when one session logged out or ended another; ``others only`` when ``endallsessions`` (the
+    sessions page's *End all others*) left the session that asked alive.
 
 No field ever holds a secret: session ids and their secrets, access keys, passwords, challenge
 tokens and login proofs are not among the fields above.
