@@ -86,6 +86,7 @@ def on_starting(server):
     if made and made == os.environ[_METRICS_DIR]:
         os.environ[_OWN_METRICS_DIR] = f"{os.getpid()}:{made}"
         return
+    os.makedirs(os.environ[_METRICS_DIR], exist_ok=True)
     for path in glob.glob(os.path.join(os.environ[_METRICS_DIR], "*.db")):
         os.remove(path)
 

@@ -110,6 +110,12 @@ def test_a_given_directory_is_kept_but_emptied_of_old_counts(tmp_path):
     assert other.exists() and tmp_path.is_dir()
 
 
+def test_a_given_directory_that_does_not_exist_yet_is_made(tmp_path):
+    wanted = tmp_path / "metrics" / "wsgate"
+    settings = probe("on_starting", PROMETHEUS_MULTIPROC_DIR=str(wanted))
+    assert settings["existed"] and wanted.is_dir()
+
+
 def test_child_exit_forgets_only_the_live_gauges_of_the_worker(tmp_path):
     (tmp_path / "counter_4242.db").write_bytes(b"\0" * 16)
     (tmp_path / "gauge_livesum_4242.db").write_bytes(b"\0" * 16)
