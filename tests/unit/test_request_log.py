@@ -3,6 +3,7 @@ in the answer's X-Request-Id), and never a secret."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -252,3 +253,24 @@ def test_the_log_level_silences_it(lines):
         assert lines.lines == []
     finally:
         logging.getLogger("webservice").setLevel(TEST_SETTINGS.get("LOG_LEVEL", "INFO"))
+
+
+def test_the_own_handler_writes_one_bare_json_line_per_request(env, monkeypatch):
+    """Unless logging is configured otherwise, the line goes to standard output as it is."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    monkeypatch.setattr(request_log.log, "handlers", [handler])
+    monkeypatch.setattr(request_log, "_own_handler", handler)
+    env.call(env.api(), "listtypes", "GET")
+    env.call(env.api(), "getchallenge", "GET", username="alice")
+    first, second = stream.getvalue().splitlines()
+    assert json.loads(first)["operation"] == "listtypes"
+    assert json.loads(second)["operation"] == "getchallenge"
+    # A filter (or another handler) sends the line through logging again.
+    handler.addFilter(lambda record: "getchallenge" not in record.getMessage())
+    env.call(env.api(), "getchallenge", "GET", username="alice")
+    env.call(env.api(), "listtypes", "GET")
+    assert [json.loads(line)["operation"] for line in stream.getvalue().splitlines()] == [
+        "listtypes", "getchallenge", "listtypes"
+    ]
