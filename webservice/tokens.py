@@ -29,8 +29,15 @@ def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
+def _identifier(raw: bytes) -> str:
+    """22 URL-safe characters from 16 bytes, never starting with ``-``: family ids lead public
+    session handles, which people pass to command-line tools."""
+    encoded = _b64(raw[:FAMILY_ID_BYTES])
+    return "_" + encoded[1:] if encoded.startswith("-") else encoded
+
+
 def new_family_id() -> str:
-    return secrets.token_urlsafe(FAMILY_ID_BYTES)
+    return _identifier(secrets.token_bytes(FAMILY_ID_BYTES))
 
 
 def new_secret() -> str:
@@ -60,7 +67,7 @@ def family_id_for_challenge(token: str) -> str:
     Deriving it lets the pending challenge and the new family share a Redis Cluster hash tag, so a
     login consumes the token and creates the family in one atomic script.
     """
-    return _b64(hashlib.sha256(b"wsgate-family:" + token.encode("ascii")).digest())[:22]
+    return _identifier(hashlib.sha256(b"wsgate-family:" + token.encode("ascii")).digest())
 
 
 def is_family_id(value: str) -> bool:

@@ -387,8 +387,13 @@ class Inspector:
 # --- fixtures -------------------------------------------------------------------------------------
 
 
+#: Every simulated browser and client here sends from 127.0.0.1; the per-address limits have
+#: their own tests (test_login_protection.py) and must not throttle this one.
+ONE_ADDRESS_FOR_ALL = {"CHALLENGE_RATE_LIMIT": 1_000_000, "CHALLENGE_RATE_BURST": 1_000_000}
+
+
 def build_app(redis_url: str, **clients: Any) -> Flask:
-    app = create_app({**TEST_SETTINGS, "REDIS_URL": redis_url}, **clients)
+    app = create_app({**TEST_SETTINGS, **ONE_ADDRESS_FOR_ALL, "REDIS_URL": redis_url}, **clients)
     app.extensions["wsgate"].users.hasher = CHEAP_HASHER
     return app
 
@@ -1345,7 +1350,10 @@ def test_stress_linked_sessions_over_http_on_gunicorn(tmp_path):
         users = [local.extensions["wsgate"].users.add(f"user{n}", PASSWORD) for n in range(3)]
         spy = Inspector(local, server.url)
         process, base_url, _ = start_gunicorn(
-            server.url, tmp_path / "gunicorn.log", workers=2
+            server.url,
+            tmp_path / "gunicorn.log",
+            workers=2,
+            extra_env={f"WSGATE_{name}": str(value) for name, value in ONE_ADDRESS_FOR_ALL.items()},
         )
         try:
             figures = run_stress(
