@@ -79,7 +79,13 @@ def handle() -> Response:
 
 def _dispatch(trace: Trace) -> object:
     gateway = current_gateway()
-    parsed = parse_request(request, gateway.settings["MAX_FORM_PARTS"])
+    settings = gateway.settings
+    parsed = parse_request(
+        request,
+        settings["MAX_FORM_PARTS"],
+        settings["MAX_PARAMETER_NAME_LENGTH"],
+        settings["MAX_PARAMETER_LENGTH"],
+    )
     trace.requested = parsed.operation
     trace.address = parsed.client.address
     op = gateway.operations.get(parsed.operation) if parsed.operation else None

@@ -58,14 +58,32 @@ _OTHER_HEADERS = (
     ("Referrer-Policy", "same-origin"),
 )
 ENDPOINT_BLUEPRINT = "webservice"
+#: Set on a response whose headers the endpoint's own hook added.
+_DONE = "_wsgate_security_headers"
 
 
 def init_security_headers(app: Flask) -> None:
+    # The endpoint's hook is registered for its blueprint alone, so the hot path pays no check
+    # of which view answered; Flask runs a blueprint's hooks before the app's.
+    app.after_request_funcs.setdefault(ENDPOINT_BLUEPRINT, []).append(add_endpoint_headers)
     app.after_request(add_security_headers)
 
 
+def add_endpoint_headers(response: Response) -> Response:
+    """webservice.php's answers (the envelope view never sets these itself: no checks)."""
+    add = response.headers.add
+    for name, value in _ENDPOINT_HEADERS:
+        add(name, value)
+    setattr(response, _DONE, True)
+    return response
+
+
 def add_security_headers(response: Response) -> Response:
-    if request.blueprint == ENDPOINT_BLUEPRINT or request.path in ENDPOINT_PATHS:
+    """Every other answer: pages, static files, /openapi.json, and the endpoint's routing errors
+    (an odd method on its paths is answered outside its blueprint)."""
+    if getattr(response, _DONE, False):
+        return response
+    if request.path in ENDPOINT_PATHS:
         chosen = _ENDPOINT_HEADERS
     elif response.mimetype == "text/html":
         chosen = _PAGE_HEADERS
