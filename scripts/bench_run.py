@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -238,7 +239,9 @@ class Bench:
                 say(f"machine {busy:.0f}% busy (others): waiting for under {threshold:g}%")
                 waited = True
 
-    def measure(self, workload: str, **kwargs: Any) -> dict[str, Any]:
+    def measure_once(
+        self, workload: str, kwargs: dict[str, Any]
+    ) -> tuple[dict[str, Any], WrkResult]:
         busy_before = self.wait_for_quiet()
         log = self.reference_log if workload == "reference" else self.gateway_log
         boots = count_boots(log)
@@ -268,6 +271,27 @@ class Bench:
             "worker_boots_during_run": count_boots(log) - boots,
             "machine_busy_pct_just_before": busy_before,
         }
+        return entry, result
+
+    def measure(self, workload: str, prepare: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """One measured run of ``workload`` (``prepare`` answers its wrk arguments). With
+        --quiet-below P, up to three runs, each with freshly prepared data, keeping the one during
+        which other processes took the least CPU (stopping at one under P%)."""
+        tries = 3 if self.args.quiet_below else 1
+        best: tuple[dict[str, Any], WrkResult] | None = None
+        tried = 0
+        for _ in range(tries):
+            entry, result = self.measure_once(workload, prepare())
+            tried += 1
+            other = entry["cpu"]["other_processes_pct"]
+            if best is None or other < best[0]["cpu"]["other_processes_pct"]:
+                best = (entry, result)
+            if other < (self.args.quiet_below or 101):
+                break
+            say(f"{LABELS[workload]}: other processes took {other:.0f}% of the CPUs: again")
+        assert best is not None
+        entry, result = best
+        entry["runs_tried"] = tried
         if workload == "login":
             entry["getchallenge_ok"] = result.checks.get("challenges", 0)
             entry["login_ok"] = result.checks.get("logins", 0)
@@ -320,20 +344,23 @@ class Bench:
 
         for workload in chosen:
             if workload == "reference":
-                self.measure("reference", url=self.reference_base, path="/reference")
+                self.measure(
+                    "reference", lambda: {"url": self.reference_base, "path": "/reference"}
+                )
             elif workload == "login":
-                self.measure("login", data=login_file)
+                self.measure("login", lambda: {"data": login_file})
             elif workload == "listtypes":
-                self.measure("listtypes", data=listtypes_file)
+                self.measure("listtypes", lambda: {"data": listtypes_file})
                 if args.ab_rounds > 0 and "reference" in chosen:
                     self.wait_for_quiet()
                     self.run_ab(listtypes_file)
             elif workload == "extendsession":
-                self.measure("extendsession", data=self.prepare_web_logins())
+                web_logins = self.prepare_web_logins()
+                self.measure("extendsession", lambda logins=web_logins: {"data": logins})
             elif workload == "logout":
-                self.measure("logout", data=self.prepare_logout())
+                self.measure("logout", lambda: {"data": self.prepare_logout()})
             elif workload == "dead":
-                self.measure("dead", data=dead_file)
+                self.measure("dead", lambda: {"data": dead_file})
 
     def prepare_web_logins(self) -> Path:
         count = self.args.web_logins
