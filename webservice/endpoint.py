@@ -38,6 +38,10 @@ PATHS = ("/webservice.php", "/webservice")
 #: a CORS preflight gets no CORS headers, so browsers keep other origins out.
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
+#: Methods answered without running the operation: a CORS preflight, and HEAD, whose answer has
+#: no body (a HEAD getchallenge would hand out a token nobody sees).
+NOT_DISPATCHED = frozenset({"OPTIONS", "HEAD"})
+
 blueprint = Blueprint("webservice", __name__)
 
 
@@ -46,7 +50,7 @@ def handle() -> Response:
     trace = Trace(request_log.request_id(environ))
     result: Any = None
     error: WebServiceError | None = None
-    if request.method == "OPTIONS":
+    if request.method in NOT_DISPATCHED:
         error = method_not_allowed(request.method)
     else:
         try:

@@ -69,8 +69,8 @@ ERROR_MEANINGS: dict[str, str] = {
     "retry shortly.",
     ErrorCode.REQUEST_TOO_LARGE: "The body exceeds MAX_CONTENT_LENGTH bytes, or the request has "
     "more than MAX_FORM_PARTS parameters.",
-    ErrorCode.METHOD_NOT_ALLOWED: "OPTIONS (the endpoint answers no CORS preflight) or a method "
-    "it does not serve (TRACE, CONNECT, ...). PUT, PATCH and DELETE are answered like POST.",
+    ErrorCode.METHOD_NOT_ALLOWED: "OPTIONS (the endpoint answers no CORS preflight), HEAD (it "
+    "runs no operation for a body nobody sees) or a method it does not serve (TRACE, CONNECT, ...). PUT, PATCH and DELETE are answered like POST.",
     ErrorCode.TOO_MANY_REQUESTS: "Too many failed logins for this user or from this address, or "
     "too many getchallenge calls from this address; the message says how many seconds to wait.",
 }
@@ -405,8 +405,8 @@ def _path_item(path: str, index: int) -> dict[str, Any]:
             "summary": "Call an operation with a form or JSON body.",
             "description": "Parameters are read from the query string and the form together "
             "(the form wins on a clash); a JSON object body is read only when both are empty. "
-            "PUT, PATCH and DELETE are answered like POST; OPTIONS and other methods answer "
-            "METHOD_NOT_ALLOWED." + note,
+            "PUT, PATCH and DELETE are answered like POST; OPTIONS, HEAD and other methods "
+            "answer METHOD_NOT_ALLOWED." + note,
             "parameters": [
                 {
                     "name": SESSION_HEADER,
