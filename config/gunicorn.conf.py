@@ -18,8 +18,12 @@ import shutil
 import tempfile
 
 bind = os.environ.get("WSGATE_BIND", "127.0.0.1:8000")
-#: The hot path is a short CPU burst around one Redis round trip: synchronous workers, about two
-#: per core, keep both busy without thread switching.
+#: The hot path is a short CPU burst around one Redis round trip: synchronous workers, two per
+#: core. Measured with scripts/bench on 2 cores (wrk, 8 connections, an authenticated call):
+#: 2 workers 3241 req/s, 3 -> 3548, 4 -> 3824, 6 -> 3190 (p99 3.6 / 3.4 / 3.3 / 6.3 ms).
+#: gthread (2 workers x 4 threads) reached 4182 req/s with keep-alive clients, but is not yet
+#: the default: it is untested under the suite, and the reference app's figures under it did not
+#: hold up (see the README's Performance section).
 workers = int(os.environ.get("WSGATE_WORKERS", multiprocessing.cpu_count() * 2))
 worker_class = "sync"
 #: Explicit: the app, and so every Redis client, is made in each worker after the fork.
