@@ -12,7 +12,7 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 from flask_wtf.csrf import CSRFError
 
 from webservice import metrics
-from webservice.audit import AuditEvent, AuditTrail
+from webservice.audit import AuditEvent, AuditTrail, PendingEntry
 from webservice.gateway import current_gateway
 from webservice.limits import LoginLimiter
 from webservice.request_parsing import client_info
@@ -120,6 +120,21 @@ def sessions(login: Session) -> str:
     return render_template("sessions.html", login=login, sessions=views)
 
 
+def _end_entry(login: Session, handle: str, reason: str, detail: str = "") -> PendingEntry:
+    """The sessions page's audit entry (``end`` via web), queued with the ending it records."""
+    return AuditTrail.of(current_gateway()).pending(
+        AuditEvent.of_client(
+            "end",
+            "web",
+            client_info(request),
+            user=login.username,
+            handle=handle,
+            reason=reason,
+            detail=detail,
+        )
+    )
+
+
 @blueprint.post("/sessions/end")
 @login_required
 def end_session(login: Session) -> Response:
@@ -129,17 +144,7 @@ def end_session(login: Session) -> Response:
     gateway = current_gateway()
     handle = request.form.get("handle", "")
     family = handle.partition(":")[0]
-    entry = AuditTrail.of(gateway).pending(
-        AuditEvent.of_client(
-            "end",
-            "web",
-            client_info(request),
-            user=login.username,
-            handle=handle,
-            reason="endsession",
-            detail=f"by {login.handle}",
-        )
-    )
+    entry = _end_entry(login, handle, "endsession", detail=f"by {login.handle}")
     if not gateway.sessions.end_by_handle(login.user_id, handle, also=entry):
         flash("That session had already ended.")
         return redirect(url_for("web.sessions"))
@@ -157,17 +162,7 @@ def end_other_sessions(login: Session) -> Response:
     """Ends every other login of this user. Audited as ``end`` / ``endallsessions`` with the
     handle of this browser's session, which stays (detail ``others only``)."""
     gateway = current_gateway()
-    entry = AuditTrail.of(gateway).pending(
-        AuditEvent.of_client(
-            "end",
-            "web",
-            client_info(request),
-            user=login.username,
-            handle=login.handle,
-            reason="endallsessions",
-            detail="others only",
-        )
-    )
+    entry = _end_entry(login, login.handle, "endallsessions", detail="others only")
     ended = gateway.sessions.end_all_for_user(
         login.user_id, keep_family=login.family_id, also=entry
     )
@@ -182,16 +177,7 @@ def end_all_sessions(login: Session) -> Response:
     """Ends every login of this user, this browser's included. Audited as ``end`` /
     ``endallsessions`` with the handle of this browser's session."""
     gateway = current_gateway()
-    entry = AuditTrail.of(gateway).pending(
-        AuditEvent.of_client(
-            "end",
-            "web",
-            client_info(request),
-            user=login.username,
-            handle=login.handle,
-            reason="endallsessions",
-        )
-    )
+    entry = _end_entry(login, login.handle, "endallsessions")
     ended = gateway.sessions.end_all_for_user(login.user_id, also=entry)
     metrics.count_revocations("web", "endallsessions", ended)
     end_login("Every session of yours has ended.")
