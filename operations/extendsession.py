@@ -6,7 +6,7 @@ from typing import Any
 
 from operations.login import session_result
 from operations.registry import operation
-from webservice.audit import AuditEvent, AuditTrail
+from webservice.audit import AuditEvent
 from webservice.context import OperationContext
 from webservice.csrf import CSRF_HEADER, has_valid_csrf_header, origin_verdict
 from webservice.errors import ErrorCode, WebServiceError, authentication_required
@@ -43,7 +43,7 @@ def extendsession(context: OperationContext, params: dict[str, Any]) -> dict[str
         raise authentication_failed()
     if origin_ok is None and not has_valid_csrf_header():
         raise cross_site_refused()
-    entry = AuditTrail.of(context.gateway).pending(
+    entry = context.gateway.audit.pending(
         AuditEvent.of_client("extend", "api", context.client, user=claimed_username())
     )
     extended = extend_login(also=entry)

@@ -8,7 +8,6 @@ from operations.params import Params, String
 from operations.registry import operation
 from webservice.context import OperationContext
 from webservice.errors import too_many_requests, user_not_found
-from webservice.limits import ChallengeRateLimit
 
 
 class GetChallengeParams(Params):
@@ -23,7 +22,7 @@ def getchallenge(context: OperationContext, params: dict[str, Any]) -> dict[str,
     that is no user gets a decoy token, answered exactly like a real one.
     """
     gateway = context.gateway
-    wait_ms = ChallengeRateLimit.of(gateway).retry_after_ms(context.client.address)
+    wait_ms = gateway.challenge_rate.retry_after_ms(context.client.address)
     if wait_ms:
         raise too_many_requests("challenge requests", -(-wait_ms // 1000))
     challenge = gateway.challenges.issue(

@@ -11,7 +11,7 @@ from webservice.audit import AuditEvent, AuditTrail
 from webservice.challenges import DECOY_ACCESS_KEY, find_proven_token, has_unexpired
 from webservice.context import OperationContext
 from webservice.errors import ErrorCode, WebServiceError, too_many_requests, user_not_found
-from webservice.limits import LoginAttempt, LoginLimiter
+from webservice.limits import LoginAttempt
 from webservice.tokens import SessionId
 from webservice.users import LoginRecord, User, is_valid_username, webservice_user_id
 
@@ -50,13 +50,13 @@ def login(context: OperationContext, params: dict[str, Any]) -> dict[str, str]:
     gateway = context.gateway
     hide = bool(gateway.settings["HIDE_UNKNOWN_USERS"])
     username = params["username"]
-    attempt = LoginLimiter.of(gateway).attempt(username, context.client.address)
+    attempt = gateway.login_limits.attempt(username, context.client.address)
     record = gateway.users.read_for_login(username, decoys=hide, also=attempt.queue_read)
     attempt.read(record.extra)
     wait = attempt.retry_after
     if wait is not None:
         raise too_many_requests("failed logins", wait)
-    trail = AuditTrail.of(gateway)
+    trail = gateway.audit
     try:
         user, token = _proven_token(record, username, params["accessKey"], hide)
     except LoginFailed as failure:

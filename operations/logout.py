@@ -6,7 +6,7 @@ from typing import Any
 
 from operations.params import Params, String
 from operations.registry import operation
-from webservice.audit import AuditEvent, AuditTrail
+from webservice.audit import AuditEvent
 from webservice.context import OperationContext
 from webservice.errors import ErrorCode, WebServiceError, authentication_required
 
@@ -33,7 +33,7 @@ def logout(context: OperationContext, params: dict[str, Any]) -> dict[str, str]:
             raise WebServiceError(ErrorCode.ACCESS_DENIED, "That session belongs to another user")
         session = named
     by = f"by {caller.handle}" if session.handle != caller.handle else ""
-    entry = AuditTrail.of(context.gateway).pending(
+    entry = context.gateway.audit.pending(
         AuditEvent.of_client("logout", "api", context.client, detail=by)
     )
     context.gateway.sessions.end_family(session, also=entry)

@@ -11,7 +11,7 @@ from typing import Any
 
 from operations.params import Params, String
 from operations.registry import operation
-from webservice.audit import AuditEvent, AuditTrail
+from webservice.audit import AuditEvent
 from webservice.context import OperationContext
 from webservice.errors import ErrorCode, WebServiceError
 
@@ -35,7 +35,7 @@ def endsession(context: OperationContext, params: dict[str, Any]) -> dict[str, s
     """Ends one of the caller's sessions, named by its handle, with every session linked to it."""
     caller = context.require_session()
     handle = params["handle"]
-    entry = AuditTrail.of(context.gateway).pending(
+    entry = context.gateway.audit.pending(
         AuditEvent.of_client(
             "end",
             "api",
@@ -57,7 +57,7 @@ def endsession(context: OperationContext, params: dict[str, Any]) -> dict[str, s
 def endallsessions(context: OperationContext, params: dict[str, Any]) -> dict[str, int]:
     """Ends every session of the caller, the caller's own included."""
     caller = context.require_session()
-    entry = AuditTrail.of(context.gateway).pending(
+    entry = context.gateway.audit.pending(
         AuditEvent.of_client(
             "end",
             "api",

@@ -139,11 +139,6 @@ class AuditTrail:
         self.key = keys.audit_log()
         self.max_entries = max(1, int(max_entries))
 
-    @classmethod
-    def of(cls, gateway: Any) -> AuditTrail:
-        """The trail of a Gateway (built from its client, keys and settings; cheap)."""
-        return cls(gateway.redis, gateway.keys, max_entries=gateway.settings["AUDIT_MAX_ENTRIES"])
-
     # --- writing -------------------------------------------------------------------------------
 
     def queue(self, pipe: Any, event: AuditEvent) -> None:

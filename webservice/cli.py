@@ -11,7 +11,7 @@ from flask import Flask
 from flask.cli import AppGroup
 from redis.exceptions import RedisError
 
-from webservice.audit import AuditEntry, AuditEvent, AuditTrail
+from webservice.audit import AuditEntry, AuditEvent
 from webservice.gateway import current_gateway
 from webservice.users import User, UserError
 
@@ -106,7 +106,7 @@ def disable_user(username: str) -> None:
     """Stop a user from logging in and end all of its sessions."""
     gateway = current_gateway()
     user = gateway.users.set_active(username, False)
-    entry = AuditTrail.of(gateway).pending(
+    entry = gateway.audit.pending(
         AuditEvent.of_operator("end", user=user.username, reason="user_disabled")
     )
     ended = gateway.sessions.end_all_for_user(user.id, also=entry)
@@ -184,7 +184,7 @@ def revoke_session(handle: str) -> None:
     gateway = current_gateway()
     owner = gateway.sessions.owner_of(handle)
     owner_user = gateway.users.get_by_id(owner) if owner is not None else None
-    entry = AuditTrail.of(gateway).pending(
+    entry = gateway.audit.pending(
         AuditEvent.of_operator(
             "end",
             user=owner_user.username if owner_user else "",
@@ -204,7 +204,7 @@ def revoke_user_sessions(username: str) -> None:
     """End every session of USERNAME."""
     gateway = current_gateway()
     user = _existing_user(username)
-    entry = AuditTrail.of(gateway).pending(
+    entry = gateway.audit.pending(
         AuditEvent.of_operator("end", user=user.username, reason="revoke_user")
     )
     ended = gateway.sessions.end_all_for_user(user.id, also=entry)
@@ -230,7 +230,7 @@ def _audit_line(entry: AuditEntry) -> str:
 def audit_tail(count: int, follow: bool, user: str | None, as_json: bool) -> None:
     """Print the last entries of the audit trail, oldest first (times in UTC)."""
     gateway = current_gateway()
-    trail = AuditTrail.of(gateway)
+    trail = gateway.audit
 
     def show(entry: AuditEntry) -> None:
         click.echo(json.dumps(entry.as_dict()) if as_json else _audit_line(entry))

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from flask import current_app
 
+from webservice.audit import AuditTrail
 from webservice.challenges import ChallengeStore
 from webservice.keys import RedisKeys
+from webservice.limits import ChallengeRateLimit, LoginLimiter
 from webservice.redis_client import RedisClient, connect
 from webservice.sessions import SessionStore
 from webservice.users import UserDirectory
@@ -28,6 +30,9 @@ class Gateway:
     users: UserDirectory
     sessions: SessionStore
     challenges: ChallengeStore
+    audit: AuditTrail
+    login_limits: LoginLimiter
+    challenge_rate: ChallengeRateLimit
     operations: OperationRegistry
 
     @classmethod
@@ -56,6 +61,20 @@ class Gateway:
                 keys,
                 ttl=settings["CHALLENGE_TTL"],
                 max_outstanding=settings["CHALLENGE_MAX_OUTSTANDING"],
+            ),
+            audit=AuditTrail(client, keys, max_entries=settings["AUDIT_MAX_ENTRIES"]),
+            login_limits=LoginLimiter(
+                client,
+                keys,
+                user_limit=settings["LOGIN_FAILURE_LIMIT"],
+                address_limit=settings["LOGIN_ADDRESS_FAILURE_LIMIT"],
+                window=settings["LOGIN_FAILURE_WINDOW"],
+            ),
+            challenge_rate=ChallengeRateLimit(
+                client,
+                keys,
+                rate=settings["CHALLENGE_RATE_LIMIT"],
+                burst=settings["CHALLENGE_RATE_BURST"],
             ),
             operations=operations,
         )

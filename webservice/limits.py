@@ -99,17 +99,6 @@ class LoginLimiter:
         self.address_limit = int(address_limit)
         self.window_ms = max(1, int(window * 1000))
 
-    @classmethod
-    def of(cls, gateway: Any) -> LoginLimiter:
-        settings = gateway.settings
-        return cls(
-            gateway.redis,
-            gateway.keys,
-            user_limit=settings["LOGIN_FAILURE_LIMIT"],
-            address_limit=settings["LOGIN_ADDRESS_FAILURE_LIMIT"],
-            window=settings["LOGIN_FAILURE_WINDOW"],
-        )
-
     def attempt(self, username: str, address: str) -> LoginAttempt:
         """The counters a login of ``username`` from ``address`` is held to (a name that cannot
         be a username has none of its own)."""
@@ -200,16 +189,6 @@ class ChallengeRateLimit:
         self.keys = keys
         self.rate = float(rate)
         self.burst = max(1, int(burst))
-
-    @classmethod
-    def of(cls, gateway: Any) -> ChallengeRateLimit:
-        settings = gateway.settings
-        return cls(
-            gateway.redis,
-            gateway.keys,
-            rate=settings["CHALLENGE_RATE_LIMIT"],
-            burst=settings["CHALLENGE_RATE_BURST"],
-        )
 
     def retry_after_ms(self, address: str) -> int:
         """0 when ``address`` may have a challenge now (taking it: one round trip), else the ms

@@ -12,9 +12,8 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 from flask_wtf.csrf import CSRFError
 
 from webservice import metrics
-from webservice.audit import AuditEvent, AuditTrail, PendingEntry
+from webservice.audit import AuditEvent, PendingEntry
 from webservice.gateway import current_gateway
-from webservice.limits import LoginLimiter
 from webservice.request_parsing import client_info
 from webservice.sessions import Session
 from webservice.users import is_valid_username, webservice_user_id
@@ -55,14 +54,14 @@ def login() -> Any:
     gateway = current_gateway()
     username = request.form.get("username", "").strip()
     client = client_info(request)
-    attempt = LoginLimiter.of(gateway).attempt(username, client.address)
+    attempt = gateway.login_limits.attempt(username, client.address)
     record = gateway.users.read_for_login(username, also=attempt.queue_read)
     attempt.read(record.extra)
     wait = attempt.retry_after
     if wait is not None:
         page = render_template("login.html", retry_after=wait, username=username)
         return page, 429, {"Retry-After": str(wait)}
-    trail = AuditTrail.of(gateway)
+    trail = gateway.audit
     reason = gateway.users.password_failure(record.user, request.form.get("password", ""))
     if reason is not None:
         if not is_valid_username(username):
@@ -96,7 +95,7 @@ def login() -> Any:
 
 @blueprint.post("/logout")
 def logout() -> Response:
-    entry = AuditTrail.of(current_gateway()).pending(
+    entry = current_gateway().audit.pending(
         AuditEvent.of_client("logout", "web", client_info(request))
     )
     end_login("You are logged out, and so is every API session linked to this login.", also=entry)
@@ -122,7 +121,7 @@ def sessions(login: Session) -> str:
 
 def _end_entry(login: Session, handle: str, reason: str, detail: str = "") -> PendingEntry:
     """The sessions page's audit entry (``end`` via web), queued with the ending it records."""
-    return AuditTrail.of(current_gateway()).pending(
+    return current_gateway().audit.pending(
         AuditEvent.of_client(
             "end",
             "web",

@@ -22,7 +22,7 @@ from tests.integration.conftest import USERNAME, client_of, error_code, gateway_
 from tests.integration.test_round_trips import Tally, counting_client
 from tests.wsclient import WebServiceClient, proof
 from webservice import create_app
-from webservice.audit import AuditEvent, AuditTrail
+from webservice.audit import AuditEvent
 
 pytestmark = pytest.mark.integration
 
@@ -190,7 +190,7 @@ def test_round_trips_of_hidden_users_and_limits(redis_server, real_redis):
 
 def test_the_stream_stays_near_its_cap(make_app, real_redis):
     app = make_app(AUDIT_MAX_ENTRIES=50)
-    trail = AuditTrail.of(gateway_of(app))
+    trail = gateway_of(app).audit
     for i in range(1000):
         trail.record(AuditEvent("login", "api", user=f"u{i}"))
     length = real_redis.xlen(gateway_of(app).keys.audit_log())
@@ -254,5 +254,5 @@ def test_hidden_mode_walk(make_app):
     assert gateway_of(app).users.get("nobody") is None
     assert ws.login(USERNAME, alice.access_key)["success"]
     assert ws.authed("logout")["success"]
-    events = [e.event.event for e in AuditTrail.of(gateway_of(app)).tail(10)[0]]
+    events = [e.event.event for e in gateway_of(app).audit.tail(10)[0]]
     assert events == ["login_failed"] * 4 + ["login", "logout"]

@@ -21,7 +21,6 @@ import pytest
 
 from tests.conftest import TEST_SETTINGS
 from webservice import create_app
-from webservice.audit import AuditTrail
 from webservice.gateway import EXTENSION_KEY
 
 PASSWORD = "correct horse battery staple 42"
@@ -264,7 +263,7 @@ def test_no_secret_in_logs_audit_or_messages(app, collector, capfd):
     output = printed.out + printed.err
     assert not secrets.found_in(output), f"secrets printed: {secrets.found_in(output)}"
     assert not secrets.found_in(listing), f"secrets in sessions list: {secrets.found_in(listing)}"
-    entries = [entry.event.as_fields() for entry in AuditTrail.of(gateway).tail(100000)[0]]
+    entries = [entry.event.as_fields() for entry in gateway.audit.tail(100000)[0]]
     assert {"login", "login_failed", "extend", "logout", "end"} <= {e["event"] for e in entries}
     audit = json.dumps(entries) + audit_text
     assert not secrets.found_in(audit), f"secrets in the audit trail: {secrets.found_in(audit)}"

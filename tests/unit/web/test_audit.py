@@ -391,7 +391,7 @@ def test_entries_are_written_with_an_approximate_cap(env, alice):
 
 def _fill(env: Env) -> None:
     env.add_user("bob")
-    trail = AuditTrail.of(env.gateway)
+    trail = env.gateway.audit
     for i in range(30):
         trail.record(AuditEvent("login", "api", user="alice" if i % 3 else "bob", address=f"10.0.0.{i}"))
 
@@ -427,7 +427,7 @@ def test_tail_of_one_user(env, alice, run):
 
 
 def test_tail_looks_back_past_one_batch_for_a_user(env, alice, run):
-    trail = AuditTrail.of(env.gateway)
+    trail = env.gateway.audit
     trail.record(AuditEvent("login", "api", user="bob"))
     for _ in range(1200):
         trail.record(AuditEvent("login", "api", user="alice"))
