@@ -40,7 +40,7 @@ import os
 import re
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -169,30 +169,6 @@ _OPERATION_EVENTS = {
 }
 
 
-# --- the web UI's login and logout ---------------------------------------------------------------
-_HAD_LOGIN = "_wsgate_metrics_had_login"
-
-
-def _before_web() -> None:
-    if request.endpoint == "web.logout":
-        from webservice.web_session import current_login
-
-        # The logout view asks the same; the answer is kept for the request (no round trip more).
-        setattr(g, _HAD_LOGIN, current_login() is not None)
-
-
-def _after_web(response: Response) -> Response:
-    if request.method != "POST":
-        return response
-    if request.endpoint == "web.login":
-        outcome = {302: "ok", 401: "failed", 429: "limited"}.get(response.status_code)
-        if outcome is not None:
-            count_login("web", outcome)
-    elif request.endpoint == "web.logout" and g.get(_HAD_LOGIN) and response.status_code == 302:
-        count_logout("web")
-    return response
-
-
 # --- exposition ----------------------------------------------------------------------------------
 
 
@@ -275,8 +251,7 @@ def metrics_view() -> Response:
 
 
 def init_app(app: Flask) -> None:
-    """Serves ``/metrics`` (when ``METRICS_ENABLED``) and counts the web UI's logins and logouts."""
+    """Serves ``/metrics`` (when ``METRICS_ENABLED``). The web UI's views count their own logins,
+    logouts and endings (web.py)."""
     if app.config["METRICS_ENABLED"]:
         app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])
-    app.before_request_funcs.setdefault("web", []).append(_before_web)
-    app.after_request_funcs.setdefault("web", []).append(_after_web)

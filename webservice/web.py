@@ -59,6 +59,7 @@ def login() -> Any:
     attempt.read(record.extra)
     wait = attempt.retry_after
     if wait is not None:
+        metrics.count_login("web", "limited")
         page = render_template("login.html", retry_after=wait, username=username)
         return page, 429, {"Retry-After": str(wait)}
     trail = gateway.audit
@@ -75,6 +76,7 @@ def login() -> Any:
             detail="limit reached" if attempt.reaches_limit else "",
         )
         attempt.count_failure(also=trail.pending(event))
+        metrics.count_login("web", "failed")
         # The same words whether the user exists, is inactive or mistyped the password.
         return render_template("login.html", error="Invalid username or password", username=username), 401
     user = record.user
@@ -90,6 +92,7 @@ def login() -> Any:
             AuditEvent.of_client("end", "web", client, reason="web_relogin")
         ),
     )
+    metrics.count_login("web", "ok")
     return redirect(url_for("web.home"))
 
 
@@ -98,7 +101,10 @@ def logout() -> Response:
     entry = current_gateway().audit.pending(
         AuditEvent.of_client("logout", "web", client_info(request))
     )
+    was_logged_in = current_login() is not None
     end_login("You are logged out, and so is every API session linked to this login.", also=entry)
+    if was_logged_in:
+        metrics.count_logout("web")
     return redirect(url_for("web.login"))
 
 
