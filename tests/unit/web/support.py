@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import html
-import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from argon2 import PasswordHasher
 from flask import Flask
 
 from tests.conftest import TEST_SETTINGS
-from tests.unit.support import BOOKKEEPING
+from tests.unit.support import BOOKKEEPING, envelope, error, result
 from webservice import create_app
 from webservice.gateway import EXTENSION_KEY, Gateway
 from webservice.tokens import SessionId, hash_secret
@@ -56,32 +55,9 @@ def now_ms() -> int:
 # --- The wire contract -------------------------------------------------------------------------
 
 
-def envelope(response: Any) -> dict[str, Any]:
-    """The body of a webservice.php answer, after checking protocol.md §3 (200, JSON, envelope)."""
-    assert response.status_code == 200, (response.status_code, response.data[:300])
-    assert response.mimetype == "application/json", response.headers.get("Content-Type")
-    body = json.loads(response.get_data(as_text=True))
-    assert isinstance(body, dict) and type(body.get("success")) is bool, body
-    if body["success"]:
-        assert set(body) == {"success", "result"}, body
-    else:
-        assert set(body) == {"success", "error"}, body
-        assert set(body["error"]) == {"code", "message"}, body
-        assert body["error"]["message"], body
-    return body
-
-
-def ok(body: dict[str, Any]) -> Any:
-    assert body["success"] is True, body
-    return body["result"]
-
-
-def failed(body: dict[str, Any], code: str, message: str | None = None) -> str:
-    assert body["success"] is False, body
-    assert body["error"]["code"] == code, body
-    if message is not None:
-        assert body["error"]["message"] == message, body
-    return body["error"]["message"]
+# The envelope checks of the whole unit tier, under the names these tests use.
+ok = result
+failed = error
 
 
 # --- The app -----------------------------------------------------------------------------------
