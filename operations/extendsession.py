@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from operations.login import session_result
-from operations.registry import operation
-from webservice.audit import AuditEvent
-from webservice.context import OperationContext
-from webservice.csrf import CSRF_HEADER, has_valid_csrf_header, origin_verdict
-from webservice.errors import ErrorCode, WebServiceError, authentication_required
-from webservice.web_session import claimed_username, claims_login, extend_login, has_web_cookie
+from webservice.api.registry import operation
+from webservice.store.audit import AuditEvent
+from webservice.api.context import OperationContext
+from webservice.auth.csrf import CSRF_HEADER, has_valid_csrf_header, origin_verdict
+from webservice.api.errors import ErrorCode, WebServiceError, authentication_required
+from webservice.auth.web_login import claimed_username, claims_login, extend_login, has_web_cookie
 
 
 def cross_site_refused() -> WebServiceError:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from operations.params import Params, String
-from operations.registry import operation
-from webservice.context import OperationContext
-from webservice.errors import too_many_requests, user_not_found
+from webservice.api.params import Params, String
+from webservice.api.registry import operation
+from webservice.api.context import OperationContext
+from webservice.api.errors import too_many_requests, user_not_found
 
 
 class GetChallengeParams(Params):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from operations.registry import operation
-from webservice.context import OperationContext
+from webservice.api.registry import operation
+from webservice.api.context import OperationContext
 
 #: The gateway itself serves one entity, its users (webservice ids ``19x<id>``).
 ENTITY_TYPES = {"Users": {"isEntity": True, "label": "Users", "singular": "User"}}

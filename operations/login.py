@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from operations.params import Params, String
-from operations.registry import operation
-from webservice.audit import AuditEvent, AuditTrail
-from webservice.challenges import DECOY_ACCESS_KEY, find_proven_token, has_unexpired
-from webservice.context import OperationContext
-from webservice.errors import ErrorCode, WebServiceError, too_many_requests, user_not_found
-from webservice.limits import LoginAttempt
-from webservice.tokens import SessionId
-from webservice.users import LoginRecord, User, is_valid_username, webservice_user_id
+from webservice.api.params import Params, String
+from webservice.api.registry import operation
+from webservice.store.audit import AuditEvent, AuditTrail
+from webservice.store.challenges import DECOY_ACCESS_KEY, find_proven_token, has_unexpired
+from webservice.api.context import OperationContext
+from webservice.api.errors import ErrorCode, WebServiceError, too_many_requests, user_not_found
+from webservice.store.limits import LoginAttempt
+from webservice.store.tokens import SessionId
+from webservice.store.users import LoginRecord, User, is_valid_username, webservice_user_id
 
 
 class LoginParams(Params):

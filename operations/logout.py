@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from operations.params import Params, String
-from operations.registry import operation
-from webservice.audit import AuditEvent
-from webservice.context import OperationContext
-from webservice.errors import ErrorCode, WebServiceError, authentication_required
+from webservice.api.params import Params, String
+from webservice.api.registry import operation
+from webservice.store.audit import AuditEvent
+from webservice.api.context import OperationContext
+from webservice.api.errors import ErrorCode, WebServiceError, authentication_required
 
 
 class LogoutParams(Params):

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from operations.params import Params, String
-from operations.registry import operation
-from webservice.audit import AuditEvent
-from webservice.context import OperationContext
-from webservice.errors import ErrorCode, WebServiceError
+from webservice.api.params import Params, String
+from webservice.api.registry import operation
+from webservice.store.audit import AuditEvent
+from webservice.api.context import OperationContext
+from webservice.api.errors import ErrorCode, WebServiceError
 
 
 @operation("listsessions", method="GET")

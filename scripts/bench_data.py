@@ -35,8 +35,8 @@ def bulk_load(
     layout of _LUA_CREATE_FAMILY, times from the Redis clock) and indexed in the user's family set,
     as ``login`` does, but sent a thousand at a time in pipelines with no challenge to consume.
     """
-    from webservice.sessions import ClientInfo, SessionStore
-    from webservice.tokens import SessionId, new_family_id
+    from webservice.store.sessions import ClientInfo, SessionStore
+    from webservice.store.tokens import SessionId, new_family_id
 
     keys, store = gateway.keys, gateway.sessions
     script = SessionStore.OPEN
@@ -65,7 +65,7 @@ def bulk_load(
 def sessions_via_login(gateway: Any, users: list[tuple[int, str]], count: int) -> list[str]:
     """Live API sessions made the way ``login`` makes them (a challenge, then the login script),
     through the gateway's own ChallengeStore and SessionStore, one at a time."""
-    from webservice.sessions import ClientInfo
+    from webservice.store.sessions import ClientInfo
 
     client_info = ClientInfo(LOADER_ADDRESS, LOADER_AGENT)
     ids = []
@@ -83,7 +83,7 @@ def sessions_via_login(gateway: Any, users: list[tuple[int, str]], count: int) -
 
 def dead_session_ids(count: int) -> list[str]:
     """Well-formed session ids (the exact shape the gateway hands out) that name no live session."""
-    from webservice.tokens import SessionId, new_family_id
+    from webservice.store.tokens import SessionId, new_family_id
 
     return [str(SessionId.new(new_family_id())) for _ in range(count)]
 
@@ -155,7 +155,7 @@ def client_side_round_trips(
     counted in-process on the gateway's two clients, through a Flask test client."""
     import redis
     from webservice import create_app
-    from webservice.challenges import login_proof
+    from webservice.store.challenges import login_proof
 
     tally = Counter()
 

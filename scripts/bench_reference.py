@@ -15,7 +15,7 @@ import json
 import os
 
 from flask import Flask, Response
-from webservice.redis_client import connect
+from webservice.store.client import connect
 
 #: The key the endpoint reads; scripts/bench sets it before the run.
 REFERENCE_KEY = "bench:reference"

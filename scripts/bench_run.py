@@ -6,7 +6,7 @@ options are described by ``scripts/bench --help``.
 
 What runs:
 
-- one ephemeral ``redis-server`` (webservice.redis_server.RedisServer) on a free loopback port;
+- one ephemeral ``redis-server`` (webservice.standalone.redis_server.RedisServer) on a free loopback port;
 - the gateway under gunicorn with the production settings (``-c config/gunicorn.conf.py wsgi:app``);
 - the reference app (scripts/bench_reference.py: one Redis GET, a small JSON answer) under the same
   gunicorn settings, on another port;
@@ -97,7 +97,7 @@ class Bench:
     # ----------------------------------------------------------------------------- setup
     def start(self) -> None:
         import redis
-        from webservice.redis_server import RedisServer, free_port
+        from webservice.standalone.redis_server import RedisServer, free_port
 
         args = self.args
         self.redis_server = RedisServer(self.workdir / "redis")

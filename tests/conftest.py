@@ -9,7 +9,7 @@ import redis
 from tests.wsclient import WebServiceClient, flask_transport
 from webservice import create_app
 from webservice.gateway import current_gateway
-from webservice.redis_server import RedisServer
+from webservice.standalone.redis_server import RedisServer
 
 TEST_SETTINGS = {
     "TESTING": True,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from webservice.redis_server import free_port
+from webservice.standalone.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The access log names the worker's pid (tests prove every worker answered); no control socket.

@@ -1,5 +1,5 @@
 """wsgate: a coreBOS-compatible web service gateway with linked web/API sessions in Redis."""
 
-from webservice.app import create_app
+from webservice.standalone.app import create_app
 
 __all__ = ["create_app"]

@@ -11,9 +11,9 @@ from flask import Flask
 from flask.cli import AppGroup
 from redis.exceptions import RedisError
 
-from webservice.audit import AuditEntry, AuditEvent
+from webservice.store.audit import AuditEntry, AuditEvent
 from webservice.gateway import current_gateway
-from webservice.users import User, UserError
+from webservice.store.users import User, UserError
 
 users_cli = AppGroup("users", help="Manage the users who may log in.")
 operations_cli = AppGroup("operations", help="Inspect the operations of webservice.php.")

@@ -8,16 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 from flask import current_app
 
-from webservice.audit import AuditTrail
-from webservice.challenges import ChallengeStore
-from webservice.keys import RedisKeys
-from webservice.limits import ChallengeRateLimit, LoginLimiter
-from webservice.redis_client import RedisClient, connect
-from webservice.sessions import SessionStore
-from webservice.users import UserDirectory
+from webservice.store.audit import AuditTrail
+from webservice.store.challenges import ChallengeStore
+from webservice.store.keys import RedisKeys
+from webservice.store.limits import ChallengeRateLimit, LoginLimiter
+from webservice.store.client import RedisClient, connect
+from webservice.store.sessions import SessionStore
+from webservice.store.users import UserDirectory
 
 if TYPE_CHECKING:
-    from operations.registry import OperationRegistry
+    from webservice.api.registry import OperationRegistry
 
 EXTENSION_KEY = "wsgate"
 

@@ -22,7 +22,7 @@ from tests.wsclient import WebServiceClient, http_transport
 from webservice import create_app
 from webservice.gateway import current_gateway
 from tests.gunicorn_process import start_gunicorn, stop_gunicorn
-from webservice.redis_server import RedisServer
+from webservice.standalone.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-output" / "screenshots"

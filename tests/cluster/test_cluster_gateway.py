@@ -23,12 +23,12 @@ from tests.integration.test_linked_sessions_race import (
     handle_for,
 )
 from webservice import create_app
-from webservice.challenges import ChallengeStore
-from webservice.redis_client import ClusterClient, LuaScript
-from webservice.redis_server import RedisServer, RedisServerError
-from webservice.sessions import SessionStore
-from webservice.users import UserDirectory
-from webservice.web_session import WebSessionInterface
+from webservice.store.challenges import ChallengeStore
+from webservice.store.client import ClusterClient, LuaScript
+from webservice.standalone.redis_server import RedisServer, RedisServerError
+from webservice.store.sessions import SessionStore
+from webservice.store.users import UserDirectory
+from webservice.auth.web_login import WebSessionInterface
 
 pytestmark = pytest.mark.cluster
 

@@ -22,7 +22,7 @@ from tests.integration.test_linked_sessions_race import (
     HttpTransport,
     code_of,
 )
-from webservice.tokens import hash_secret
+from webservice.store.tokens import hash_secret
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
 

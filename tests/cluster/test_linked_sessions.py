@@ -35,8 +35,8 @@ from tests.integration.test_linked_sessions_race import (  # noqa: F401  (collec
     test_the_pre_logout_session_blob_written_back_cannot_bring_the_login_back,
     test_web_logout_ends_every_api_session_of_its_family,
 )
-from webservice.redis_client import connect
-from webservice.sessions import SessionStore
+from webservice.store.client import connect
+from webservice.store.sessions import SessionStore
 
 pytestmark = pytest.mark.cluster
 

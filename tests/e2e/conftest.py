@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.gunicorn_process import ROOT, start_gunicorn, stop_gunicorn
-from webservice.redis_server import RedisServer
+from webservice.standalone.redis_server import RedisServer
 
 ACCESS_LINE = re.compile(r'^<(\d+)> "([^"]*)" \d+')
 

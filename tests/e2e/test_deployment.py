@@ -19,7 +19,7 @@ from tests.e2e import procfs
 from tests.e2e.conftest import Gateway
 from tests.e2e.wire import add_user, code, proof, send
 from tests.gunicorn_process import start_gunicorn, stop_gunicorn
-from webservice.redis_server import RedisServer
+from webservice.standalone.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ import sys
 import requests
 
 from tests.gunicorn_process import ROOT, start_gunicorn, stop_gunicorn
-from webservice.redis_server import RedisServer
+from webservice.standalone.redis_server import RedisServer
 
 
 def test_access_and_debug_logs_hold_no_secret(tmp_path):

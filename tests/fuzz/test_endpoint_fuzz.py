@@ -22,8 +22,8 @@ from tests.fuzz.world import (
     snapshot,
     unexplained,
 )
-from webservice.openapi import error_codes
-from webservice.tokens import SessionId, hash_secret
+from webservice.api.openapi import error_codes
+from webservice.store.tokens import SessionId, hash_secret
 
 KNOWN_CODES = set(error_codes())
 

@@ -22,7 +22,7 @@ from tests.fuzz.world import (
     snapshot,
     unexplained,
 )
-from webservice.tokens import hash_secret
+from webservice.store.tokens import hash_secret
 
 
 @pytest.fixture(scope="module")

@@ -33,8 +33,8 @@ import operations
 from tests.conftest import TEST_SETTINGS
 from webservice import create_app
 from webservice.gateway import EXTENSION_KEY
-from webservice.sessions import ClientInfo
-from webservice.tokens import SessionId
+from webservice.store.sessions import ClientInfo
+from webservice.store.tokens import SessionId
 
 PREFIX = "wsgate"
 COOKIE = "wsgate_session"

@@ -17,7 +17,7 @@ from tests.conftest import TEST_SETTINGS
 from tests.wsclient import WebServiceClient, flask_transport
 from webservice import create_app
 from webservice.gateway import Gateway
-from webservice.redis_server import RedisServer
+from webservice.standalone.redis_server import RedisServer
 
 USERNAME = "alice"
 

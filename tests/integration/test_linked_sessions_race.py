@@ -44,11 +44,11 @@ from flask import Flask, request, session
 from tests.conftest import TEST_SETTINGS
 from tests.wsclient import proof
 from webservice import create_app
-from webservice.keys import RedisKeys
-from webservice.redis_server import RedisServer
-from webservice.sessions import SessionStore, handle_of
-from webservice.tokens import SessionId, hash_secret
-from webservice.users import User
+from webservice.store.keys import RedisKeys
+from webservice.standalone.redis_server import RedisServer
+from webservice.store.sessions import SessionStore, handle_of
+from webservice.store.tokens import SessionId, hash_secret
+from webservice.store.users import User
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from tests.integration.conftest import USERNAME, client_of, error_code, gateway_
 from tests.integration.test_round_trips import Tally, counting_client
 from tests.wsclient import WebServiceClient, proof
 from webservice import create_app
-from webservice.audit import AuditEvent
+from webservice.store.audit import AuditEvent
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import pytest
 
 from tests.integration.conftest import USERNAME, client_of, error_code, gateway_of
 from tests.wsclient import proof
-from webservice.tokens import SessionId
+from webservice.store.tokens import SessionId
 
 pytestmark = pytest.mark.integration
 

@@ -34,9 +34,9 @@ from tests.sentinel.conftest import (
 )
 from tests.wsclient import proof
 from webservice import create_app
-from webservice.redis_client import MasterFollowingPool, sentinel_addresses
-from webservice.redis_server import free_port
-from webservice.tokens import SessionId
+from webservice.store.client import MasterFollowingPool, sentinel_addresses
+from webservice.standalone.redis_server import free_port
+from webservice.store.tokens import SessionId
 
 pytestmark = pytest.mark.sentinel
 

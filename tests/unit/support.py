@@ -9,8 +9,8 @@ from typing import Any
 
 from marshmallow import INCLUDE
 
-from operations.params import Boolean, DateTime, Double, Encoded, Params, String
-from operations.registry import operation
+from webservice.api.params import Boolean, DateTime, Double, Encoded, Params, String
+from webservice.api.registry import operation
 
 ENDPOINT = "/webservice.php"
 

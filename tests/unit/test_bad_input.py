@@ -288,8 +288,8 @@ def test_session_operations_need_a_live_session(small_app, small, small_redis, o
 
 def test_session_is_checked_before_parameters(make_app):
     """An operation that needs a session answers AUTHENTICATION_REQUIRED, not a parameter error."""
-    from operations.params import Params, String
-    from operations.registry import operation
+    from webservice.api.params import Params, String
+    from webservice.api.registry import operation
 
     class Needs(Params):
         must = String(required=True)

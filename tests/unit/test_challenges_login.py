@@ -21,7 +21,7 @@ from tests.unit.support import (
     result,
     snapshot,
 )
-from webservice.tokens import family_id_for_challenge
+from webservice.store.tokens import family_id_for_challenge
 
 USER_NOT_FOUND = "Given user cannot be found"
 BAD_TOKEN = "Specified token is invalid or expired"

@@ -14,8 +14,9 @@ import pytest
 
 from tests.conftest import TEST_SETTINGS
 from tests.unit.web.support import PASSWORD, Env, make_env, md5_proof, ok
-from webservice import create_app, metrics
-from webservice.redis_server import free_port
+from webservice import create_app
+from webservice.serving import metrics
+from webservice.standalone.redis_server import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -235,7 +236,7 @@ def test_web_logins_and_logouts():
 COUNTING = textwrap.dedent(
     """
     import sys
-    from webservice import metrics
+    from webservice.serving import metrics
     assert metrics.multiprocess_mode()
     for _ in range(int(sys.argv[1])):
         metrics.observe_request("listtypes", "ok", 0.002, None)
@@ -246,7 +247,7 @@ COUNTING = textwrap.dedent(
 SERVING = textwrap.dedent(
     """
     import sys
-    from webservice import metrics
+    from webservice.serving import metrics
     metrics.observe_request("listtypes", "ok", 0.002, None)
     for _ in range(int(sys.argv[1])):
         sys.stdout.write(metrics.exposition().decode() + "\\f")

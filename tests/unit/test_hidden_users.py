@@ -41,7 +41,7 @@ def login_answer(client, username: str, access_key: str = "wrong", token: str | 
 
 
 def test_it_is_on_by_default():
-    from config import defaults
+    from webservice import settings as defaults
 
     assert defaults.HIDE_UNKNOWN_USERS is True
 

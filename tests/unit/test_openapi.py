@@ -9,8 +9,8 @@ import pytest
 from tests.unit.conftest import gateway_of
 from tests.unit.support import TEST_OPERATIONS
 from tests.unit.test_plugins import example_site, on_path  # noqa: F401 (fixtures)
-from webservice.errors import ErrorCode
-from webservice.openapi import (
+from webservice.api.errors import ErrorCode
+from webservice.api.openapi import (
     ERROR_MEANINGS,
     SESSION_ID_PATTERN,
     build_document,
@@ -18,7 +18,7 @@ from webservice.openapi import (
     schema_name,
 )
 
-#: What each marshmallow field class of operations.params looks like in the document.
+#: What each marshmallow field class of webservice.api.params looks like in the document.
 EXPECTED_TYPES = {
     "string": {"type": "string"},
     "boolean": {"type": "boolean"},
@@ -194,8 +194,8 @@ def test_document_loads_in_schemathesis(app):
 def test_validators_become_schema_keywords(make_app):
     from marshmallow import validate
 
-    from operations.params import Double, Params, String
-    from operations.registry import operation
+    from webservice.api.params import Double, Params, String
+    from webservice.api.registry import operation
 
     class Checked(Params):
         code = String(required=True, validate=validate.Length(min=2, max=5))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from operations.registry import Operation, RegistryError
+from webservice.api.registry import Operation, RegistryError
 from tests.unit.conftest import gateway_of
 from tests.unit.support import envelope, error, login, result
 
@@ -81,7 +81,7 @@ def clash_site(tmp_path_factory) -> Path:
         packages = ["wsgate_clash_plugin"]
         """))
     (source / "src" / "wsgate_clash_plugin" / "__init__.py").write_text(textwrap.dedent('''\
-        from operations.registry import operation
+        from webservice.api.registry import operation
 
 
         @operation("LOGIN", needs_session=False)

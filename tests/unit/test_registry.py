@@ -9,8 +9,8 @@ import pytest
 from marshmallow import ValidationError
 
 import operations
-from operations.params import Boolean, DateTime, Double, Encoded, Params, String
-from operations.registry import (
+from webservice.api.params import Boolean, DateTime, Double, Encoded, Params, String
+from webservice.api.registry import (
     ENTRY_POINT_GROUP,
     Operation,
     OperationRegistry,
@@ -166,7 +166,7 @@ def test_discover_loads_entry_points(monkeypatch):
         seen.append(group)
         return [_FakeEntryPoint("pkg:fromplugin", extra)]
 
-    monkeypatch.setattr("operations.registry.entry_points", fake_entry_points)
+    monkeypatch.setattr("webservice.api.registry.entry_points", fake_entry_points)
     registry = OperationRegistry.discover(operations.BUILTIN_OPERATIONS)
     assert seen == [ENTRY_POINT_GROUP] == ["wsgate.operations"]
     assert registry.get("FromPlugin") is extra
@@ -176,7 +176,7 @@ def test_discover_loads_entry_points(monkeypatch):
 @pytest.mark.parametrize("loaded", ["not an operation", _handler, None])
 def test_discover_refuses_an_entry_point_that_is_not_an_operation(monkeypatch, loaded):
     monkeypatch.setattr(
-        "operations.registry.entry_points", lambda group: [_FakeEntryPoint("pkg:thing", loaded)]
+        "webservice.api.registry.entry_points", lambda group: [_FakeEntryPoint("pkg:thing", loaded)]
     )
     with pytest.raises(RegistryError):
         OperationRegistry.discover(operations.BUILTIN_OPERATIONS)
@@ -185,7 +185,7 @@ def test_discover_refuses_an_entry_point_that_is_not_an_operation(monkeypatch, l
 def test_discover_refuses_an_entry_point_that_clashes(monkeypatch):
     clash = operation("Logout")(_handler)
     monkeypatch.setattr(
-        "operations.registry.entry_points", lambda group: [_FakeEntryPoint("pkg:logout", clash)]
+        "webservice.api.registry.entry_points", lambda group: [_FakeEntryPoint("pkg:logout", clash)]
     )
     with pytest.raises(RegistryError, match="logout"):
         OperationRegistry.discover(operations.BUILTIN_OPERATIONS)

@@ -13,9 +13,10 @@ import redis
 
 from tests.conftest import TEST_SETTINGS
 from tests.unit.web.support import PASSWORD, Env, make_env, md5_proof, ok
-from webservice import create_app, request_log
-from webservice.sessions import handle_of
-from webservice.tokens import SessionId
+from webservice import create_app
+from webservice.serving import request_log
+from webservice.store.sessions import handle_of
+from webservice.store.tokens import SessionId
 
 FIELDS = {"time", "request_id", "operation", "code", "duration_ms", "user", "session", "address"}
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")

@@ -17,7 +17,7 @@ from tests.unit.support import (
     proof,
     result,
 )
-from webservice.request_parsing import parse_request
+from webservice.api.request_parsing import parse_request
 
 PATHS = ["/webservice.php", "/webservice"]
 

@@ -24,8 +24,8 @@ from tests.unit.support import (
     result,
     snapshot,
 )
-from webservice.sessions import ClientInfo
-from webservice.tokens import SessionId
+from webservice.store.sessions import ClientInfo
+from webservice.store.tokens import SessionId
 
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}")
 

@@ -8,8 +8,8 @@ import pytest
 from tests.conftest import TEST_SETTINGS
 from tests.unit.web.support import Env, failed, make_env, md5_proof, ok
 from webservice import create_app
-from webservice.errors import ErrorCode
-from webservice.proxies import trusted_proxies
+from webservice.api.errors import ErrorCode
+from webservice.serving.proxies import trusted_proxies
 
 CLIENT = "203.0.113.50"
 PROXY = "10.0.0.2"

@@ -25,8 +25,8 @@ from tests.conftest import TEST_SETTINGS
 from tests.unit.support import BOOKKEEPING, envelope, error, result
 from webservice import create_app
 from webservice.gateway import EXTENSION_KEY, Gateway
-from webservice.tokens import SessionId, hash_secret
-from webservice.users import User
+from webservice.store.tokens import SessionId, hash_secret
+from webservice.store.users import User
 
 ENDPOINT = "/webservice.php"
 PASSWORD = "correct horse battery staple"

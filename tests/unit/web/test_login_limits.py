@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.unit.web.support import PASSWORD, Env, failed, make_env, md5_proof, ok
-from webservice.errors import ErrorCode
+from webservice.api.errors import ErrorCode
 
 #: The module (the package's ``login`` attribute is the registered operation).
 login_module = importlib.import_module("operations.login")

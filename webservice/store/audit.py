@@ -60,10 +60,10 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from webservice.keys import RedisKeys
-from webservice.redis_client import RedisClient
-from webservice.sessions import MAX_USER_AGENT, ClientInfo
-from webservice.users import is_valid_username
+from webservice.store.keys import RedisKeys
+from webservice.store.client import RedisClient
+from webservice.store.sessions import MAX_USER_AGENT, ClientInfo
+from webservice.store.users import is_valid_username
 
 #: Entries read per XREVRANGE while looking back for one user's entries.
 _SCAN_BATCH = 500

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from marshmallow import Schema, ValidationError
 
-from operations.params import Params
-from webservice.errors import ErrorCode, WebServiceError
+from webservice.api.params import Params
+from webservice.api.errors import ErrorCode, WebServiceError
 
 if TYPE_CHECKING:
-    from webservice.context import OperationContext
+    from webservice.api.context import OperationContext
 
 ENTRY_POINT_GROUP = "wsgate.operations"
 METHODS = ("GET", "POST")

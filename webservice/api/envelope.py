@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Response
 
-from webservice.errors import WebServiceError
+from webservice.api.errors import WebServiceError
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 

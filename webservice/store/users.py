@@ -25,9 +25,9 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from webservice.keys import RedisKeys
-from webservice.redis_client import LuaScript, RedisClient
-from webservice.tokens import new_access_key
+from webservice.store.keys import RedisKeys
+from webservice.store.client import LuaScript, RedisClient
+from webservice.store.tokens import new_access_key
 
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9_.@+-]{1,64}")
 #: The Users entity's id prefix in webservice ids (``19x7`` is user 7).

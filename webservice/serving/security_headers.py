@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, request
 
-from webservice.endpoint import PATHS as ENDPOINT_PATHS
+from webservice.api.endpoint import PATHS as ENDPOINT_PATHS
 
 #: The web pages' policy. The pages use only /static/style.css and /static/api-access.js, and
 #: api-access.js calls webservice.php on the same origin (connect-src 'self').

@@ -16,9 +16,10 @@ from flask import Blueprint, Response, request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from webservice import envelope, metrics, request_log
-from webservice.context import OperationContext
-from webservice.errors import (
+from webservice.api import envelope
+from webservice.serving import metrics, request_log
+from webservice.api.context import OperationContext
+from webservice.api.errors import (
     ErrorCode,
     WebServiceError,
     authentication_required,
@@ -28,8 +29,8 @@ from webservice.errors import (
     unknown_operation,
 )
 from webservice.gateway import current_gateway
-from webservice.request_log import Trace
-from webservice.request_parsing import parse_request
+from webservice.serving.request_log import Trace
+from webservice.api.request_parsing import parse_request
 
 log = logging.getLogger(__name__)
 

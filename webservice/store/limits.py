@@ -39,10 +39,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from webservice.keys import RedisKeys
-from webservice.redis_client import LUA_NOW_MS, LuaScript, RedisClient, run_pipeline
-from webservice.sessions import PipelineExtra
-from webservice.users import is_valid_username
+from webservice.store.keys import RedisKeys
+from webservice.store.client import LUA_NOW_MS, LuaScript, RedisClient, run_pipeline
+from webservice.store.sessions import PipelineExtra
+from webservice.store.users import is_valid_username
 
 # Counts one failure in counter KEYS[1]; ARGV[1] is the window in ms.
 # Guarantees: the count is exact under any concurrency, and the counter always expires: the window

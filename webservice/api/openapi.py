@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, current_app
 from marshmallow import fields, missing, validate
 
-from webservice.errors import ErrorCode
+from webservice.api.errors import ErrorCode
 from webservice.gateway import current_gateway
 
 if TYPE_CHECKING:
-    from operations.registry import Operation, OperationRegistry
+    from webservice.api.registry import Operation, OperationRegistry
 
 OPENAPI_VERSION = "3.1.0"
 DOCUMENT_PATH = "/openapi.json"
@@ -240,7 +240,7 @@ def operation_schema(op: Operation, limits: _Limits | None = None) -> dict[str, 
 
 def parameter_schema(declared: fields.Field, limits: _Limits | None = None) -> dict[str, Any]:
     """The JSON Schema of one marshmallow field, as the coreBOS parameter types go on the wire."""
-    from operations.params import Encoded
+    from webservice.api.params import Encoded
 
     limits = limits or _Limits.of({})
     schema: dict[str, Any]

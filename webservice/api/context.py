@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from webservice.gateway import Gateway
-from webservice.sessions import ClientInfo, Session
+from webservice.store.sessions import ClientInfo, Session
 
 
 @dataclass(frozen=True)

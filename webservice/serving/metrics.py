@@ -53,7 +53,7 @@ from prometheus_client import (
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from webservice.errors import ErrorCode
+from webservice.api.errors import ErrorCode
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: The operation label of requests that name no registered operation.

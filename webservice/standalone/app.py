@@ -11,9 +11,12 @@ from flask import Flask, Response, current_app, render_template, request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
-from webservice import cli, endpoint, envelope, health, metrics, openapi, proxies, request_log, web
-from webservice.csrf import init_csrf
-from webservice.errors import (
+from webservice import cli
+from webservice.api import endpoint, envelope, openapi
+from webservice.serving import health, metrics, proxies, request_log
+from webservice.standalone import web
+from webservice.auth.csrf import init_csrf
+from webservice.api.errors import (
     ErrorCode,
     WebServiceError,
     internal_error,
@@ -21,9 +24,9 @@ from webservice.errors import (
     service_unavailable,
 )
 from webservice.gateway import EXTENSION_KEY, Gateway
-from webservice.redis_client import RedisClient
-from webservice.security_headers import init_security_headers
-from webservice.web_session import init_web_sessions
+from webservice.store.client import RedisClient
+from webservice.serving.security_headers import init_security_headers
+from webservice.auth.web_login import init_web_sessions
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,7 @@ def create_app(
     redis_client: RedisClient | None = None,
     web_session_client: RedisClient | None = None,
 ) -> Flask:
-    """A wsgate app: ``config.defaults``, then ``WSGATE_*`` variables, then ``settings``.
+    """A wsgate app: ``webservice.settings``, then ``WSGATE_*`` variables, then ``settings``.
 
     ``redis_client`` (answering str) and ``web_session_client`` (answering bytes, for
     Flask-Session) replace the clients the settings describe; tests pass fakeredis ones.
@@ -41,11 +44,11 @@ def create_app(
     # Imported here: the operations import webservice, and webservice finds them only through
     # the registry.
     from operations import BUILTIN_OPERATIONS
-    from operations.registry import OperationRegistry
+    from webservice.api.registry import OperationRegistry
 
     # Templates and static files belong to the web blueprint.
     app = Flask(__name__, static_folder=None)
-    app.config.from_object("config.defaults")
+    app.config.from_object("webservice.settings")
     app.config.from_prefixed_env("WSGATE")
     if settings:
         app.config.update(settings)

@@ -25,8 +25,8 @@ from urllib.parse import parse_qsl
 from flask import Request, current_app
 from werkzeug.datastructures import MultiDict
 
-from webservice.errors import ErrorCode, WebServiceError
-from webservice.sessions import ClientInfo
+from webservice.api.errors import ErrorCode, WebServiceError
+from webservice.store.sessions import ClientInfo
 
 SESSION_HEADER = "corebos-authorization"
 URLENCODED = "application/x-www-form-urlencoded"

@@ -42,9 +42,9 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from webservice.sessions import handle_of
-from webservice.tokens import SessionId
-from webservice.users import is_valid_username
+from webservice.store.sessions import handle_of
+from webservice.store.tokens import SessionId
+from webservice.store.users import is_valid_username
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"

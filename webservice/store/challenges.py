@@ -32,10 +32,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from webservice.keys import RedisKeys
-from webservice.redis_client import LUA_NOW_MS, LuaScript, RedisClient, run_pipeline
-from webservice.tokens import family_id_for_challenge, new_access_key, new_challenge_token
-from webservice.users import CHALLENGE_FIELD_PREFIX, is_valid_username
+from webservice.store.keys import RedisKeys
+from webservice.store.client import LUA_NOW_MS, LuaScript, RedisClient, run_pipeline
+from webservice.store.tokens import family_id_for_challenge, new_access_key, new_challenge_token
+from webservice.store.users import CHALLENGE_FIELD_PREFIX, is_valid_username
 
 
 @dataclass(frozen=True)

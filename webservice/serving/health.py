@@ -21,7 +21,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify
 from redis.exceptions import RedisError
 
-from webservice.redis_client import RedisClient, connect
+from webservice.store.client import RedisClient, connect
 
 blueprint = Blueprint("health", __name__)
 #: Endpoints that must answer without Redis (app.py skips its Redis-backed hooks for them).

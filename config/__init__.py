@@ -1,1 +1,0 @@
-"""Settings for wsgate: ``config.defaults`` holds every setting with its default."""
