@@ -1,5 +1,5 @@
 """The WSGI entry point: ``gunicorn -c config/gunicorn.conf.py wsgi:app``."""
 
-from webservice import create_app
+from webservice.standalone import create_app
 
 app = create_app()

@@ -1,4 +1,9 @@
-"""The operation plugins of webservice.php: the registry (registry.py) and one module each."""
+"""wsgate's built-in operations of webservice.php, one module each.
+
+They are plugins like any other: each is declared in the ``wsgate.operations`` entry-point group
+(pyproject.toml) and written with webservice.plugin alone. ``BUILTIN_OPERATIONS`` lists them for
+apps that choose their operations (``WSGate(operations=[*BUILTIN_OPERATIONS, mine])``).
+"""
 
 from operations.extendsession import extendsession
 from operations.getchallenge import getchallenge

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from webservice.api.params import Params, String
-from webservice.api.registry import operation
-from webservice.api.context import OperationContext
-from webservice.api.errors import too_many_requests, user_not_found
+from webservice.plugin import OperationContext, Params, String, operation, too_many_requests, user_not_found
 
 
 class GetChallengeParams(Params):
@@ -25,8 +22,17 @@ def getchallenge(context: OperationContext, params: dict[str, Any]) -> dict[str,
     wait_ms = gateway.challenge_rate.retry_after_ms(context.client.address)
     if wait_ms:
         raise too_many_requests("challenge requests", -(-wait_ms // 1000))
+    username = params["username"]
+    users = gateway.user_source
+    if users.known_by_redis:
+        who = "check"
+    else:
+        who = "known" if users.lookup(username) is not None else "unknown"
     challenge = gateway.challenges.issue(
-        params["username"], decoys=bool(gateway.settings["HIDE_UNKNOWN_USERS"])
+        username,
+        users.tokens_key(username),
+        who,
+        decoys=bool(gateway.settings["HIDE_UNKNOWN_USERS"]),
     )
     if challenge is None:
         raise user_not_found()

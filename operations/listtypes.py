@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from webservice.api.registry import operation
-from webservice.api.context import OperationContext
+from webservice.plugin import OperationContext, operation
 
 #: The gateway itself serves one entity, its users (webservice ids ``19x<id>``).
 ENTITY_TYPES = {"Users": {"isEntity": True, "label": "Users", "singular": "User"}}

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from webservice.api.params import Params, String
-from webservice.api.registry import operation
-from webservice.store.audit import AuditEvent
-from webservice.api.context import OperationContext
-from webservice.api.errors import ErrorCode, WebServiceError, authentication_required
+from webservice.plugin import (
+    ErrorCode,
+    OperationContext,
+    Params,
+    SessionEvent,
+    String,
+    WebServiceError,
+    authentication_required,
+    operation,
+)
 
 
 class LogoutParams(Params):
@@ -33,9 +38,8 @@ def logout(context: OperationContext, params: dict[str, Any]) -> dict[str, str]:
             raise WebServiceError(ErrorCode.ACCESS_DENIED, "That session belongs to another user")
         session = named
     by = f"by {caller.handle}" if session.handle != caller.handle else ""
-    entry = context.gateway.audit.pending(
-        AuditEvent.of_client("logout", "api", context.client, detail=by)
+    context.gateway.endings.family(
+        session, SessionEvent.of_client("api", context.client, reason="logout", detail=by)
     )
-    context.gateway.sessions.end_family(session, also=entry)
     # The misspelling is what clients compare against.
     return {"message": "successfull"}

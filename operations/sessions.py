@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from webservice.api.params import Params, String
-from webservice.api.registry import operation
-from webservice.store.audit import AuditEvent
-from webservice.api.context import OperationContext
-from webservice.api.errors import ErrorCode, WebServiceError
+from webservice.plugin import (
+    ErrorCode,
+    OperationContext,
+    Params,
+    SessionEvent,
+    String,
+    WebServiceError,
+    operation,
+)
 
 
 @operation("listsessions", method="GET")
@@ -34,19 +38,14 @@ class EndSessionParams(Params):
 def endsession(context: OperationContext, params: dict[str, Any]) -> dict[str, str]:
     """Ends one of the caller's sessions, named by its handle, with every session linked to it."""
     caller = context.require_session()
-    handle = params["handle"]
-    entry = context.gateway.audit.pending(
-        AuditEvent.of_client(
-            "end",
-            "api",
-            context.client,
-            user=caller.username,
-            handle=handle,
-            reason="endsession",
-            detail=f"by {caller.handle}",
-        )
+    event = SessionEvent.of_client(
+        "api",
+        context.client,
+        user=caller.username,
+        reason="endsession",
+        detail=f"by {caller.handle}",
     )
-    if not context.gateway.sessions.end_by_handle(caller.user_id, handle, also=entry):
+    if not context.gateway.endings.by_handle(caller.user_id, params["handle"], event):
         raise WebServiceError(
             ErrorCode.INVALID_PARAMETER, "Invalid parameter handle: no live session of yours has it"
         )
@@ -57,14 +56,7 @@ def endsession(context: OperationContext, params: dict[str, Any]) -> dict[str, s
 def endallsessions(context: OperationContext, params: dict[str, Any]) -> dict[str, int]:
     """Ends every session of the caller, the caller's own included."""
     caller = context.require_session()
-    entry = context.gateway.audit.pending(
-        AuditEvent.of_client(
-            "end",
-            "api",
-            context.client,
-            user=caller.username,
-            handle=caller.handle,
-            reason="endallsessions",
-        )
+    event = SessionEvent.of_client(
+        "api", context.client, user=caller.username, handle=caller.handle, reason="endallsessions"
     )
-    return {"ended": context.gateway.sessions.end_all_for_user(caller.user_id, also=entry)}
+    return {"ended": context.gateway.endings.all_of_user(caller.user_id, event)}

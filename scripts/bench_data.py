@@ -154,7 +154,7 @@ def client_side_round_trips(
     """Round trips and commands that redis-py sends for one request of each kind (average of 20),
     counted in-process on the gateway's two clients, through a Flask test client."""
     import redis
-    from webservice import create_app
+    from webservice.standalone import create_app
     from webservice.store.challenges import login_proof
 
     tally = Counter()
@@ -259,7 +259,7 @@ def client_side_round_trips(
 def wsgi_loop(redis_url: str, secret_key: str, session_id: str, seconds: float) -> int:
     """Calls the gateway's WSGI app with listtypes on ``session_id`` for ``seconds``, in this
     process: what ``--profile`` samples without gunicorn and HTTP. Answers the number of calls."""
-    from webservice import create_app
+    from webservice.standalone import create_app
     from werkzeug.test import EnvironBuilder
 
     app = create_app(
@@ -297,7 +297,7 @@ def wsgi_cpu_per_request(
     HTTP socket; the real Redis), in interleaved rounds: what the gateway's own Python work costs
     next to the reference's, counted in CPU time and so hardly moved by other load on the
     machine. Answers, per case, the median over rounds of CPU and wall microseconds."""
-    from webservice import create_app
+    from webservice.standalone import create_app
     from werkzeug.test import EnvironBuilder
 
     import bench_reference

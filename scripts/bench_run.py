@@ -135,7 +135,7 @@ class Bench:
         request_log.addHandler(handler)
         request_log.propagate = False
 
-        from webservice import create_app
+        from webservice.standalone import create_app
 
         self.app = create_app()
         self.gateway = self.app.extensions["wsgate"]

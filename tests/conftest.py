@@ -7,7 +7,7 @@ import pytest
 import redis
 
 from tests.wsclient import WebServiceClient, flask_transport
-from webservice import create_app
+from webservice.standalone import create_app
 from webservice.gateway import current_gateway
 from webservice.standalone.redis_server import RedisServer
 

@@ -1,5 +1,15 @@
-"""wsgate: a coreBOS-compatible web service gateway with linked web/API sessions in Redis."""
+"""wsgate: a coreBOS-compatible ``webservice.php`` for Flask apps, with linked web/API sessions
+in Redis.
 
-from webservice.standalone.app import create_app
+The public API: the extension :class:`WSGate`, :class:`ApiUser` (what an ``api_user_loader``
+answers), the session events (:mod:`webservice.events`), the plugin API
+(:mod:`webservice.plugin`) and the errors. The standalone server is
+``webservice.standalone.create_app``.
+"""
 
-__all__ = ["create_app"]
+from webservice import events
+from webservice.api.errors import ErrorCode, WebServiceError
+from webservice.auth.users import ApiUser
+from webservice.extension import WSGate
+
+__all__ = ["ApiUser", "ErrorCode", "WebServiceError", "WSGate", "events"]

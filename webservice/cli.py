@@ -1,9 +1,8 @@
-"""The ``flask --app wsgi ...`` commands for operators: users, sessions, operations, audit trail."""
+"""The ``flask ...`` commands every WSGate app has: its operations, its sessions, its audit trail."""
 
 from __future__ import annotations
 
 import json
-import secrets
 from datetime import datetime, timezone
 
 import click
@@ -11,24 +10,23 @@ from flask import Flask
 from flask.cli import AppGroup
 from redis.exceptions import RedisError
 
+from webservice.events import SessionEvent
 from webservice.store.audit import AuditEntry, AuditEvent
 from webservice.gateway import current_gateway
 from webservice.store.users import User, UserError
 
-users_cli = AppGroup("users", help="Manage the users who may log in.")
 operations_cli = AppGroup("operations", help="Inspect the operations of webservice.php.")
 sessions_cli = AppGroup("sessions", help="See and end sessions (web and API).")
 audit_cli = AppGroup("audit", help="Read the audit trail of logins, extensions and logouts.")
 
 
 def register(app: Flask) -> None:
-    app.cli.add_command(users_cli)
     app.cli.add_command(operations_cli)
     app.cli.add_command(sessions_cli)
     app.cli.add_command(audit_cli)
 
 
-def _fail_on_errors(action):  # type: ignore[no-untyped-def]
+def fail_on_errors(action):  # type: ignore[no-untyped-def]
     """Turns directory and Redis errors into a one-line message and exit status 1."""
 
     def run(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -44,94 +42,6 @@ def _fail_on_errors(action):  # type: ignore[no-untyped-def]
     return run
 
 
-def _user_json(user: User) -> str:
-    return json.dumps(
-        {"username": user.username, "userId": user.webservice_id, "accessKey": user.access_key}
-    )
-
-
-@users_cli.command("add")
-@click.argument("username")
-@click.option("--password", help="Password for the web UI (none: API access only).")
-@click.option(
-    "--generate-password", is_flag=True, help="Make up a password and print it."
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@_fail_on_errors
-def add_user(username: str, password: str | None, generate_password: bool, as_json: bool) -> None:
-    """Add a user and print its access key."""
-    if generate_password and password is None:
-        password = secrets.token_urlsafe(12)
-    elif generate_password:
-        raise click.UsageError("give --password or --generate-password, not both")
-    user = current_gateway().users.add(username, password)
-    if as_json:
-        record = json.loads(_user_json(user))
-        if generate_password:
-            record["password"] = password
-        click.echo(json.dumps(record))
-        return
-    click.echo(f"user {user.username} ({user.webservice_id}) added")
-    click.echo(f"access key: {user.access_key}")
-    if generate_password:
-        click.echo(f"password:   {password}")
-
-
-@users_cli.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
-@_fail_on_errors
-def list_users(as_json: bool) -> None:
-    """List every user (access keys are not shown)."""
-    for user in current_gateway().users.all():
-        if as_json:
-            click.echo(
-                json.dumps(
-                    {
-                        "username": user.username,
-                        "userId": user.webservice_id,
-                        "active": user.active,
-                        "hasPassword": user.password_hash is not None,
-                    }
-                )
-            )
-        else:
-            state = "active" if user.active else "inactive"
-            click.echo(f"{user.webservice_id:<10} {user.username:<32} {state}")
-
-
-@users_cli.command("disable")
-@click.argument("username")
-@_fail_on_errors
-def disable_user(username: str) -> None:
-    """Stop a user from logging in and end all of its sessions."""
-    gateway = current_gateway()
-    user = gateway.users.set_active(username, False)
-    entry = gateway.audit.pending(
-        AuditEvent.of_operator("end", user=user.username, reason="user_disabled")
-    )
-    ended = gateway.sessions.end_all_for_user(user.id, also=entry)
-    click.echo(f"user {username} disabled, {ended} session(s) ended")
-
-
-@users_cli.command("enable")
-@click.argument("username")
-@_fail_on_errors
-def enable_user(username: str) -> None:
-    """Let a disabled user log in again."""
-    current_gateway().users.set_active(username, True)
-    click.echo(f"user {username} enabled")
-
-
-@users_cli.command("reset-key")
-@click.argument("username")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@_fail_on_errors
-def reset_key(username: str, as_json: bool) -> None:
-    """Give a user a new access key and print it (the old one stops working)."""
-    user = current_gateway().users.reset_access_key(username)
-    click.echo(_user_json(user) if as_json else f"access key: {user.access_key}")
-
-
 @operations_cli.command("list")
 def list_operations() -> None:
     """Print every operation with its parameters and whether it needs a session."""
@@ -145,7 +55,7 @@ def list_operations() -> None:
         click.echo(f"{'':<16} {op.description}  [{registry.source(op.name)}]")
 
 
-def _existing_user(username: str) -> User:
+def existing_user(username: str) -> User:
     user = current_gateway().users.get(username)
     if user is None:
         raise UserError(f"no such user {username!r}")
@@ -159,11 +69,11 @@ def _when(milliseconds: int) -> str:
 @sessions_cli.command("list")
 @click.argument("username", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
-@_fail_on_errors
+@fail_on_errors
 def list_sessions(username: str | None, as_json: bool) -> None:
     """List the live sessions of USERNAME, or of every user."""
     gateway = current_gateway()
-    users = [_existing_user(username)] if username else gateway.users.all()
+    users = [existing_user(username)] if username else gateway.users.all()
     for user in users:
         for view in gateway.sessions.list_for_user(user.id):
             if as_json:
@@ -178,37 +88,32 @@ def list_sessions(username: str | None, as_json: bool) -> None:
 
 @sessions_cli.command("revoke")
 @click.argument("handle")
-@_fail_on_errors
+@fail_on_errors
 def revoke_session(handle: str) -> None:
     """End the session HANDLE and every session linked to it."""
     gateway = current_gateway()
     owner = gateway.sessions.owner_of(handle)
     owner_user = gateway.users.get_by_id(owner) if owner is not None else None
-    entry = gateway.audit.pending(
-        AuditEvent.of_operator(
-            "end",
-            user=owner_user.username if owner_user else "",
-            handle=handle,
-            reason="revoke",
-        )
-    )
-    if owner is None or not gateway.sessions.end_by_handle(owner, handle, also=entry):
+    event = operator_event(user=owner_user.username if owner_user else "", reason="revoke")
+    if owner is None or not gateway.endings.by_handle(owner, handle, event):
         raise click.ClickException(f"no live session has handle {handle!r}")
     click.echo(f"session {handle} ended, with every session linked to it")
 
 
 @sessions_cli.command("revoke-user")
 @click.argument("username")
-@_fail_on_errors
+@fail_on_errors
 def revoke_user_sessions(username: str) -> None:
     """End every session of USERNAME."""
     gateway = current_gateway()
-    user = _existing_user(username)
-    entry = gateway.audit.pending(
-        AuditEvent.of_operator("end", user=user.username, reason="revoke_user")
-    )
-    ended = gateway.sessions.end_all_for_user(user.id, also=entry)
+    user = existing_user(username)
+    ended = gateway.endings.all_of_user(user.id, operator_event(user=user.username, reason="revoke_user"))
     click.echo(f"{ended} login(s) of {username} ended, with every session linked to them")
+
+
+def operator_event(**values: str) -> SessionEvent:
+    """An event caused by a ``flask`` command, naming the operating-system user."""
+    return SessionEvent("cli", agent=AuditEvent.of_operator("end").agent, **values)
 
 
 def _audit_line(entry: AuditEntry) -> str:
@@ -226,7 +131,7 @@ def _audit_line(entry: AuditEntry) -> str:
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new entries as they come (Ctrl-C ends).")
 @click.option("--user", help="Only the entries of this username.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
-@_fail_on_errors
+@fail_on_errors
 def audit_tail(count: int, follow: bool, user: str | None, as_json: bool) -> None:
     """Print the last entries of the audit trail, oldest first (times in UTC)."""
     gateway = current_gateway()

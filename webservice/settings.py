@@ -1,9 +1,18 @@
-"""Every setting wsgate reads, with its default.
+"""Every setting of the extension, with its default.
 
-Each one can be overridden by an environment variable named ``WSGATE_<NAME>``; values are parsed
-as JSON when they parse (``WSGATE_SESSION_IDLE_TIMEOUT=600`` is the integer 600,
-``WSGATE_REDIS_CLUSTER=true`` the boolean) and taken as strings otherwise.
+A host app sets them in its ``app.config`` as ``WSGATE_<NAME>`` (``WSGATE_REDIS_URL``);
+``WSGate.init_app`` fills in the defaults below with ``setdefault``. The standalone server also
+reads them from environment variables of the same names, whose values are parsed as JSON when
+they parse (``WSGATE_SESSION_IDLE_TIMEOUT=600`` is the integer 600, ``WSGATE_REDIS_CLUSTER=true``
+the boolean) and taken as strings otherwise.
 """
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+PREFIX = "WSGATE_"
 
 # --- Redis ---------------------------------------------------------------------------------------
 #: Where the sessions and users live (``redis://``, ``rediss://`` or ``unix://``).
@@ -73,13 +82,11 @@ MAX_PARAMETER_LENGTH = 64 * 1024
 #: Longest parameter name, in characters (INVALID_PARAMETER beyond).
 MAX_PARAMETER_NAME_LENGTH = 256
 
-# --- Deployment and monitoring -------------------------------------------------------------------
-#: Proxies (load balancers, reverse proxies) every request passes through before the gateway:
-#: their X-Forwarded-For / -Proto / -Host / -Port entries are trusted (webservice/proxies.py), so
-#: the client's address, scheme and host are the real ones. 0: those headers are ignored.
-TRUSTED_PROXIES = 0
-#: Serve Prometheus metrics at /metrics (webservice/metrics.py).
-METRICS_ENABLED = True
+# --- Monitoring (opt-in for a host app; the standalone server turns both on) -------------------
+#: Serve Prometheus metrics at /metrics (webservice/serving/metrics.py).
+METRICS_ENABLED = False
+#: Serve the probes /healthz and /readyz (webservice/serving/health.py).
+PROBES_ENABLED = False
 #: Seconds /readyz waits for Redis to connect and to answer its PING (twice at most: one retry).
 READY_TIMEOUT = 0.5
 
@@ -88,25 +95,17 @@ READY_TIMEOUT = 0.5
 API_VERSION = "0.22"
 VTIGER_VERSION = "5.4.0"
 
-# --- Web UI -------------------------------------------------------------------------------------
-#: The web session cookie. It is HttpOnly and SameSite=Lax; Secure unless turned off here for
-#: plain-http development (scripts/serve does that when it binds to loopback).
-SESSION_COOKIE_NAME = "wsgate_session"
-SESSION_COOKIE_SECURE = True
-SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SAMESITE = "Lax"
-#: Origins (``https://app.example.com``) besides the gateway's own from which a page may call
+# --- Web logins ---------------------------------------------------------------------------------
+#: Origins (``https://app.example.com``) besides the app's own from which a page may call
 #: extendsession with its web cookie and no CSRF token.
 TRUSTED_ORIGINS: list[str] = []
-#: A web session's data is written only when it changes. It lives SESSION_ABSOLUTE_TIMEOUT, as
-#: long as any login can; whether the browser is logged in is read from its session family.
-SESSION_REFRESH_EACH_REQUEST = False
-#: CSRF tokens live as long as the web session they belong to.
-WTF_CSRF_TIME_LIMIT = None
 
-# --- Flask ---------------------------------------------------------------------------------------
-#: Signs CSRF tokens and flashed messages; the same on every worker and host. Unset, the gateway
-#: makes one and keeps it in Redis, where every worker finds it.
-SECRET_KEY = None
-#: Logging level of the gateway's own loggers.
-LOG_LEVEL = "INFO"
+
+def defaults() -> dict[str, Any]:
+    """Every setting's default, by its name without the prefix."""
+    return {name: value for name, value in globals().items() if name.isupper() and name != "PREFIX"}
+
+
+def read(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The extension's settings from an app's config (``WSGATE_<NAME>``), by name without prefix."""
+    return {name: config[PREFIX + name] for name in defaults()}

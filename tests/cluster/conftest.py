@@ -25,7 +25,7 @@ from redis.cluster import RedisCluster
 
 from tests.conftest import TEST_SETTINGS
 from tests.integration.conftest import alice, logged_in  # noqa: F401  (fixtures rerun here)
-from webservice import create_app
+from webservice.standalone import create_app
 from webservice.standalone.redis_server import (
     RedisServer,
     RedisServerError,

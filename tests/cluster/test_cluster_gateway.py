@@ -22,7 +22,7 @@ from tests.integration.test_linked_sessions_race import (
     FlaskTransport,
     handle_for,
 )
-from webservice import create_app
+from webservice.standalone import create_app
 from webservice.store.challenges import ChallengeStore
 from webservice.store.client import ClusterClient, LuaScript
 from webservice.standalone.redis_server import RedisServer, RedisServerError

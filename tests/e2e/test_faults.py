@@ -29,7 +29,7 @@ from tests.e2e import procfs
 from tests.e2e.conftest import Gateway
 from tests.e2e.wire import proof
 from tests.gunicorn_process import start_gunicorn, stop_gunicorn
-from webservice import create_app
+from webservice.standalone import create_app
 from webservice.standalone.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.e2e

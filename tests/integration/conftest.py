@@ -15,7 +15,7 @@ from flask import Flask
 
 from tests.conftest import TEST_SETTINGS
 from tests.wsclient import WebServiceClient, flask_transport
-from webservice import create_app
+from webservice.standalone import create_app
 from webservice.gateway import Gateway
 from webservice.standalone.redis_server import RedisServer
 

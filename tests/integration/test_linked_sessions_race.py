@@ -43,7 +43,7 @@ from flask import Flask, request, session
 
 from tests.conftest import TEST_SETTINGS
 from tests.wsclient import proof
-from webservice import create_app
+from webservice.standalone import create_app
 from webservice.store.keys import RedisKeys
 from webservice.standalone.redis_server import RedisServer
 from webservice.store.sessions import SessionStore, handle_of

@@ -21,7 +21,7 @@ from tests.gunicorn_process import ROOT
 from tests.integration.conftest import USERNAME, client_of, error_code, gateway_of, run_threads
 from tests.integration.test_round_trips import Tally, counting_client
 from tests.wsclient import WebServiceClient, proof
-from webservice import create_app
+from webservice.standalone import create_app
 from webservice.store.audit import AuditEvent
 
 pytestmark = pytest.mark.integration

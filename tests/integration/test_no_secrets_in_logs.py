@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import TEST_SETTINGS
-from webservice import create_app
+from webservice.standalone import create_app
 from webservice.gateway import EXTENSION_KEY
 
 PASSWORD = "correct horse battery staple 42"

@@ -11,7 +11,7 @@ import redis
 from tests.conftest import TEST_SETTINGS
 from tests.integration.conftest import USERNAME, client_of, error_code, gateway_of
 from tests.wsclient import proof
-from webservice import create_app
+from webservice.standalone import create_app
 from webservice.store.challenges import ChallengeStore
 from webservice.standalone.redis_server import RedisServer, free_port
 from webservice.store.sessions import SessionStore

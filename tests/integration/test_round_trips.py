@@ -18,7 +18,7 @@ import redis
 from tests.conftest import TEST_SETTINGS
 from tests.integration.conftest import USERNAME, client_of, error_code, gateway_of
 from tests.wsclient import proof
-from webservice import create_app
+from webservice.standalone import create_app
 from webservice.standalone.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration

@@ -33,7 +33,7 @@ from tests.sentinel.conftest import (
     start_sentinel_setup,
 )
 from tests.wsclient import proof
-from webservice import create_app
+from webservice.standalone import create_app
 from webservice.store.client import MasterFollowingPool, sentinel_addresses
 from webservice.standalone.redis_server import free_port
 from webservice.store.tokens import SessionId

@@ -12,7 +12,7 @@ from flask import Flask
 import operations
 from tests.conftest import TEST_SETTINGS
 from tests.unit.support import TEST_OPERATIONS
-from webservice import create_app
+from webservice.standalone import create_app
 from webservice.gateway import EXTENSION_KEY, Gateway
 
 AppFactory = Callable[..., Flask]
@@ -38,10 +38,12 @@ def make_app() -> Iterator[AppFactory]:
             server = fakeredis.FakeServer()
             redis = fakeredis.FakeRedis(server=server, decode_responses=True)
             clients["web_session_client"] = fakeredis.FakeRedis(server=server)
-        with pytest.MonkeyPatch.context() as patch:
-            builtins = operations.BUILTIN_OPERATIONS + tuple(extra_operations)
-            patch.setattr(operations, "BUILTIN_OPERATIONS", builtins)
-            return create_app({**TEST_SETTINGS, **(settings or {})}, redis_client=redis, **clients)
+        return create_app(
+            {**TEST_SETTINGS, **(settings or {})},
+            redis_client=redis,
+            operations=operations.BUILTIN_OPERATIONS + tuple(extra_operations),
+            **clients,
+        )
 
     yield build
 

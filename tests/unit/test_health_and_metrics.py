@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import TEST_SETTINGS
 from tests.unit.web.support import PASSWORD, Env, make_env, md5_proof, ok
-from webservice import create_app
+from webservice.standalone import create_app
 from webservice.serving import metrics
 from webservice.standalone.redis_server import free_port
 

@@ -14,7 +14,7 @@ from tests.unit.support import challenge, error, get, post, proof, result, snaps
 
 WRONG = ("INVALID_USER_CREDENTIALS", "Invalid username or password")
 BAD_TOKEN = ("INVALID_AUTH_TOKEN", "Specified token is invalid or expired")
-login_module = importlib.import_module("operations.login")
+login_module = importlib.import_module("webservice.auth.login")
 
 
 @pytest.fixture

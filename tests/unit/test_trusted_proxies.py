@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import TEST_SETTINGS
 from tests.unit.web.support import Env, failed, make_env, md5_proof, ok
-from webservice import create_app
+from webservice.standalone import create_app
 from webservice.api.errors import ErrorCode
 from webservice.serving.proxies import trusted_proxies
 

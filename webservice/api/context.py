@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from webservice.gateway import Gateway
+from webservice.services import Services
 from webservice.store.sessions import ClientInfo, Session
 
 
@@ -12,7 +12,7 @@ from webservice.store.sessions import ClientInfo, Session
 class OperationContext:
     """The gateway's services, the caller, and (for operations that need one) its live session."""
 
-    gateway: Gateway
+    gateway: Services
     client: ClientInfo
     #: The validated session; ``None`` for operations that run without one.
     session: Session | None

@@ -12,7 +12,7 @@ import json
 import logging
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Flask, Response, request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -85,6 +85,9 @@ def handle() -> Response:
 def _dispatch(trace: Trace) -> object:
     gateway = current_gateway()
     settings = gateway.settings
+    # The endpoint's own bounds, whatever the host app allows its other views (Flask 3.1).
+    request.max_content_length = settings["MAX_CONTENT_LENGTH"]
+    request.max_form_parts = settings["MAX_FORM_PARTS"]
     parsed = parse_request(
         request,
         settings["MAX_FORM_PARTS"],
@@ -128,7 +131,40 @@ def answered_elsewhere(response: Response) -> None:
     metrics.observe_request(None, code, seconds, None)
 
 
+#: The security headers of every answer (the envelope view never sets these itself: no checks).
+#: ``default-src 'none'``: a JSON answer opened as a page can load and run nothing; ``no-store``:
+#: answers hold session ids and tokens.
+HEADERS = (
+    ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Cache-Control", "no-store"),
+)
+
+
+def add_headers(response: Response) -> Response:
+    add = response.headers.add
+    for name, value in HEADERS:
+        add(name, value)
+    return response
+
+
 for _path, _name in (("/webservice.php", "webservice_php"), ("/webservice", "webservice")):
     blueprint.add_url_rule(
         _path, _name, handle, methods=METHODS, provide_automatic_options=False
     )
+# A blueprint's own hook: the hot path pays no check of which view answered.
+blueprint.after_request(add_headers)
+
+
+def init_app(app: Flask) -> None:
+    """Serves the endpoint. A method no route of the app takes (TRACE, PROPFIND, ...) on its
+    paths still gets the envelope (METHOD_NOT_ALLOWED), unless the app answers 405 itself."""
+    app.register_blueprint(blueprint)
+    if 405 not in app.error_handler_spec[None]:
+        app.register_error_handler(405, _method_not_allowed)
+
+
+def _method_not_allowed(error: HTTPException) -> Any:
+    if request.path not in PATHS:
+        return error
+    return add_headers(envelope.failure(method_not_allowed(request.method)))

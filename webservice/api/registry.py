@@ -2,9 +2,9 @@
 
 A plugin is an :class:`Operation`: a name, an HTTP method hint, whether it needs a session, a
 marshmallow schema for its parameters, and a handler. Make one with the :func:`operation`
-decorator. Built-in operations are listed in ``operations.BUILTIN_OPERATIONS``; an installed
-distribution adds its own through the entry-point group ``wsgate.operations``, each entry point
-naming an :class:`Operation`::
+decorator. An installed distribution adds operations through the entry-point group
+``wsgate.operations``, each entry point naming an :class:`Operation` (wsgate's own built-ins, in
+the package ``operations``, are declared the same way)::
 
     [project.entry-points."wsgate.operations"]
     whoami = "my_package.whoami:whoami"
@@ -13,7 +13,7 @@ naming an :class:`Operation`::
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,8 @@ class Operation:
     method: str = "POST"
     needs_session: bool = True
     description: str = ""
+    #: Where it came from: a distribution and its entry point, else the handler's module.
+    source: str = field(default="", compare=False)
 
     def load_params(self, raw: dict[str, Any]) -> dict[str, Any]:
         """The handler's parameters, validated; raises the envelope's parameter errors."""
@@ -93,7 +95,7 @@ class OperationRegistry:
         self._sources: dict[str, str] = {}
 
     def add(self, op: Operation, source: str) -> None:
-        if not isinstance(op, Operation):
+        if not isinstance(op, Operation):  # type: ignore[unreachable]
             raise RegistryError(f"{source} is not an Operation (got {type(op).__name__})")
         if op.name in self._operations:
             raise RegistryError(
@@ -115,17 +117,30 @@ class OperationRegistry:
         return len(self._operations)
 
     @classmethod
-    def discover(
-        cls, builtins: Iterable[Operation], group: str = ENTRY_POINT_GROUP
-    ) -> OperationRegistry:
-        """The built-in operations plus every one that installed distributions declare."""
+    def of(cls, operations: Iterable[Operation]) -> OperationRegistry:
         registry = cls()
-        for op in builtins:
-            registry.add(op, f"built-in {op.handler.__module__}")
-        for entry_point in entry_points(group=group):
-            distribution = entry_point.dist.name if entry_point.dist else "unknown distribution"
-            registry.add(entry_point.load(), f"{distribution} ({entry_point.value})")
+        for op in operations:
+            registry.add(op, op.source or op.handler.__module__)
         return registry
+
+
+def installed_operations(group: str = ENTRY_POINT_GROUP) -> list[Operation]:
+    """Every operation that installed distributions declare in the entry-point group (wsgate's
+    own built-ins among them); raises RegistryError for an entry point that is no Operation."""
+    found = []
+    for entry_point in entry_points(group=group):
+        op = entry_point.load()
+        if not isinstance(op, Operation):
+            raise RegistryError(
+                f"{_distribution(entry_point)} ({entry_point.value}) is not an Operation "
+                f"(got {type(op).__name__})"
+            )
+        found.append(replace(op, source=f"{_distribution(entry_point)} ({entry_point.value})"))
+    return found
+
+
+def _distribution(entry_point: Any) -> str:
+    return entry_point.dist.name if entry_point.dist else "unknown distribution"
 
 
 def _parameter_error(schema: Schema, error: ValidationError) -> WebServiceError:

@@ -1,30 +1,61 @@
-"""Cross-site request protection: CSRF tokens for the web UI's forms, and the same-origin rule of
-``extendsession`` (the one operation of webservice.php that a cookie authenticates)."""
+"""Cross-site request protection for ``extendsession``, the one operation of webservice.php that
+a cookie authenticates: the same-origin rule, and the CSRF token an in-page script sends.
+
+The token is Flask-WTF's (signed with the app's SECRET_KEY, tied to the browser's session), so a
+host that already uses Flask-WTF shares it; its ``CSRFProtect``, if the host has one, leaves
+webservice.php alone (session ids, not cookies, authenticate it, and extendsession checks for
+itself).
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, current_app, request
-from flask_wtf.csrf import CSRFProtect, ValidationError, validate_csrf
+from collections.abc import Iterable
+from typing import Any
+
+from flask import Blueprint, Flask, request
+from flask_wtf.csrf import ValidationError, generate_csrf, validate_csrf
 
 CSRF_HEADER = "X-CSRFToken"
+#: The Jinja global that gives a page the token (``{{ wsgate_csrf_token() }}``).
+TEMPLATE_GLOBAL = "wsgate_csrf_token"
 
-csrf = CSRFProtect()
+
+def init_app(app: Flask, exempt: Blueprint) -> None:
+    """Offers the token to templates, and exempts ``exempt`` from the host's CSRFProtect: now if
+    it has one, else on the app's first request (a CSRFProtect set up after this extension)."""
+    app.add_template_global(csrf_token, TEMPLATE_GLOBAL)
+    if _exempt(app, exempt):
+        return
+    done = False
+
+    def exempt_once() -> None:
+        nonlocal done
+        if not done:
+            done = _exempt(app, exempt)
+
+    # First in line, so that it runs before CSRFProtect's own check (and stays: Flask is
+    # iterating over this list when it runs).
+    app.before_request_funcs.setdefault(None, []).insert(0, exempt_once)
 
 
-def init_csrf(app: Flask, exempt: Blueprint) -> None:
-    """Every POST of the web UI needs the token; ``exempt`` (webservice.php) is authenticated by
-    session ids, not cookies, and extendsession checks :func:`origin_verdict` and
-    :func:`has_valid_csrf_header` itself."""
-    csrf.init_app(app)
-    csrf.exempt(exempt)
+def _exempt(app: Flask, blueprint: Blueprint) -> bool:
+    protect: Any = app.extensions.get("csrf")
+    if protect is None:
+        return False
+    protect.exempt(blueprint)
+    return True
+
+
+def csrf_token() -> str:
+    return generate_csrf()
 
 
 def own_origin() -> str:
     return f"{request.scheme}://{request.host}"
 
 
-def origin_verdict() -> bool | None:
-    """Whether the request's ``Origin`` is the gateway's own or a trusted one; ``None`` if absent.
+def origin_verdict(trusted_origins: Iterable[str]) -> bool | None:
+    """Whether the request's ``Origin`` is the app's own or a trusted one; ``None`` if absent.
 
     Browsers send ``Origin`` on cross-site POSTs, so a foreign one is refused outright, whatever
     cookie and token come with it.
@@ -32,11 +63,11 @@ def origin_verdict() -> bool | None:
     origin = request.headers.get("Origin")
     if origin is None:
         return None
-    return origin == own_origin() or origin in current_app.config["TRUSTED_ORIGINS"]
+    return origin == own_origin() or origin in trusted_origins
 
 
 def has_valid_csrf_header() -> bool:
-    """Whether ``X-CSRFToken`` carries this web session's CSRF token."""
+    """Whether ``X-CSRFToken`` carries this browser's CSRF token."""
     token = request.headers.get(CSRF_HEADER)
     if not token:
         return False

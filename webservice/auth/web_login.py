@@ -1,182 +1,145 @@
-"""The web-UI login: a Flask-Session session in Redis whose data names its session family.
+"""The web login of a browser, linked to a session family: whatever session interface the host
+uses (Flask's signed cookie, Flask-Session, ...).
 
-The cookie's session id is the secret of the family's root member, so whether a browser is logged
-in is decided by the family record, read on every request (one round trip), never by the session
-data alone. A request that was in flight during a logout and saves its session data afterwards
-therefore cannot bring the login back: the family it names is gone.
+The browser's session data holds the web login's id ``<family>.<secret>`` under one key. The
+family record decides whether that login is live, checked once per request in one round trip
+(:meth:`WebLink.current`), never the session data alone: a request that was in flight during a
+logout and saves its session data afterwards cannot bring the login back, because the family it
+names is gone. A web login's secret authenticates web requests only (the family marks its root as
+a web login), and ``extendsession`` gives scripts API sessions of their own, never that secret.
+
+Where the session data is kept server-side (Flask-Session), the session id is regenerated at
+every login (``regenerate``, when the interface has one), so a session id planted in a browser
+before the login is worth nothing after it.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Sequence
+from flask import current_app, g, request, session
 
-from flask import Flask, Request, Response, current_app, flash, g, request, session
-from flask_session.base import ServerSideSession, ServerSideSessionInterface
-from flask_session.redis import RedisSessionInterface
+from webservice import events
+from webservice.auth.endings import Endings
+from webservice.auth.login import LoginFlow
+from webservice.events import SessionEvent
+from webservice.store.round_trip import Participant
+from webservice.store.sessions import ClientInfo, Session, SessionStore
+from webservice.store.tokens import SessionId
 
-from webservice.gateway import Gateway, current_gateway
-from webservice.store.client import RedisClient, connect
-from webservice.api.request_parsing import client_info
-from webservice.store.sessions import PipelineExtra, Session
-from webservice.store.tokens import SessionId, hash_secret
-
-#: The characters of a web session id (URL-safe base64 without padding).
-_SID_CHARS = re.compile(r"[A-Za-z0-9_-]+")
-FAMILY = "family"
-#: The username of the login, kept for the audit trail only (the family decides who is logged in).
-USERNAME = "username"
-_CURRENT = "_wsgate_web_login"
+#: The key of the host's session data that holds the web login: ``{"id": "<family>.<secret>",
+#: "user": <username>}`` (the username for the audit trail only: the family decides who it is).
+SESSION_KEY = "_wsgate_login"
+_CHECKED = "_wsgate_web_login"
 
 
-class WebSessionInterface(RedisSessionInterface):
-    """Flask-Session's Redis interface over the client it is given, single Redis or cluster.
+def client_info() -> ClientInfo:
+    """This request's client, as session listings and the audit trail show it."""
+    return ClientInfo(
+        address=request.remote_addr or "", user_agent=request.headers.get("User-Agent", "")
+    )
 
-    Flask-Session 0.8 accepts only a ``redis.Redis`` and otherwise silently falls back to a
-    ``Redis()`` on localhost, which would put web sessions in the wrong place on a Redis Cluster.
-    """
 
-    def __init__(self, app: Flask, client: RedisClient, key_prefix: str) -> None:
-        ServerSideSessionInterface.__init__(self, app, key_prefix=key_prefix, permanent=False)
-        self.client = client
+class WebLink:
+    """Links the browser's web login to a session family (per app; used within a request)."""
 
-    def _get_store_id(self, sid: str) -> str:
-        """The Redis key holds a hash of the cookie's session id, never the id itself."""
-        return self.key_prefix + hash_secret(sid)
+    def __init__(self, sessions: SessionStore, flow: LoginFlow, endings: Endings) -> None:
+        self.sessions = sessions
+        self.flow = flow
+        self.endings = endings
 
-    def open_session(self, app: Flask, request: Request) -> ServerSideSession:
-        """Without a cookie there is nothing to load: the new session gets its id only if it is
-        ever saved (most requests, the API's, never are). A cookie that has not the exact shape
-        of the ids this interface makes is treated as none, without asking Redis."""
-        if "HTTP_COOKIE" not in request.environ:
-            return self.session_class(sid="", permanent=self.permanent)
-        cookie = request.cookies.get(self.get_cookie_name(app))
-        if not cookie or not self._is_sid(cookie):
-            return self.session_class(sid="", permanent=self.permanent)
-        return super().open_session(app, request)
+    # --- reading ----------------------------------------------------------------------------
 
-    def _is_sid(self, value: str) -> bool:
-        """Whether ``value`` looks like ``secrets.token_urlsafe(sid_length)`` (_generate_sid)."""
-        return len(value) == -(-self.sid_length * 4 // 3) and _SID_CHARS.fullmatch(value) is not None
+    def has_cookie(self) -> bool:
+        """Whether the request carries the app's session cookie at all."""
+        interface = current_app.session_interface
+        return bool(request.cookies.get(interface.get_cookie_name(current_app)))
 
-    def save_session(self, app: Flask, session: ServerSideSession, response: Response) -> None:
-        if session and not session.sid:
-            session.sid = self._generate_sid(self.sid_length)
-        super().save_session(app, session, response)
+    def claimed_id(self) -> SessionId | None:
+        """The web login this browser's session data names (live or not: see :meth:`current`)."""
+        link = session.get(SESSION_KEY)
+        return SessionId.parse(link.get("id")) if isinstance(link, dict) else None
 
-    def rotate(self, web_session: ServerSideSession) -> None:
-        """Gives the session a new id and drops the old one's data, even when it is empty.
+    def claimed_username(self) -> str:
+        link = session.get(SESSION_KEY)
+        return str(link.get("user", "")) if isinstance(link, dict) else ""
 
-        (Flask-Session's own ``regenerate`` skips empty sessions, and a session that just found
-        its login ended is empty.)
+    def current(self) -> Session | None:
+        """The live web login of this request's browser, checked once per request; else ``None``.
+
+        A login whose family has ended is dropped from the session data.
         """
-        if web_session.sid:
-            self._delete_session(self._get_store_id(web_session.sid))
-        web_session.sid = self._generate_sid(self.sid_length)
-        web_session.modified = True
+        if _CHECKED not in g:
+            setattr(g, _CHECKED, self._check())
+        return getattr(g, _CHECKED)
 
+    def _check(self) -> Session | None:
+        claimed = self.claimed_id()
+        if claimed is None:
+            return None
+        login = self.sessions.check(claimed, "web")
+        if login is None:
+            session.pop(SESSION_KEY, None)
+        return login
 
-def init_web_sessions(app: Flask, gateway: Gateway, client: RedisClient | None) -> None:
-    """Keeps web sessions in the gateway's Redis (Flask-Session needs a client that answers bytes)."""
-    if client is None:
-        client = connect(app.config, decode_responses=False)
-    app.permanent_session_lifetime = int(app.config["SESSION_ABSOLUTE_TIMEOUT"])
-    app.session_interface = WebSessionInterface(app, client, gateway.keys.web_session_prefix())
+    # --- changing ---------------------------------------------------------------------------
 
+    def login(
+        self, user_id: int, username: str, also: Sequence[Participant] = ()
+    ) -> Session:
+        """Logs this browser in: a new family rooted in a new web login (and a new session id
+        where the interface can regenerate one). A login this browser already had ends first,
+        with its API sessions (``web_relogin``). ``also`` rides with the new family."""
+        previous = self.current()
+        client = client_info()
+        if previous is not None:
+            self.end(previous, "web_relogin", SessionEvent.of_client("web", client))
+        regenerate = getattr(current_app.session_interface, "regenerate", None)
+        if regenerate is not None and getattr(session, "sid", None) is not None:
+            regenerate(session)
+        web_id = SessionId.new()
+        login = self.flow.succeed(
+            username,
+            client,
+            "web",
+            web_id.handle,
+            lambda riders: self.sessions.open_web(web_id, user_id, username, client, riders),
+            also,
+        )
+        assert login is not None  # open_web never declines
+        session[SESSION_KEY] = {"id": str(web_id), "user": username}
+        setattr(g, _CHECKED, login)
+        return login
 
-def current_login() -> Session | None:
-    """The live web login of this request's browser, checked once per request; else ``None``.
+    def logout(self) -> bool:
+        """Logs this browser out, and with it every API session linked to its login; says
+        whether there was a live login to end."""
+        login = self.current()
+        if login is not None:
+            self.end(login, "web_logout", SessionEvent.of_client("web", client_info()))
+        session.pop(SESSION_KEY, None)
+        setattr(g, _CHECKED, None)
+        return login is not None
 
-    A session whose family has ended is emptied, so the browser's cookie is dropped.
-    """
-    if _CURRENT not in g:
-        setattr(g, _CURRENT, _check_login())
-    return getattr(g, _CURRENT)
+    def end(self, login: Session, reason: str, event: SessionEvent) -> None:
+        """Ends the family of ``login``, announcing it (``family_ended``, ``reason``)."""
+        self.endings.family(login, event.but(reason=reason))
 
-
-def _check_login() -> Session | None:
-    family = session.get(FAMILY)
-    if not family:
-        return None
-    login = current_gateway().sessions.check(SessionId(family, session.sid))
-    if login is None:
-        session.clear()
-    return login
-
-
-def claims_login() -> bool:
-    """Whether this browser's session data names a login (live or not: see current_login)."""
-    return bool(session.get(FAMILY))
-
-
-def has_web_cookie() -> bool:
-    return bool(request.cookies.get(current_gateway().settings["SESSION_COOKIE_NAME"]))
-
-
-def claimed_username() -> str:
-    """The username this browser's session data names (for the audit trail; may be stale)."""
-    return str(session.get(USERNAME, ""))
-
-
-def start_login(
-    user_id: int,
-    username: str,
-    also: PipelineExtra | None = None,
-    replaced: PipelineExtra | None = None,
-) -> Session:
-    """Logs this browser in: a new session id (no fixation) that roots a new family.
-
-    A login this browser already had ends first, with its API sessions: nobody could reach its
-    root any more once the session id changes. ``also`` rides with the new family's creation,
-    ``replaced`` with the end of the previous one (audit entries).
-    """
-    previous = current_login()
-    if previous is not None:
-        current_gateway().sessions.end_family(previous, also=replaced)
-    _interface().rotate(session)
-    login = current_gateway().sessions.open_web(
-        session.sid, user_id, username, client_info(request), also=also
-    )
-    session[FAMILY] = login.family_id
-    session[USERNAME] = username
-    setattr(g, _CURRENT, login)
-    return login
-
-
-def end_login(farewell: str | None = None, also: PipelineExtra | None = None) -> None:
-    """Logs this browser out, and with it every API session linked to its login.
-
-    The browser keeps no trace of the login: its session id is dropped, and when there is a
-    ``farewell`` to flash, it is carried by a fresh session id. ``also`` rides with the end of
-    the family (sent only when there was a live login to end).
-    """
-    login = current_login()
-    if login is not None:
-        current_gateway().sessions.end_family(login, also=also)
-    session.clear()
-    if farewell:
-        flash(farewell)
-        _interface().rotate(session)
-    setattr(g, _CURRENT, None)
-
-
-def extend_login(also: PipelineExtra | None = None) -> tuple[SessionId, Session] | None:
-    """A new API session linked to this browser's live login; ``None`` if it is not logged in.
-
-    ``also`` rides with the extension (see SessionStore.extend).
-    """
-    family = session.get(FAMILY)
-    if not family:
-        return None
-    extended = current_gateway().sessions.extend(
-        SessionId(family, session.sid), client_info(request), also=also
-    )
-    if extended is None:
-        session.clear()
-    return extended
-
-
-def _interface() -> WebSessionInterface:
-    interface = current_app.session_interface
-    if not isinstance(interface, WebSessionInterface):
-        raise RuntimeError("init_web_sessions() was not called for this app")
-    return interface
+    def extend(self) -> tuple[SessionId, Session] | None:
+        """A new API session linked to this browser's live web login; ``None`` if it is not
+        logged in (its session data then forgets the login)."""
+        root = self.claimed_id()
+        if root is None:
+            return None
+        added = SessionId.new(root.family_id)
+        client = client_info()
+        round_trip = events.announce(
+            events.session_extended,
+            SessionEvent.of_client("api", client, user=self.claimed_username(), handle=added.handle),
+        )
+        extended = self.sessions.extend(root, added, client, round_trip.riders)
+        if extended is None:
+            round_trip.cancel()
+            session.pop(SESSION_KEY, None)
+            return None
+        round_trip.done()
+        return added, extended

@@ -1,1 +1,1 @@
-"""TODO"""
+"""What an operator sees: probes, metrics, the request log, proxies, security headers."""

@@ -74,7 +74,8 @@ def readyz() -> tuple[Response, int]:
     return jsonify(status="unavailable", redis=failure), 503
 
 
-def init_app(app: Flask, client: RedisClient | None = None) -> None:
-    """Serves the probes; ``client`` (tests) replaces the probe's own Redis client."""
-    app.extensions[EXTENSION_KEY] = Readiness(app.config, client)
+def init_app(app: Flask, settings: Mapping[str, Any], client: RedisClient | None = None) -> None:
+    """Serves the probes (``settings``: the extension's); ``client`` (tests) replaces the probe's
+    own Redis client."""
+    app.extensions[EXTENSION_KEY] = Readiness(settings, client)
     app.register_blueprint(blueprint)

@@ -16,11 +16,12 @@ What is counted (every name starts with ``wsgate_``):
 ``request_duration_seconds{operation}``
     A histogram of the time from the request's arrival in the app to its answer.
 ``logins_total{via, outcome}``
-    Logins through ``api`` (webservice.php) or ``web`` (the login form): ``ok``; ``failed`` (a
+    Logins through ``api`` (webservice.php) or ``web`` (a web login: the standalone UI's form, a
+    host app's login): ``ok``; ``failed`` (a
     wrong key or password, an unknown or inactive user, a used or expired token); ``limited``
     (refused by a failure limit before any check).
 ``logouts_total{via}``
-    Logouts: ``logout`` (api) and the web UI's *Log out* when it ended a live login.
+    Logouts: ``logout`` (api) and a web logout that ended a live login.
 ``session_revocations_total{via, reason}``
     Logins ended by their user from elsewhere, each with every session linked to it: ``reason`` is
     ``endsession`` (one, named by its handle) or ``endallsessions`` (all, or all others from the
@@ -28,6 +29,9 @@ What is counted (every name starts with ``wsgate_``):
     trail only (those run outside the gateway's processes).
 ``session_extensions_total``
     API sessions given to a web login by ``extendsession``.
+
+Logins, logouts, extensions and revocations are counted from the session events
+(webservice.events), once their change is made.
 
 Labels take only values from fixed sets (operation names come from the registry), so a client
 cannot make the series grow.
@@ -53,7 +57,8 @@ from prometheus_client import (
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from webservice.api.errors import ErrorCode
+from webservice import events
+from webservice.events import RoundTrip, SessionEvent
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: The operation label of requests that name no registered operation.
@@ -85,17 +90,6 @@ EXTENSIONS = Counter(
     "wsgate_session_extensions", "API sessions given to web logins by extendsession"
 )
 
-#: The codes with which ``login`` refuses a proof (wrong key, unknown or inactive user, no live
-#: or a used token); a refusal by a failure limit is TOO_MANY_REQUESTS.
-LOGIN_FAILURES = frozenset(
-    {
-        ErrorCode.INVALID_USER_CREDENTIALS,
-        ErrorCode.INVALID_AUTH_TOKEN,
-        ErrorCode.AUTHENTICATION_REQUIRED,
-        ErrorCode.ACCESSKEY_UNDEFINED,
-    }
-)
-
 # Label lookups cost more than the increments; the children are kept per label values.
 _request_children: dict[tuple[str, str], Any] = {}
 _latency_children: dict[str, Any] = {}
@@ -114,8 +108,6 @@ def observe_request(operation: str | None, code: str, seconds: float, result: An
     if timer is None:
         timer = _latency_children[name] = LATENCY.labels(name)
     timer.observe(seconds)
-    if operation in _OPERATION_EVENTS:
-        _OPERATION_EVENTS[operation](code, result)
 
 
 def count_login(via: str, outcome: str) -> None:
@@ -131,42 +123,32 @@ def count_revocations(via: str, reason: str, ended: int = 1) -> None:
         REVOCATIONS.labels(via, reason).inc(ended)
 
 
-def _login(code: str, result: Any) -> None:
-    if code == OK:
-        count_login("api", "ok")
-    elif code in LOGIN_FAILURES:
-        count_login("api", "failed")
-    elif code == ErrorCode.TOO_MANY_REQUESTS:
-        count_login("api", "limited")
+def count_events(app: Flask) -> None:
+    """Counts the session events of ``app`` (webservice.events) once their change is made."""
 
+    def login(sender: Any, event: SessionEvent, round_trip: RoundTrip, **extra: Any) -> None:
+        round_trip.on_done(lambda: count_login(event.via, "ok"))
 
-def _logout(code: str, result: Any) -> None:
-    if code == OK:
-        count_logout("api")
+    def failed(sender: Any, event: SessionEvent, round_trip: RoundTrip, **extra: Any) -> None:
+        outcome = "limited" if event.limited else "failed"
+        round_trip.on_done(lambda: count_login(event.via, outcome))
 
+    def extended(sender: Any, event: SessionEvent, round_trip: RoundTrip, **extra: Any) -> None:
+        round_trip.on_done(EXTENSIONS.inc)
 
-def _extendsession(code: str, result: Any) -> None:
-    if code == OK:
-        EXTENSIONS.inc()
+    def ended(sender: Any, event: SessionEvent, round_trip: RoundTrip, **extra: Any) -> None:
+        if event.reason in ("logout", "web_logout"):
+            round_trip.on_done(lambda: count_logout(event.via))
+        elif event.reason in ("endsession", "endallsessions"):
+            round_trip.on_done(lambda: count_revocations(event.via, event.reason, round_trip.count))
 
-
-def _endsession(code: str, result: Any) -> None:
-    if code == OK:
-        count_revocations("api", "endsession")
-
-
-def _endallsessions(code: str, result: Any) -> None:
-    if code == OK and isinstance(result, dict):
-        count_revocations("api", "endallsessions", int(result.get("ended", 0)))
-
-
-_OPERATION_EVENTS = {
-    "login": _login,
-    "logout": _logout,
-    "extendsession": _extendsession,
-    "endsession": _endsession,
-    "endallsessions": _endallsessions,
-}
+    for signal, receiver in (
+        (events.login_succeeded, login),
+        (events.login_failed, failed),
+        (events.session_extended, extended),
+        (events.family_ended, ended),
+    ):
+        signal.connect(receiver, sender=app, weak=False)
 
 
 # --- exposition ----------------------------------------------------------------------------------
@@ -251,7 +233,5 @@ def metrics_view() -> Response:
 
 
 def init_app(app: Flask) -> None:
-    """Serves ``/metrics`` (when ``METRICS_ENABLED``). The web UI's views count their own logins,
-    logouts and endings (web.py)."""
-    if app.config["METRICS_ENABLED"]:
-        app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])
+    """Serves ``/metrics``."""
+    app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])

@@ -1,4 +1,4 @@
-"""Security headers on every answer: strict ones on web pages, and the endpoint's own.
+"""Security headers on every answer of the standalone server: strict ones on its web pages.
 
 - Web pages (HTML): a Content-Security-Policy that allows only the gateway's own files (the pages
   load one stylesheet and one script from ``/static``, with no inline script or style), no
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, request
 
+from webservice.api.endpoint import HEADERS as ENDPOINT_HEADERS
 from webservice.api.endpoint import PATHS as ENDPOINT_PATHS
 
 #: The web pages' policy. The pages use only /static/style.css and /static/api-access.js, and
@@ -47,44 +48,22 @@ _PAGE_HEADERS = (
     ("Referrer-Policy", "same-origin"),
     ("Cache-Control", "no-store"),
 )
-_ENDPOINT_HEADERS = (
-    ("Content-Security-Policy", DATA_CSP),
-    ("X-Content-Type-Options", "nosniff"),
-    ("Cache-Control", "no-store"),
-)
 _OTHER_HEADERS = (
     ("Content-Security-Policy", DATA_CSP),
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "same-origin"),
 )
-ENDPOINT_BLUEPRINT = "webservice"
-#: Set on a response whose headers the endpoint's own hook added.
-_DONE = "_wsgate_security_headers"
 
 
 def init_security_headers(app: Flask) -> None:
-    # The endpoint's hook is registered for its blueprint alone, so the hot path pays no check
-    # of which view answered; Flask runs a blueprint's hooks before the app's.
-    app.after_request_funcs.setdefault(ENDPOINT_BLUEPRINT, []).append(add_endpoint_headers)
     app.after_request(add_security_headers)
 
 
-def add_endpoint_headers(response: Response) -> Response:
-    """webservice.php's answers (the envelope view never sets these itself: no checks)."""
-    add = response.headers.add
-    for name, value in _ENDPOINT_HEADERS:
-        add(name, value)
-    setattr(response, _DONE, True)
-    return response
-
-
 def add_security_headers(response: Response) -> Response:
-    """Every other answer: pages, static files, /openapi.json, and the endpoint's routing errors
-    (an odd method on its paths is answered outside its blueprint)."""
-    if getattr(response, _DONE, False):
-        return response
+    """Pages, static files, /openapi.json, and the endpoint's routing errors (the endpoint's own
+    answers carry its headers already: its blueprint adds them)."""
     if request.path in ENDPOINT_PATHS:
-        chosen = _ENDPOINT_HEADERS
+        chosen = ENDPOINT_HEADERS
     elif response.mimetype == "text/html":
         chosen = _PAGE_HEADERS
     else:

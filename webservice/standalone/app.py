@@ -1,21 +1,27 @@
-"""The app factory."""
+"""The standalone server: a small Flask app that hosts the extension.
+
+``create_app`` = Flask + :class:`~webservice.WSGate` (its users: the Redis user directory) + its
+own web UI blueprint (login form, home with "API access", sessions page) + Flask-Session (web
+sessions in the same Redis) + CSRF protection of its forms + the probes, metrics and proxies of a
+deployment. ``wsgi.py`` at the repository root makes one for gunicorn.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flask import Flask, Response, current_app, render_template, request
+from flask_wtf.csrf import CSRFProtect
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
-from webservice import cli
-from webservice.api import endpoint, envelope, openapi
-from webservice.serving import health, metrics, proxies, request_log
-from webservice.standalone import web
-from webservice.auth.csrf import init_csrf
+from webservice import settings as gate_settings
+from webservice.api import endpoint, envelope
 from webservice.api.errors import (
     ErrorCode,
     WebServiceError,
@@ -23,10 +29,15 @@ from webservice.api.errors import (
     method_not_allowed,
     service_unavailable,
 )
-from webservice.gateway import EXTENSION_KEY, Gateway
-from webservice.store.client import RedisClient
+from webservice.api.registry import Operation
+from webservice.extension import WSGate
+from webservice.gateway import gateway_of
+from webservice.serving import health, proxies
 from webservice.serving.security_headers import init_security_headers
-from webservice.auth.web_login import init_web_sessions
+from webservice.standalone import cli, web
+from webservice.standalone.settings import GATE_DEFAULTS, SERVER_DEFAULTS
+from webservice.standalone.web_session import init_web_sessions
+from webservice.store.client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -35,38 +46,25 @@ def create_app(
     settings: Mapping[str, Any] | None = None,
     redis_client: RedisClient | None = None,
     web_session_client: RedisClient | None = None,
+    operations: Iterable[Operation] | None = None,
 ) -> Flask:
-    """A wsgate app: ``webservice.settings``, then ``WSGATE_*`` variables, then ``settings``.
+    """The standalone server: defaults, then ``WSGATE_*`` environment variables, then
+    ``settings`` (by name, with or without the ``WSGATE_`` prefix).
 
     ``redis_client`` (answering str) and ``web_session_client`` (answering bytes, for
     Flask-Session) replace the clients the settings describe; tests pass fakeredis ones.
+    ``operations`` replaces the installed operations.
     """
-    # Imported here: the operations import webservice, and webservice finds them only through
-    # the registry.
-    from operations import BUILTIN_OPERATIONS
-    from webservice.api.registry import OperationRegistry
-
     # Templates and static files belong to the web blueprint.
     app = Flask(__name__, static_folder=None)
-    app.config.from_object("webservice.settings")
-    app.config.from_prefixed_env("WSGATE")
-    if settings:
-        app.config.update(settings)
+    _configure(app, settings or {})
     _configure_logging(app)
-
-    registry = OperationRegistry.discover(BUILTIN_OPERATIONS)
-    gateway = Gateway.build(app.config, registry, redis_client)
-    app.extensions[EXTENSION_KEY] = gateway
+    WSGate(operations=operations, redis_client=redis_client).init_app(app)
+    gateway = gateway_of(app)
     init_web_sessions(app, gateway, web_session_client)
-    init_csrf(app, exempt=endpoint.blueprint)
-    app.register_blueprint(endpoint.blueprint)
+    CSRFProtect(app).exempt(endpoint.blueprint)
     app.register_blueprint(web.blueprint)
-    app.register_blueprint(openapi.blueprint)
     init_security_headers(app)
-    # Deployment: probes, metrics, the request log, and the proxies in front (outermost).
-    health.init_app(app, redis_client)
-    metrics.init_app(app)
-    request_log.init_app(app, endpoint.PATHS, endpoint.answered_elsewhere)
     proxies.init_app(app)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(RedisError, _redis_error)
@@ -74,6 +72,37 @@ def create_app(
         app.before_request(_load_shared_secret_key)
     cli.register(app)
     return app
+
+
+def _configure(app: Flask, given: Mapping[str, Any]) -> None:
+    """Fills ``app.config``: every extension setting as ``WSGATE_<NAME>``, the server's own
+    under their own names; the environment's ``WSGATE_*`` and then ``given`` override them."""
+    gate = gate_settings.defaults()
+    config = app.config
+    for name, value in {**gate, **GATE_DEFAULTS}.items():
+        config[gate_settings.PREFIX + name] = value
+    config.update(SERVER_DEFAULTS)
+
+    def put(name: str, value: Any) -> None:
+        if name.startswith(gate_settings.PREFIX):
+            name = name[len(gate_settings.PREFIX) :]
+        if name in gate:
+            config[gate_settings.PREFIX + name] = value
+        else:
+            config[name] = value
+
+    for variable, raw in os.environ.items():
+        if variable.startswith(gate_settings.PREFIX):
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                value = raw
+            put(variable, value)
+    for name, value in given.items():
+        put(name, value)
+    # The whole app, web UI included, takes the endpoint's bounds on requests.
+    config["MAX_CONTENT_LENGTH"] = config["WSGATE_MAX_CONTENT_LENGTH"]
+    config["MAX_FORM_PARTS"] = config["WSGATE_MAX_FORM_PARTS"]
 
 
 def _http_error(error: HTTPException) -> Any:
@@ -115,7 +144,7 @@ def _load_shared_secret_key() -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if app.secret_key or request.endpoint in health.REDIS_FREE_ENDPOINTS:
         return
-    gateway = app.extensions[EXTENSION_KEY]
+    gateway = gateway_of(app)
     key = gateway.keys.secret_key()
     gateway.redis.set(key, secrets.token_urlsafe(48), nx=True)
     app.secret_key = gateway.redis.get(key)

@@ -8,16 +8,25 @@ from datetime import datetime, timezone
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_wtf.csrf import CSRFError
 
-from webservice.serving import metrics
-from webservice.store.audit import AuditEvent, PendingEntry
+from webservice.auth.login import LoginRefused, Refusal
+from webservice.auth.web_login import client_info
+from webservice.events import SessionEvent
 from webservice.gateway import current_gateway
-from webservice.api.request_parsing import client_info
 from webservice.store.sessions import Session
-from webservice.store.users import is_valid_username, webservice_user_id
-from webservice.auth.web_login import current_login, end_login, start_login
+from webservice.store.users import User, is_valid_username, webservice_user_id
 
 blueprint = Blueprint("web", __name__, template_folder="templates", static_folder="static")
 
@@ -29,7 +38,7 @@ def login_required(view: View) -> View:
 
     @wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        login = current_login()
+        login = current_gateway().web.current()
         if login is None:
             return redirect(url_for("web.login"))
         return view(login, *args, **kwargs)
@@ -45,75 +54,63 @@ def format_time(milliseconds: int) -> str:
 
 @blueprint.route("/login", methods=["GET", "POST"])
 def login() -> Any:
-    """The login form. Failed logins count toward the same limits as API logins (limits.py); the
-    user record and the counters are read in one round trip, before the password is checked."""
+    """The login form: the one login flow (auth/login.py) with a password as the proof. Failed
+    logins count toward the same limits as API logins; the user record and the counters are read
+    in one round trip, before the password is checked."""
+    gateway = current_gateway()
     if request.method == "GET":
-        if current_login() is not None:
+        if gateway.web.current() is not None:
             return redirect(url_for("web.home"))
         return render_template("login.html")
-    gateway = current_gateway()
     username = request.form.get("username", "").strip()
-    client = client_info(request)
-    attempt = gateway.login_limits.attempt(username, client.address)
-    record = gateway.users.read_for_login(username, also=attempt.queue_read)
-    attempt.read(record.extra)
-    wait = attempt.retry_after
-    if wait is not None:
-        metrics.count_login("web", "limited")
-        page = render_template("login.html", retry_after=wait, username=username)
-        return page, 429, {"Retry-After": str(wait)}
-    trail = gateway.audit
-    reason = gateway.users.password_failure(record.user, request.form.get("password", ""))
+    try:
+        _password_login(username, request.form.get("password", ""))
+    except LoginRefused as refused:
+        if refused.answer == Refusal.LIMITED:
+            wait = refused.retry_after or 1
+            page = render_template("login.html", retry_after=wait, username=username)
+            return page, 429, {"Retry-After": str(wait)}
+        # The same words whether the user exists, is inactive or mistyped the password.
+        page = render_template("login.html", error="Invalid username or password", username=username)
+        return page, 401
+    return redirect(url_for("web.home"))
+
+
+def _password_login(username: str, password: str) -> Session:
+    gateway = current_gateway()
+    flow = gateway.logins
+    client = client_info()
+    read = flow.read(username, client, "web", decoys=False)
+    # The standalone's users are the Redis directory's: the record read is the user's hash.
+    user = User.from_fields(username, read.record) if read.user is not None else None
+    reason = gateway.users.password_failure(user, password)
     if reason is not None:
         if not is_valid_username(username):
             reason = "invalid_username"
-        event = AuditEvent.of_client(
-            "login_failed",
-            "web",
-            client,
-            user=username,
-            reason=reason,
-            detail="limit reached" if attempt.reaches_limit else "",
-        )
-        attempt.count_failure(also=trail.pending(event))
-        metrics.count_login("web", "failed")
-        # The same words whether the user exists, is inactive or mistyped the password.
-        return render_template("login.html", error="Invalid username or password", username=username), 401
-    user = record.user
+        flow.fail(read.attempt, username, client, "web", LoginRefused(reason, Refusal.BAD_CREDENTIALS))
     assert user is not None
-    start_login(
-        user.id,
-        user.username,
-        also=trail.pending(
-            AuditEvent.of_client("login", "web", client, user=user.username),
-            attempt.queue_success,
-        ),
-        replaced=trail.pending(
-            AuditEvent.of_client("end", "web", client, reason="web_relogin")
-        ),
-    )
-    metrics.count_login("web", "ok")
-    return redirect(url_for("web.home"))
+    return gateway.web.login(user.id, user.username, also=[read.attempt.success()])
 
 
 @blueprint.post("/logout")
 def logout() -> Response:
-    entry = current_gateway().audit.pending(
-        AuditEvent.of_client("logout", "web", client_info(request))
-    )
-    was_logged_in = current_login() is not None
-    end_login("You are logged out, and so is every API session linked to this login.", also=entry)
-    if was_logged_in:
-        metrics.count_logout("web")
+    _leave("You are logged out, and so is every API session linked to this login.")
     return redirect(url_for("web.login"))
+
+
+def _leave(farewell: str) -> None:
+    """Logs this browser out (if it still was), keeping no trace of the login: the farewell is
+    carried by a fresh session id."""
+    current_gateway().web.logout()
+    session.clear()
+    flash(farewell)
+    current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
 
 
 @blueprint.get("/")
 @login_required
 def home(login: Session) -> str:
-    return render_template(
-        "home.html", login=login, user_id=webservice_user_id(login.user_id)
-    )
+    return render_template("home.html", login=login, user_id=webservice_user_id(login.user_id))
 
 
 @blueprint.get("/sessions")
@@ -125,18 +122,10 @@ def sessions(login: Session) -> str:
     return render_template("sessions.html", login=login, sessions=views)
 
 
-def _end_entry(login: Session, handle: str, reason: str, detail: str = "") -> PendingEntry:
-    """The sessions page's audit entry (``end`` via web), queued with the ending it records."""
-    return current_gateway().audit.pending(
-        AuditEvent.of_client(
-            "end",
-            "web",
-            client_info(request),
-            user=login.username,
-            handle=handle,
-            reason=reason,
-            detail=detail,
-        )
+def _end_event(login: Session, reason: str, detail: str = "") -> SessionEvent:
+    """The sessions page's ending, announced (``end`` via web in the audit trail)."""
+    return SessionEvent.of_client(
+        "web", client_info(), user=login.username, handle=login.handle, reason=reason, detail=detail
     )
 
 
@@ -144,18 +133,16 @@ def _end_entry(login: Session, handle: str, reason: str, detail: str = "") -> Pe
 @login_required
 def end_session(login: Session) -> Response:
     """Ends the login that ``handle`` names, with every session linked to it, if it is this
-    user's. The audit entry (``end``, reason ``endsession``) rides in the round trip that ends
-    it, and is written only when something was ended."""
+    user's (announced, reason ``endsession``, only when something was ended)."""
     gateway = current_gateway()
     handle = request.form.get("handle", "")
     family = handle.partition(":")[0]
-    entry = _end_entry(login, handle, "endsession", detail=f"by {login.handle}")
-    if not gateway.sessions.end_by_handle(login.user_id, handle, also=entry):
+    event = _end_event(login, "endsession", detail=f"by {login.handle}")
+    if not gateway.endings.by_handle(login.user_id, handle, event):
         flash("That session had already ended.")
         return redirect(url_for("web.sessions"))
-    metrics.count_revocations("web", "endsession")
     if family == login.family_id:
-        end_login("You ended this browser's session and everything linked to it.")
+        _leave("You ended this browser's session and everything linked to it.")
         return redirect(url_for("web.login"))
     flash("Session ended, with every session linked to it.")
     return redirect(url_for("web.sessions"))
@@ -164,14 +151,9 @@ def end_session(login: Session) -> Response:
 @blueprint.post("/sessions/end-others")
 @login_required
 def end_other_sessions(login: Session) -> Response:
-    """Ends every other login of this user. Audited as ``end`` / ``endallsessions`` with the
-    handle of this browser's session, which stays (detail ``others only``)."""
-    gateway = current_gateway()
-    entry = _end_entry(login, login.handle, "endallsessions", detail="others only")
-    ended = gateway.sessions.end_all_for_user(
-        login.user_id, keep_family=login.family_id, also=entry
-    )
-    metrics.count_revocations("web", "endallsessions", ended)
+    """Ends every other login of this user (``endallsessions``, detail ``others only``)."""
+    event = _end_event(login, "endallsessions", detail="others only")
+    ended = current_gateway().endings.all_of_user(login.user_id, event, keep_family=login.family_id)
     flash(f"Ended {ended} other login(s) and the sessions linked to them.")
     return redirect(url_for("web.sessions"))
 
@@ -179,13 +161,9 @@ def end_other_sessions(login: Session) -> Response:
 @blueprint.post("/sessions/end-all")
 @login_required
 def end_all_sessions(login: Session) -> Response:
-    """Ends every login of this user, this browser's included. Audited as ``end`` /
-    ``endallsessions`` with the handle of this browser's session."""
-    gateway = current_gateway()
-    entry = _end_entry(login, login.handle, "endallsessions")
-    ended = gateway.sessions.end_all_for_user(login.user_id, also=entry)
-    metrics.count_revocations("web", "endallsessions", ended)
-    end_login("Every session of yours has ended.")
+    """Ends every login of this user, this browser's included (``endallsessions``)."""
+    current_gateway().endings.all_of_user(login.user_id, _end_event(login, "endallsessions"))
+    _leave("Every session of yours has ended.")
     return redirect(url_for("web.login"))
 
 

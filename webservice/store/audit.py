@@ -44,24 +44,26 @@ Not in the trail: logins refused while a failure limit holds (the failure that r
 is; writing every refusal would let a flood wash older entries out of the capped stream), and
 sessions that time out (Redis expires them).
 
-An entry is written in the round trip that the operation sends anyway (:class:`PendingEntry`, given
-to the session store as its ``also``), so a login and a logout keep their two round trips. Such an
-entry is written before the outcome of the change is known; the few changes that can still fail
-then (a login whose token was used a moment earlier, an extension whose web login just ended)
-take their entry back (:meth:`PendingEntry.retract`). The stream is capped at about
+The trail hears of logins, extensions and endings through the signals of webservice.events
+(auth/trail.py connects them), and writes each entry in the round trip that the change sends
+anyway (:class:`PendingEntry`, a participant of that round trip), so a login and a logout keep
+their two round trips. Such an entry is written before the outcome of the change is known; the few
+changes that can still fail then (a login whose token was used a moment earlier, an extension
+whose web login just ended) take their entry back (:meth:`PendingEntry.cancelled`). The stream is capped at about
 ``AUDIT_MAX_ENTRIES`` (``XADD MAXLEN ~``: Redis trims it in whole blocks, cheaply).
 """
 
 from __future__ import annotations
 
 import getpass
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from typing import Any
 
 from webservice.store.keys import RedisKeys
 from webservice.store.client import RedisClient
+from webservice.store.round_trip import Change
 from webservice.store.sessions import MAX_USER_AGENT, ClientInfo
 from webservice.store.users import is_valid_username
 
@@ -149,12 +151,9 @@ class AuditTrail:
         """Writes the entry in a round trip of its own; answers its id."""
         return self.client.xadd(self.key, event.as_fields(), maxlen=self.max_entries, approximate=True)
 
-    def pending(
-        self, event: AuditEvent, *commands: Callable[[Any], None]
-    ) -> PendingEntry:
-        """An entry to give to the session store as ``also`` (with further ``commands`` to send
-        in the same round trip, which must be repeatable)."""
-        return PendingEntry(self, event, commands)
+    def pending(self, event: AuditEvent) -> PendingEntry:
+        """The entry as a participant of a change's round trip (round_trip.Participant)."""
+        return PendingEntry(self, event)
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -199,32 +198,27 @@ class AuditTrail:
 
 
 class PendingEntry:
-    """An audit entry sent in the round trip of a session change (sessions.PipelineExtra).
+    """An audit entry sent in the round trip of a session change (round_trip.Participant).
 
     The change fills in the handle (and username) of the session it starts, extends or ends. The
-    entry is queued once: if the round trip is sent again, only the further commands go again.
+    entry is queued once: if the round trip is sent again, it is not queued again.
     """
 
-    def __init__(
-        self, trail: AuditTrail, event: AuditEvent, commands: tuple[Callable[[Any], None], ...]
-    ) -> None:
+    def __init__(self, trail: AuditTrail, event: AuditEvent) -> None:
         self.trail = trail
         self.event = event
-        self.commands = commands
         self.entry_id: str | None = None
         self._queued = False
         self._in_last_send = False
 
-    def queue(self, pipe: Any, handle: str | None = None, username: str | None = None) -> None:
-        for command in self.commands:
-            command(pipe)
+    def queue(self, pipe: Any, change: Change) -> None:
         self._in_last_send = not self._queued
         if self._queued:
             return
-        if handle:
-            self.event = replace(self.event, handle=handle)
-        if username:
-            self.event = replace(self.event, user=username)
+        if change.handle:
+            self.event = replace(self.event, handle=change.handle)
+        if change.username:
+            self.event = replace(self.event, user=change.username)
         self.trail.queue(pipe, self.event)
         self._queued = True
 
@@ -232,15 +226,10 @@ class PendingEntry:
         if self._in_last_send and replies:
             self.entry_id = replies[-1]
 
-    def retract(self, replacement: AuditEvent | None = None) -> None:
-        """Takes the entry back (the change it announced did not happen), writing ``replacement``
-        instead when given; one round trip. Does nothing for an entry that was never queued."""
-        if not self._queued:
-            return
-        pipe = self.trail.client.pipeline(transaction=False)
+    def cancelled(self) -> None:
+        """Takes the entry back (the change it announced did not happen): one round trip.
+        Does nothing for an entry that was never written."""
         if self.entry_id is not None:
-            pipe.xdel(self.trail.key, self.entry_id)
-        if replacement is not None:
-            self.trail.queue(pipe, replacement)
-        pipe.execute()
+            self.trail.client.xdel(self.trail.key, self.entry_id)
+            self.entry_id = None
         self._queued = False

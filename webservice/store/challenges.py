@@ -33,7 +33,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from webservice.store.keys import RedisKeys
-from webservice.store.client import LUA_NOW_MS, LuaScript, RedisClient, run_pipeline
+from webservice.store.client import RedisClient
+from webservice.store.round_trip import send
+from webservice.store.scripts import CLOCK, LuaScript
 from webservice.store.tokens import family_id_for_challenge, new_access_key, new_challenge_token
 from webservice.store.users import CHALLENGE_FIELD_PREFIX, is_valid_username
 
@@ -46,23 +48,27 @@ class Challenge:
 
 
 class ChallengeStore:
-    """Issues challenge tokens and checks login proofs against them."""
+    """Issues challenge tokens."""
 
-    # Records token ARGV[1] (valid ARGV[2] ms) in user hash KEYS[1]; ARGV[3] is the most tokens
-    # kept, ARGV[4] the field prefix. When there is no such user: with ARGV[5] = '1', records it in
-    # the decoy hash KEYS[2] instead (same slot: keys.py), which expires with the token; else
-    # answers false and writes nothing.
-    # Guarantees: drops expired tokens and then the oldest ones so that at most ARGV[3] remain;
-    # touches no other field, and never creates a user record.
-    # Answers {now ms, expiry ms} by the server's clock.
+    #: KEYS: the record of a known user's tokens, the name's decoy record (same slot: keys.py).
+    #: ARGV: the token, its lifetime (ms), the most tokens kept, the field prefix, and who the
+    #: name is: 'check' (a user if KEYS[1] exists: the Redis directory's user hash), 'known'
+    #: (the caller found the user), 'unknown'; then '1' to give a name that is no user a decoy.
+    #: Returns {now ms, expiry ms} by the server's clock, or nil for a name that is no user
+    #: without decoys (nothing written).
+    #: Guarantees: drops expired tokens and then the oldest ones so that at most ARGV[3] remain;
+    #: touches no other field and never creates a directory user; a record of tokens only (a
+    #: decoy record, a host user's) expires with its newest token.
     ISSUE = LuaScript(
+        CLOCK,
         """
 local record = KEYS[1]
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  if ARGV[5] ~= '1' then return false end
+local who = ARGV[5]
+if who == 'unknown' or (who == 'check' and redis.call('EXISTS', KEYS[1]) == 0) then
+  if ARGV[6] ~= '1' then return false end
   record = KEYS[2]
 end
-""" + LUA_NOW_MS + """
+local now = now_ms()
 local prefix = ARGV[4]
 local fields = redis.call('HGETALL', record)
 local live = {}
@@ -83,9 +89,9 @@ if #live > keep then
 end
 local expiry = now + tonumber(ARGV[2])
 redis.call('HSET', record, prefix .. ARGV[1], ms(expiry))
-if record == KEYS[2] then redis.call('PEXPIREAT', record, ms(expiry)) end
+if who ~= 'check' or record == KEYS[2] then redis.call('PEXPIREAT', record, ms(expiry)) end
 return {ms(now), ms(expiry)}
-"""
+""",
     )
 
     def __init__(
@@ -96,10 +102,13 @@ return {ms(now), ms(expiry)}
         self.ttl_ms = int(ttl * 1000)
         self.max_outstanding = max(1, int(max_outstanding))
 
-    def issue(self, username: str, *, decoys: bool = False) -> Challenge | None:
-        """A new token for ``username``, in one round trip; ``None`` when there is no such user
-        (nothing left written), unless ``decoys``: then a name that is no user gets a decoy token
-        (see the module docstring), answered exactly like a real one."""
+    def issue(
+        self, username: str, tokens_key: str, who: str, *, decoys: bool = False
+    ) -> Challenge | None:
+        """A new token for ``username``, kept in ``tokens_key`` (``who`` as the script's), in one
+        round trip; ``None`` when there is no such user (nothing left written), unless ``decoys``:
+        then a name that is no user gets a decoy token (see the module docstring), answered
+        exactly like a real one."""
         token = new_challenge_token()
         if not is_valid_username(username):
             if not decoys:
@@ -107,16 +116,18 @@ return {ms(now), ms(expiry)}
             now = int(time.time())
             return Challenge(token, now, now + self.ttl_ms // 1000)
         pending = self.keys.pending_challenge(family_id_for_challenge(token))
-        keys = [self.keys.user(username), self.keys.decoy_challenges(username)]
-        args = [token, self.ttl_ms, self.max_outstanding, CHALLENGE_FIELD_PREFIX, int(decoys)]
+        keys = [tokens_key, self.keys.decoy_challenges(username)]
+        args = [
+            token, self.ttl_ms, self.max_outstanding, CHALLENGE_FIELD_PREFIX, who, int(decoys)
+        ]
 
-        def build(pipe: Any) -> None:
+        def own(pipe: Any) -> None:
             self.ISSUE.queue(pipe, keys, args)
             # The pending challenge goes in the same round trip; for a decoy it is never
             # consumed (no user record lists the token) and expires with it.
             pipe.set(pending, username, px=self.ttl_ms)
 
-        answer = run_pipeline(self.client, build, [self.ISSUE])[0]
+        answer = send(self.client, own, scripts=[self.ISSUE])[0]
         if not answer:
             self.client.delete(pending)
             return None

@@ -1,4 +1,4 @@
-"""Creates the Redis client and runs the gateway's Lua scripts on it.
+"""Creates the Redis client: one Redis, a Redis Cluster, or a master found through Sentinel.
 
 The client is made per process by the app factory; under gunicorn that is after the fork, so no two
 workers share a socket. Timeouts are bounded: when Redis is down a request fails with
@@ -14,30 +14,18 @@ failover). Every client connects on first use, so the gateway starts while Redis
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterPipeline, RedisCluster
 from redis.connection import SSLConnection, parse_url
-from redis.exceptions import NoScriptError, RedisClusterException
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
-
-# Scripts that need the time start with this: the server's clock in milliseconds as ``now``,
-# and ``ms(n)`` to write a number of milliseconds without an exponent. Reading TIME before writing needs
-# effects replication, the default since Redis 7 and switched on here for Redis 6.2.
-LUA_NOW_MS = """
-if redis.replicate_commands then redis.replicate_commands() end
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local function ms(n) return string.format('%.0f', n) end
-"""
-
 
 def connect(settings: Mapping[str, Any], *, decode_responses: bool = True) -> RedisClient:
     """A client for ``REDIS_URL``: through Sentinel when ``REDIS_SENTINELS`` lists sentinels, a
@@ -175,6 +163,9 @@ class _ClusterErrors:
 
         return call
 
+    def __len__(self) -> int:
+        return len(self._target)
+
     def __enter__(self) -> Any:
         return self
 
@@ -221,50 +212,3 @@ class ClusterClient(_ClusterErrors):
 
 
 RedisClient = redis.Redis | RedisCluster | ClusterClient
-
-
-class LuaScript:
-    """A Lua script run by its SHA1 (EVALSHA), loaded into Redis on first use.
-
-    Redis forgets loaded scripts when it restarts or fails over; a ``NOSCRIPT`` answer is met by
-    loading the script again and repeating the call, so callers never see it.
-    """
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-    def __call__(self, client: RedisClient, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        try:
-            return client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            self.load(client)
-            return client.evalsha(self.sha, len(keys), *keys, *args)
-
-    def queue(self, pipe: Any, keys: Sequence[str], args: Sequence[Any]) -> None:
-        """Adds a call to a pipeline; run the pipeline with :func:`run_pipeline`."""
-        pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
-
-    def load(self, client: RedisClient) -> None:
-        client.script_load(self.source)
-
-
-def run_pipeline(
-    client: RedisClient, build: Callable[[Any], None], scripts: Sequence[LuaScript]
-) -> list[Any]:
-    """Sends the commands ``build`` queues in one round trip (not a transaction).
-
-    When Redis had forgotten one of ``scripts``, they are loaded and the whole pipeline is sent
-    again, so every command in it must be safe to repeat.
-    """
-    def send() -> list[Any]:
-        pipe = client.pipeline(transaction=False)
-        build(pipe)
-        return pipe.execute()
-
-    try:
-        return send()
-    except NoScriptError:
-        for script in scripts:
-            script.load(client)
-        return send()

@@ -13,6 +13,8 @@ Layout (``P`` is ``REDIS_KEY_PREFIX``)::
     P:secret-key         string  Flask's signing key, when none is configured (see app.py)
     {P:user:<name>}:decoy  hash  challenge tokens getchallenge gave out for a name that is no user
                                  (HIDE_UNKNOWN_USERS; see challenges.py), expiring with them
+    {P:user:<name>}:tokens hash  the challenge tokens of a host app's user (api_user_loader: no
+                                 user hash to keep them in), expiring with the newest
     P:audit              stream  the audit trail of logins, extensions and logouts (see audit.py)
     P:login-failures:user:<name>     string  failed logins of one username in the current window
     P:login-failures:address:<addr>  string  failed logins from one client address (limits.py)
@@ -60,6 +62,9 @@ class RedisKeys:
 
     def decoy_challenges(self, username: str) -> str:
         return f"{{{self.user(username)}}}:decoy"
+
+    def challenge_tokens(self, username: str) -> str:
+        return f"{{{self.user(username)}}}:tokens"
 
     def audit_log(self) -> str:
         return f"{self.prefix}:audit"

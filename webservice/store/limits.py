@@ -37,11 +37,13 @@ proxy's forwarded address the request's (e.g. werkzeug's ProxyFix), or every cli
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from webservice.store.keys import RedisKeys
-from webservice.store.client import LUA_NOW_MS, LuaScript, RedisClient, run_pipeline
-from webservice.store.sessions import PipelineExtra
+from webservice.store.client import RedisClient
+from webservice.store.round_trip import Change, Participant, send
+from webservice.store.scripts import CLOCK, LuaScript
 from webservice.store.users import is_valid_username
 
 # Counts one failure in counter KEYS[1]; ARGV[1] is the window in ms.
@@ -61,8 +63,9 @@ return n
 # Answers 0 when there was one (and takes it), else the ms until there is one.
 # Guarantees: atomic, by the server's clock; a refusal changes nothing; an idle bucket expires.
 _TAKE_TOKEN = LuaScript(
-    LUA_NOW_MS
-    + """
+    CLOCK,
+    """
+local now = now_ms()
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local state = redis.call('HMGET', KEYS[1], 'n', 't')
@@ -115,8 +118,8 @@ class LoginLimiter:
 class LoginAttempt:
     """One login's view of the counters of its username and its client address.
 
-    Use: ``queue_read`` into the pipeline that reads the user, ``read`` its replies, refuse when
-    ``retry_after`` is set; then ``count_failure`` or ``queue_success``.
+    Use: ride along the round trip that reads the user (it reads the counters), refuse when
+    ``retry_after`` is set; then ``count_failure``, or let ``success()`` ride with the login.
     """
 
     def __init__(
@@ -128,13 +131,14 @@ class LoginAttempt:
         self.counts = [0] * len(counters)
         self.ttls_ms = [0] * len(counters)
 
-    def queue_read(self, pipe: Any) -> None:
-        """Queues GET and PTTL of each counter (two replies each, for :meth:`read`)."""
+    def queue(self, pipe: Any, change: Change) -> None:
+        """Reads the counters in the round trip that reads the user (a round_trip.Participant):
+        GET and PTTL of each."""
         for key, _limit in self.counters:
             pipe.get(key)
             pipe.pttl(key)
 
-    def read(self, replies: list[Any]) -> None:
+    def sent(self, replies: list[Any]) -> None:
         for i in range(len(self.counters)):
             count, ttl = replies[2 * i], replies[2 * i + 1]
             self.counts[i] = int(count) if count else 0
@@ -159,26 +163,35 @@ class LoginAttempt:
             count + 1 >= limit for (_key, limit), count in zip(self.counters, self.counts)
         )
 
-    def queue_failure(self, pipe: Any) -> None:
-        for key, _limit in self.counters:
-            _COUNT_FAILURE.queue(pipe, [key], [self.limiter.window_ms])
+    def count_failure(self, riders: Sequence[Participant] = ()) -> None:
+        """Counts this failed login, with the ``riders``, in one round trip."""
 
-    def count_failure(self, also: PipelineExtra | None = None) -> None:
-        """Counts this failed login, with the commands of ``also``, in one round trip."""
+        def own(pipe: Any) -> None:
+            for key, _limit in self.counters:
+                _COUNT_FAILURE.queue(pipe, [key], [self.limiter.window_ms])
 
-        def build(pipe: Any) -> None:
-            self.queue_failure(pipe)
-            if also is not None:
-                also.queue(pipe, None, None)
+        send(self.limiter.client, own, riders, Change(), self.limiter.SCRIPTS)
 
-        replies = run_pipeline(self.limiter.client, build, self.limiter.SCRIPTS)
-        if also is not None:
-            also.sent(replies[len(self.counters) :])
+    def success(self) -> Participant:
+        """The reset of the username's counter, to ride with the login's family creation."""
+        return _ResetCounter(self.user_key)
 
-    def queue_success(self, pipe: Any) -> None:
-        """Queues the reset of the username's counter (repeatable)."""
-        if self.user_key is not None:
-            pipe.delete(self.user_key)
+
+class _ResetCounter:
+    """Deletes a failure counter (repeatable) in another change's round trip."""
+
+    def __init__(self, key: str | None) -> None:
+        self.key = key
+
+    def queue(self, pipe: Any, change: Change) -> None:
+        if self.key is not None:
+            pipe.delete(self.key)
+
+    def sent(self, replies: list[Any]) -> None:
+        pass
+
+    def cancelled(self) -> None:
+        pass
 
 
 class ChallengeRateLimit:

@@ -6,6 +6,7 @@ it. The family is one Redis hash, ``P:{F}:f``::
 
     u   numeric user id          n   username
     x   absolute expiry (ms)     r   the root member (the one that started the family)
+    w   "1" when the root is a web login (whose secret then authenticates web requests only)
     l:<m>  last use of member m (ms)
     i:<m>  "<created ms>\\x1f<kind>\\x1f<address>\\x1f<user agent>" of member m
 
@@ -22,36 +23,19 @@ with skewed clocks agree.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from webservice.store.client import RedisClient
 from webservice.store.keys import RedisKeys
-from webservice.store.client import LUA_NOW_MS, LuaScript, RedisClient, run_pipeline
-from webservice.store.tokens import SessionId, family_id_for_challenge, is_family_id, new_family_id
+from webservice.store.round_trip import Change, Participant, send
+from webservice.store.scripts import CLOCK, LuaScript
+from webservice.store.tokens import HANDLE_MEMBER_CHARS, SessionId, handle_of, is_family_id
 
-#: Characters of the member hash that a public handle carries.
-HANDLE_MEMBER_CHARS = 8
 #: The largest user agent kept with a session; the rest is cut (it is for display only).
 MAX_USER_AGENT = 200
 _FIELD_SEPARATOR = "\x1f"
-
-
-class PipelineExtra(Protocol):
-    """Commands a caller adds to the one round trip in which a family starts, gains a member or
-    ends (an audit entry, a counter reset), so that they cost no round trip of their own.
-
-    ``queue`` is given the handle and username of the member started, added or ended, when the
-    store knows them (``None`` otherwise, e.g. when many families end at once). It may be called
-    again for the same change: a pipeline that met a forgotten Lua script is sent again
-    (redis_client.run_pipeline), and the commands of the first send have then already run, so an
-    extra must not queue a command that cannot be repeated (an XADD) a second time.
-    ``sent`` is given the replies to the commands it queued for the send that went through.
-    """
-
-    def queue(self, pipe: Any, handle: str | None, username: str | None) -> None: ...
-
-    def sent(self, replies: list[Any]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -65,11 +49,6 @@ class ClientInfo:
         address = self.address.replace(_FIELD_SEPARATOR, " ")
         agent = self.user_agent[:MAX_USER_AGENT].replace(_FIELD_SEPARATOR, " ")
         return _FIELD_SEPARATOR.join((kind, address, agent))
-
-
-def handle_of(family_id: str, member: str) -> str:
-    """A member's public name: safe to show and to log, useless as a credential."""
-    return f"{family_id}:{member[:HANDLE_MEMBER_CHARS]}"
 
 
 @dataclass(frozen=True)
@@ -112,94 +91,116 @@ class SessionView:
         }
 
 
-# The member check shared by the scripts that act for a member. With KEYS[1] the family,
-# ARGV[1] the member and ARGV[2] the idle timeout (ms), it returns false from the script unless the
-# family is before its absolute expiry and the member was used within the idle timeout; a member
-# found idle is removed, and the family is deleted when that member is its root or it has expired.
-# Otherwise it marks the member used, pushes the key's expiry to min(absolute expiry, now + idle)
-# when the member is the root, and leaves ``family`` = the HMGET of u, n, x, r and ``is_root``.
-_LUA_CHECK_MEMBER = """
-local family = redis.call('HMGET', KEYS[1], 'u', 'n', 'x', 'r', 'l:' .. ARGV[1])
-if not family[5] then return false end
-local idle = tonumber(ARGV[2])
-local expiry = tonumber(family[3])
-local is_root = family[4] == ARGV[1]
-if now >= expiry or (is_root and now - tonumber(family[5]) > idle) then
-  redis.call('DEL', KEYS[1])
-  return false
+#: Lua functions shared by the scripts that act for a member; each script calls them with its own
+#: arguments (``now`` from scripts.CLOCK's ``now_ms()``).
+#:
+#: ``check_member(key, member, idle, kind, now)``: the family record {u, n, x, r, w, l:member} and
+#: whether ``member`` is its root, if the family ``key`` is before its absolute expiry, ``member``
+#: was used within ``idle`` ms, and ``member`` is of ``kind``: 'web' only for the web login that
+#: roots a web family, 'api' for every other member (so a web login's secret never works as an API
+#: session, nor the reverse); else nil. A member found idle is removed, and the family is deleted
+#: when that member is its root or the family has expired. A live member is marked used, and when
+#: it is the root the key's expiry moves to min(absolute expiry, now + idle).
+#:
+#: ``create_family(key, username, user_id, member, info, web, idle, absolute, now)``: writes a new
+#: family with root ``member`` ('1' in ``web`` for a web login); the key expires when the root
+#: idles out.
+_FAMILY_FUNCTIONS = r"""
+local function check_member(key, member, idle, kind, now)
+  local family = redis.call('HMGET', key, 'u', 'n', 'x', 'r', 'w', 'l:' .. member)
+  if not family[6] then return nil end
+  local expiry = tonumber(family[3])
+  local is_root = family[4] == member
+  if now >= expiry or (is_root and now - tonumber(family[6]) > idle) then
+    redis.call('DEL', key)
+    return nil
+  end
+  if now - tonumber(family[6]) > idle then
+    redis.call('HDEL', key, 'l:' .. member, 'i:' .. member)
+    return nil
+  end
+  if (is_root and family[5] == '1') ~= (kind == 'web') then return nil end
+  redis.call('HSET', key, 'l:' .. member, ms(now))
+  if is_root then
+    redis.call('PEXPIREAT', key, ms(math.min(expiry, now + idle)))
+  end
+  return family, is_root
 end
-if now - tonumber(family[5]) > idle then
-  redis.call('HDEL', KEYS[1], 'l:' .. ARGV[1], 'i:' .. ARGV[1])
-  return false
-end
-redis.call('HSET', KEYS[1], 'l:' .. ARGV[1], ms(now))
-if is_root then
-  redis.call('PEXPIREAT', KEYS[1], ms(math.min(expiry, now + idle)))
-end
-"""
 
-# Writes a new family into ``family_key`` with root member ARGV[3]. ARGV: username, user id,
-# member, packed client info, idle ms, absolute ms. The key expires when the root idles out.
-_LUA_CREATE_FAMILY = """
-local expiry = now + tonumber(ARGV[6])
-local m = ARGV[3]
-redis.call('HSET', family_key, 'u', ARGV[2], 'n', ARGV[1], 'x', ms(expiry), 'r', m,
-  'l:' .. m, ms(now), 'i:' .. m, ms(now) .. '\\31' .. ARGV[4])
-redis.call('PEXPIREAT', family_key, ms(math.min(expiry, now + tonumber(ARGV[5]))))
-return 1
+local function create_family(key, username, user_id, member, info, web, idle, absolute, now)
+  local expiry = now + absolute
+  redis.call('HSET', key, 'u', user_id, 'n', username, 'x', ms(expiry), 'r', member, 'w', web,
+    'l:' .. member, ms(now), 'i:' .. member, ms(now) .. '\31' .. info)
+  redis.call('PEXPIREAT', key, ms(math.min(expiry, now + idle)))
+end
 """
 
 
 class SessionStore:
     """Creates, validates, lists and ends session families."""
 
-    # Validates member ARGV[1] of family KEYS[1] (idle timeout ARGV[2] ms) and marks it used.
-    # Guarantees: answers {user id, username} only for a live member of a live family, enforcing
-    # the absolute and idle timeouts at this very moment (see _LUA_CHECK_MEMBER).
-    TOUCH = LuaScript(LUA_NOW_MS + _LUA_CHECK_MEMBER + "return {family[1], family[2]}")
+    #: KEYS: the family. ARGV: the member, the idle timeout (ms), the kind asked ('web'|'api').
+    #: Returns {user id, username}, or nil.
+    #: Guarantees: answers only for a live member of that kind in a live family, enforcing the
+    #: absolute and idle timeouts at this very moment (check_member), and marks it used.
+    TOUCH = LuaScript(
+        CLOCK,
+        _FAMILY_FUNCTIONS,
+        """
+local family = check_member(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], now_ms())
+if not family then return false end
+return {family[1], family[2]}
+""",
+    )
 
-    # Adds API member ARGV[3] (client info ARGV[4]) to family KEYS[1] on behalf of its root
-    # member ARGV[1] (idle timeout ARGV[2] ms).
-    # Guarantees: the member is added only if the family is live and ARGV[1] is its live root, in
-    # the same step; a family that a logout has deleted can never gain a member.
+    #: KEYS: the family. ARGV: its root member (a web login), the idle timeout (ms), the new API
+    #: member, its packed client info. Returns {user id, username}, or nil.
+    #: Guarantees: the member is added only if the family is live and ARGV[1] is its live web root,
+    #: in the same step: a family that a logout has deleted can never gain a member.
     EXTEND = LuaScript(
-        LUA_NOW_MS
-        + _LUA_CHECK_MEMBER
-        + """
-if not is_root then return false end
+        CLOCK,
+        _FAMILY_FUNCTIONS,
+        """
+local now = now_ms()
+local family, is_root = check_member(KEYS[1], ARGV[1], tonumber(ARGV[2]), 'web', now)
+if not family or not is_root then return false end
 redis.call('HSET', KEYS[1], 'l:' .. ARGV[3], ms(now), 'i:' .. ARGV[3], ms(now) .. '\\31' .. ARGV[4])
 return {family[1], family[2]}
-"""
+""",
     )
 
-    # Turns the pending challenge KEYS[1] into the new family KEYS[2] with one API member.
-    # ARGV as _LUA_CREATE_FAMILY.
-    # Guarantees: a challenge yields at most one family, ever: the pending challenge must exist
-    # for this very user and is deleted in the same step that creates the family.
+    #: KEYS: the pending challenge, the family it becomes. ARGV: username, user id, the API member,
+    #: its packed client info, idle ms, absolute ms. Returns 1, or nil when the challenge is gone.
+    #: Guarantees: a challenge yields at most one family, ever: the pending challenge must exist
+    #: for this very user and is deleted in the same step that creates the family.
     OPEN_FROM_CHALLENGE = LuaScript(
-        LUA_NOW_MS
-        + """
+        CLOCK,
+        _FAMILY_FUNCTIONS,
+        """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
 redis.call('DEL', KEYS[1])
-local family_key = KEYS[2]
-"""
-        + _LUA_CREATE_FAMILY
+create_family(KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], '0', tonumber(ARGV[5]),
+  tonumber(ARGV[6]), now_ms())
+return 1
+""",
     )
 
-    # Starts family KEYS[1] with root member ARGV[3] (a web login). ARGV as _LUA_CREATE_FAMILY.
-    # Guarantees: never overwrites an existing family.
-    OPEN = LuaScript(
-        LUA_NOW_MS
-        + """
+    #: KEYS: the family. ARGV as OPEN_FROM_CHALLENGE, the member being a web login's.
+    #: Returns 1, or nil when the family exists. Guarantees: never overwrites a family.
+    OPEN_WEB = LuaScript(
+        CLOCK,
+        _FAMILY_FUNCTIONS,
+        """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local family_key = KEYS[1]
-"""
-        + _LUA_CREATE_FAMILY
+create_family(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], '1', tonumber(ARGV[5]),
+  tonumber(ARGV[6]), now_ms())
+return 1
+""",
     )
 
-    # Deletes family KEYS[1] if it belongs to user ARGV[1] and has a member whose hash starts with
-    # ARGV[2] (any member when ARGV[2] is empty).
-    # Guarantees: a user can end only their own families, all members at once.
+    #: KEYS: the family. ARGV: the user id, a prefix of a member hash (or '' for any member).
+    #: Returns 1 when it deleted the family, else 0.
+    #: Guarantees: a user can end only their own families, all members at once.
     END_OWNED = LuaScript(
         """
 if redis.call('HGET', KEYS[1], 'u') ~= ARGV[1] then return 0 end
@@ -229,19 +230,20 @@ return redis.call('DEL', KEYS[1])
 
     # --- checking ------------------------------------------------------------------------------
 
-    def validate(self, raw_session_id: object) -> Session | None:
+    def validate(self, raw_session_id: object, kind: str = "api") -> Session | None:
         """The live session named by ``raw_session_id``, touched; ``None`` for anything else.
 
         Ids that do not have the exact shape the gateway hands out are refused without asking Redis.
         """
         session_id = SessionId.parse(raw_session_id)
-        return self.check(session_id) if session_id is not None else None
+        return self.check(session_id, kind) if session_id is not None else None
 
-    def check(self, session_id: SessionId) -> Session | None:
-        """The live session ``session_id``, touched (one round trip); ``None`` if it is not live."""
+    def check(self, session_id: SessionId, kind: str = "api") -> Session | None:
+        """The live ``kind`` ('api' or 'web') session ``session_id``, touched (one round trip);
+        ``None`` if it is not live."""
         member = session_id.member
         answer = self.TOUCH(
-            self.client, [self.keys.family(session_id.family_id)], [member, self.idle_ms]
+            self.client, [self.keys.family(session_id.family_id)], [member, self.idle_ms, kind]
         )
         if not answer:
             return None
@@ -252,79 +254,78 @@ return redis.call('DEL', KEYS[1])
     def open_from_challenge(
         self,
         token: str,
+        session_id: SessionId,
         user_id: int,
         username: str,
         client_info: ClientInfo,
-        also: PipelineExtra | None = None,
-    ) -> SessionId | None:
-        """Consumes challenge ``token`` and starts an API family; ``None`` if it was used or expired.
+        riders: Sequence[Participant] = (),
+    ) -> bool:
+        """Consumes challenge ``token`` and starts the API family of ``session_id``
+        (SessionId.for_challenge); False if the token was used or expired.
 
-        One round trip: the family is created and indexed under its user in one pipeline, with the
-        commands of ``also``. The token itself stays in the user's record until it expires; its
-        pending challenge is gone, so a replay is refused here.
+        One round trip: the family is created and indexed under its user, with the ``riders``.
+        The token itself stays in the user's record until it expires; its pending challenge is
+        gone, so a replay is refused here.
         """
-        session_id = SessionId.new(family_id_for_challenge(token))
         family = session_id.family_id
-        opened = self._open(
+        return self._open(
             self.OPEN_FROM_CHALLENGE,
             [self.keys.pending_challenge(family), self.keys.family(family)],
             session_id,
             user_id,
             username,
             client_info.packed("api"),
-            also,
+            riders,
         )
-        return session_id if opened else None
 
     def open_web(
         self,
-        web_secret: str,
+        session_id: SessionId,
         user_id: int,
         username: str,
         client_info: ClientInfo,
-        also: PipelineExtra | None = None,
+        riders: Sequence[Participant] = (),
     ) -> Session:
-        """Starts a web family whose root is the web session with secret ``web_secret``, sending
-        the commands of ``also`` in the same round trip."""
-        session_id = SessionId(new_family_id(), web_secret)
+        """Starts a web family whose root is the web login ``session_id`` (a new family id and
+        secret), with the ``riders`` in the same round trip."""
         opened = self._open(
-            self.OPEN,
+            self.OPEN_WEB,
             [self.keys.family(session_id.family_id)],
             session_id,
             user_id,
             username,
             client_info.packed("web"),
-            also,
+            riders,
         )
         if not opened:
             raise RuntimeError("a fresh 128-bit family id collided with a live family")
         return Session(user_id, username, session_id.family_id, session_id.member)
 
     def extend(
-        self, root: SessionId, client_info: ClientInfo, also: PipelineExtra | None = None
-    ) -> tuple[SessionId, Session] | None:
-        """A new API session in the family of live root member ``root``; ``None`` if it is not live.
+        self,
+        root: SessionId,
+        added: SessionId,
+        client_info: ClientInfo,
+        riders: Sequence[Participant] = (),
+    ) -> Session | None:
+        """Adds the API session ``added`` (a new secret in the family of ``root``) to the family
+        of the live web login ``root``; ``None`` if that login is not live.
 
-        The new session has its own secret: the root's (the web cookie's) is never handed out.
-        The commands of ``also`` go in the same round trip (sent whether or not it is live).
+        The web login's own secret is never handed out. The ``riders`` go in the same round trip
+        (sent whether or not the login is live).
         """
-        added = SessionId.new(root.family_id)
         keys = [self.keys.family(root.family_id)]
         args = [root.member, self.idle_ms, added.member, client_info.packed("api")]
-        if also is None:
-            answer = self.EXTEND(self.client, keys, args)
-        else:
-
-            def build(pipe: Any) -> None:
-                self.EXTEND.queue(pipe, keys, args)
-                also.queue(pipe, handle_of(root.family_id, added.member), None)
-
-            replies = run_pipeline(self.client, build, [self.EXTEND])
-            answer = replies[0]
-            also.sent(replies[1:])
+        (answer,) = send(
+            self.client,
+            lambda pipe: self.EXTEND.queue(pipe, keys, args),
+            riders,
+            Change(handle=handle_of(root.family_id, added.member)),
+            [self.EXTEND],
+        )
         if not answer:
             return None
-        return added, Session(int(answer[0]), answer[1], root.family_id, added.member)
+        return Session(int(answer[0]), answer[1], root.family_id, added.member)
 
     def _open(
         self,
@@ -334,24 +335,25 @@ return redis.call('DEL', KEYS[1])
         user_id: int,
         username: str,
         packed_info: str,
-        also: PipelineExtra | None,
+        riders: Sequence[Participant],
     ) -> bool:
         family = session_id.family_id
         index_key = self.keys.user_families(user_id)
         expiry_estimate = int(time.time() * 1000) + self.absolute_ms
         args = [username, user_id, session_id.member, packed_info, self.idle_ms, self.absolute_ms]
 
-        def build(pipe: Any) -> None:
+        def own(pipe: Any) -> None:
             script.queue(pipe, keys, args)
             pipe.zadd(index_key, {family: expiry_estimate}, nx=True)
             pipe.zremrangebyscore(index_key, "-inf", int(time.time() * 1000))
-            if also is not None:
-                also.queue(pipe, handle_of(family, session_id.member), username)
 
-        replies = run_pipeline(self.client, build, [script])
-        opened = replies[0]
-        if also is not None:
-            also.sent(replies[3:])
+        opened = send(
+            self.client,
+            own,
+            riders,
+            Change(handle=handle_of(family, session_id.member), username=username),
+            [script],
+        )[0]
         if not opened and not self.client.exists(self.keys.family(family)):
             # Nothing was opened and no family of that id lives (a replayed token names one that
             # an earlier login opened): take back the index entry.
@@ -404,17 +406,15 @@ return redis.call('DEL', KEYS[1])
 
     # --- ending --------------------------------------------------------------------------------
 
-    def end_family(self, session: Session, also: PipelineExtra | None = None) -> None:
+    def end_family(self, session: Session, riders: Sequence[Participant] = ()) -> None:
         """Ends the family of ``session`` and every member in it, at once (one round trip, which
-        carries the commands of ``also``)."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.delete(self.keys.family(session.family_id))
-        pipe.zrem(self.keys.user_families(session.user_id), session.family_id)
-        if also is not None:
-            also.queue(pipe, session.handle, session.username)
-        replies = pipe.execute()
-        if also is not None:
-            also.sent(replies[2:])
+        carries the ``riders``)."""
+
+        def own(pipe: Any) -> None:
+            pipe.delete(self.keys.family(session.family_id))
+            pipe.zrem(self.keys.user_families(session.user_id), session.family_id)
+
+        send(self.client, own, riders, Change(session.handle, session.username))
 
     def owner_of(self, handle: str) -> int | None:
         """The user id of the family a handle names, while it lives."""
@@ -423,11 +423,11 @@ return redis.call('DEL', KEYS[1])
         return int(owner) if owner else None
 
     def end_by_handle(
-        self, user_id: int, handle: str, also: PipelineExtra | None = None
+        self, user_id: int, handle: str, riders: Sequence[Participant] = ()
     ) -> bool:
         """Ends the family of the member named by ``handle`` if it is the user's; says whether.
 
-        The commands of ``also`` are sent only when it was ended, with the index update.
+        The ``riders`` are sent only when it was ended, with the index update.
         """
         family, _, member_prefix = handle.partition(":")
         if not is_family_id(family) or len(member_prefix) != HANDLE_MEMBER_CHARS:
@@ -436,37 +436,46 @@ return redis.call('DEL', KEYS[1])
             self.client, [self.keys.family(family)], [str(user_id), member_prefix]
         )
         if ended:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.zrem(self.keys.user_families(user_id), family)
-            if also is not None:
-                also.queue(pipe, None, None)
-            replies = pipe.execute()
-            if also is not None:
-                also.sent(replies[1:])
+            index_key = self.keys.user_families(user_id)
+            send(self.client, lambda pipe: pipe.zrem(index_key, family), riders, Change(handle))
         return bool(ended)
 
     def end_all_for_user(
-        self, user_id: int, keep_family: str | None = None, also: PipelineExtra | None = None
+        self,
+        user_id: int,
+        keep_family: str | None = None,
+        riders: Sequence[Participant] = (),
+        change: Change = Change(),
     ) -> int:
         """Ends every family of a user but ``keep_family``; answers how many were still alive.
 
         Each family ends atomically; a family started while this runs may survive (it began after
-        the request to end all). The commands of ``also`` are sent with the deletions (on their
-        own when there is nothing to delete).
+        the request to end all). The ``riders`` are sent with the deletions (on their own when
+        there is nothing to delete).
         """
         index_key = self.keys.user_families(user_id)
         families = [f for f in self.client.zrange(index_key, 0, -1) if f != keep_family]
-        if not families and also is None:
+        if not families and not riders:
             return 0
-        pipe = self.client.pipeline(transaction=False)
-        for family in families:
-            pipe.delete(self.keys.family(family))
-        if families:
-            pipe.zrem(index_key, *families)
-        if also is not None:
-            also.queue(pipe, None, None)
-        replies = pipe.execute()
-        own = len(families) + (1 if families else 0)
-        if also is not None:
-            also.sent(replies[own:])
-        return sum(replies[: len(families)])
+
+        def own(pipe: Any) -> None:
+            for family in families:
+                pipe.delete(self.keys.family(family))
+
+        deleted = send(self.client, own, [*riders, _Unindex(index_key, families)], change)
+        return sum(deleted)
+
+
+class _Unindex:
+    """Drops ended families from their user's index, in the round trip that ends them."""
+
+    def __init__(self, index_key: str, families: list[str]) -> None:
+        self.index_key = index_key
+        self.families = families
+
+    def queue(self, pipe: Any, change: Change) -> None:
+        if self.families:
+            pipe.zrem(self.index_key, *self.families)
+
+    def sent(self, replies: list[Any]) -> None:
+        pass

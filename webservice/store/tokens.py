@@ -16,6 +16,8 @@ import string
 from dataclasses import dataclass
 
 FAMILY_ID_BYTES = 16
+#: Characters of the member hash that a public session handle carries.
+HANDLE_MEMBER_CHARS = 8
 SECRET_BYTES = 32
 ACCESS_KEY_LENGTH = 24
 _ACCESS_KEY_ALPHABET = string.ascii_letters + string.digits
@@ -70,6 +72,12 @@ def family_id_for_challenge(token: str) -> str:
     return _identifier(hashlib.sha256(b"wsgate-family:" + token.encode("ascii")).digest())
 
 
+def handle_of(family_id: str, member: str) -> str:
+    """A member's public name ``<family>:<member8>``: safe to show and to log, useless as a
+    credential (``member`` is the hash of its secret)."""
+    return f"{family_id}:{member[:HANDLE_MEMBER_CHARS]}"
+
+
 def is_family_id(value: str) -> bool:
     return _FAMILY_ID_RE.fullmatch(value) is not None
 
@@ -89,8 +97,19 @@ class SessionId:
         return cls(match.group(1), match.group(2)) if match else None
 
     @classmethod
-    def new(cls, family_id: str) -> SessionId:
-        return cls(family_id, new_secret())
+    def new(cls, family_id: str | None = None) -> SessionId:
+        """A new secret in family ``family_id`` (a new family when ``None``)."""
+        return cls(family_id or new_family_id(), new_secret())
+
+    @classmethod
+    def for_challenge(cls, token: str) -> SessionId:
+        """The API session that a login consuming challenge ``token`` starts."""
+        return cls.new(family_id_for_challenge(token))
+
+    @property
+    def handle(self) -> str:
+        """The public name of this session (see sessions.handle_of)."""
+        return handle_of(self.family_id, self.member)
 
     @property
     def member(self) -> str:

@@ -17,7 +17,7 @@ which the server can only check by knowing the key.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -26,7 +26,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from webservice.store.keys import RedisKeys
-from webservice.store.client import LuaScript, RedisClient
+from webservice.store.client import RedisClient
+from webservice.store.scripts import LuaScript
 from webservice.store.tokens import new_access_key
 
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9_.@+-]{1,64}")
@@ -70,19 +71,7 @@ class User:
         )
 
 
-@dataclass(frozen=True)
-class LoginRecord:
-    """What a login reads in its first round trip (see UserDirectory.read_for_login)."""
-
-    user: User | None
-    #: Outstanding challenge tokens (token -> expiry ms): the user's, or for a name that is no
-    #: user, the decoy tokens getchallenge handed out for it (HIDE_UNKNOWN_USERS).
-    tokens: dict[str, int]
-    #: The replies to the commands the caller added.
-    extra: list[Any]
-
-
-def _challenge_tokens(fields: dict[str, str]) -> dict[str, int]:
+def challenge_tokens(fields: dict[str, str]) -> dict[str, int]:
     return {
         name[len(CHALLENGE_FIELD_PREFIX) :]: int(value)
         for name, value in fields.items()
@@ -148,42 +137,7 @@ return 1
         fields = self.client.hgetall(self.keys.user(username))
         if "id" not in fields:
             return None, {}
-        return User.from_fields(username, fields), _challenge_tokens(fields)
-
-    def read_for_login(
-        self,
-        username: str,
-        *,
-        decoys: bool = False,
-        also: Callable[[Any], None] | None = None,
-    ) -> LoginRecord:
-        """The user and its outstanding challenge tokens, with the replies to the commands that
-        ``also`` queues (e.g. the failure counters), in one round trip.
-
-        With ``decoys``, the decoy record of the name is read too (for a user as for a name that
-        is no user: the same work either way), and for a name that is no user its decoy tokens
-        are the tokens. A name that cannot be a username is not looked up.
-        """
-        valid = is_valid_username(username)
-        pipe = self.client.pipeline(transaction=False)
-        own = 0
-        if valid:
-            pipe.hgetall(self.keys.user(username))
-            own += 1
-            if decoys:
-                pipe.hgetall(self.keys.decoy_challenges(username))
-                own += 1
-        if also is not None:
-            also(pipe)
-        replies = pipe.execute()
-        fields = replies[0] if valid else {}
-        if "id" in fields:
-            user: User | None = User.from_fields(username, fields)
-            tokens = _challenge_tokens(fields)
-        else:
-            user = None
-            tokens = _challenge_tokens(replies[1]) if valid and decoys else {}
-        return LoginRecord(user, tokens, replies[own:])
+        return User.from_fields(username, fields), challenge_tokens(fields)
 
     def get_by_id(self, user_id: int) -> User | None:
         username = self.client.hget(self.keys.user_ids(), str(user_id))

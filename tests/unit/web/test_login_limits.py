@@ -13,7 +13,7 @@ from tests.unit.web.support import PASSWORD, Env, failed, make_env, md5_proof, o
 from webservice.api.errors import ErrorCode
 
 #: The module (the package's ``login`` attribute is the registered operation).
-login_module = importlib.import_module("operations.login")
+login_module = importlib.import_module("webservice.auth.login")
 LIMITED = re.compile(r"Too many failed logins; retry in (\d+) seconds")
 
 

@@ -1,0 +1,230 @@
+"""The one login flow: limits → user → proof → family → events (audit, metrics, the host's).
+
+Every login takes it: the API's ``login`` (the proof is MD5(challenge token + access key)), the
+standalone UI's login form (the proof is a password), and the web login of a host app (its own
+login view checked the user: only the last step, :meth:`LoginFlow.succeed`, runs).
+
+Two round trips whatever happens: the user's record with its challenge tokens (and under
+HIDE_UNKNOWN_USERS the name's decoy record) and the failure counters are read in one; the family
+is started (with the audit entry and the counter's reset riding along), or the failure is counted
+(with its audit entry), in the other. A login refused by a failure limit stops after the first,
+before the proof is looked at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
+
+from webservice import events
+from webservice.auth.users import ApiUser, UserSource
+from webservice.events import SessionEvent
+from webservice.store.challenges import DECOY_ACCESS_KEY, find_proven_token, has_unexpired
+from webservice.store.client import RedisClient
+from webservice.store.keys import RedisKeys
+from webservice.store.limits import LoginAttempt, LoginLimiter
+from webservice.store.round_trip import Participant, send
+from webservice.store.sessions import ClientInfo, SessionStore
+from webservice.store.tokens import SessionId
+from webservice.store.users import challenge_tokens, is_valid_username
+
+Started = TypeVar("Started")
+
+
+class Refusal:
+    """What a refused login may tell its client (the API maps these to wire codes)."""
+
+    LIMITED = "limited"
+    #: coreBOS's "Given user cannot be found" (only when unknown users are not hidden).
+    NOT_FOUND = "not_found"
+    NO_LIVE_TOKEN = "no_live_token"
+    #: coreBOS's ACCESSKEY_UNDEFINED (only when unknown users are not hidden).
+    NO_ACCESS_KEY = "no_access_key"
+    #: coreBOS's "Given user is inactive" (only when unknown users are not hidden).
+    INACTIVE = "inactive"
+    BAD_CREDENTIALS = "bad_credentials"
+
+
+class LoginRefused(Exception):
+    """A refused login: ``reason`` is the truth (for the audit trail), ``answer`` a
+    :class:`Refusal` (what the client may be told), ``retry_after`` seconds for LIMITED."""
+
+    def __init__(self, reason: str, answer: str, retry_after: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.answer = answer
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class LoginRead:
+    """What a login reads in its first round trip."""
+
+    user: ApiUser | None
+    #: The user's outstanding challenge tokens (token -> expiry ms), or for a name that is no
+    #: user, the decoy tokens getchallenge handed out for it (HIDE_UNKNOWN_USERS).
+    tokens: dict[str, int]
+    #: The record read at the user source's tokens key (the directory's user hash).
+    record: dict[str, str]
+    attempt: LoginAttempt
+
+
+class LoginFlow:
+    """Logs users in, for the API and for the web."""
+
+    def __init__(
+        self,
+        client: RedisClient,
+        keys: RedisKeys,
+        users: UserSource,
+        sessions: SessionStore,
+        limits: LoginLimiter,
+        *,
+        hide_unknown_users: bool,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.users = users
+        self.sessions = sessions
+        self.limits = limits
+        self.hide = hide_unknown_users
+
+    # --- the API ----------------------------------------------------------------------------
+
+    def api_login(self, username: str, proof: str, client: ClientInfo) -> tuple[SessionId, ApiUser]:
+        """A new API session for a user that proves its access key against a challenge token;
+        raises :class:`LoginRefused`."""
+        read = self.read(username, client, "api", decoys=self.hide)
+        try:
+            user, token = self._proven_token(read, username, proof)
+        except LoginRefused as refused:
+            self.fail(read.attempt, username, client, "api", refused)
+        session_id = SessionId.for_challenge(token)
+        opened = self.succeed(
+            user.username,
+            client,
+            "api",
+            session_id.handle,
+            lambda riders: self.sessions.open_from_challenge(
+                token, session_id, user.id, user.username, client, riders
+            )
+            or None,
+            [read.attempt.success()],
+        )
+        if opened is None:
+            # The proof was right, but the token was used a moment ago: not a guess, not counted.
+            refused = LoginRefused("token_used", Refusal.NO_LIVE_TOKEN)
+            self._announce_failure(username, client, "api", refused, read.attempt).done()
+            raise refused
+        return session_id, user
+
+    def _proven_token(self, read: LoginRead, username: str, proof: str) -> tuple[ApiUser, str]:
+        """The active user and the token the proof was made from; else raises LoginRefused.
+
+        coreBOS's order: user, token, access key, proof, active. With unknown users hidden, a
+        name that is no user, a user without an access key and an inactive user fail like a wrong
+        proof, after the same work (their proof is checked against a key nobody knows).
+        """
+        hide = self.hide
+        user, tokens = read.user, read.tokens
+        hidden = Refusal.BAD_CREDENTIALS
+        if user is None and not is_valid_username(username):
+            raise LoginRefused("invalid_username", hidden if hide else Refusal.NOT_FOUND)
+        if user is None and not hide:
+            raise LoginRefused("unknown_user", Refusal.NOT_FOUND)
+        if not has_unexpired(tokens):
+            reason = "unknown_user" if user is None else "no_live_token"
+            raise LoginRefused(reason, Refusal.NO_LIVE_TOKEN)
+        if user is not None and user.access_key is None and not hide:
+            raise LoginRefused("no_access_key", Refusal.NO_ACCESS_KEY)
+        access_key = user.access_key if user is not None else None
+        token = find_proven_token(tokens, access_key or DECOY_ACCESS_KEY, proof)
+        if user is None:
+            raise LoginRefused("unknown_user", hidden)
+        if access_key is None:
+            raise LoginRefused("no_access_key", hidden)
+        if token is None:
+            raise LoginRefused("wrong_key", hidden)
+        if not user.active:
+            raise LoginRefused("inactive", hidden if hide else Refusal.INACTIVE)
+        return user, token
+
+    # --- the steps ----------------------------------------------------------------------------
+
+    def read(self, username: str, client: ClientInfo, via: str, *, decoys: bool) -> LoginRead:
+        """Reads the user's record with its tokens (and with ``decoys`` the name's decoy record,
+        for a user as for a name that is no user: the same work either way) and the failure
+        counters, in one round trip. Raises LoginRefused (LIMITED) when a limit holds."""
+        attempt = self.limits.attempt(username, client.address)
+        valid = is_valid_username(username)
+
+        def own(pipe: Any) -> None:
+            if valid:
+                pipe.hgetall(self.users.tokens_key(username))
+                if decoys:
+                    pipe.hgetall(self.keys.decoy_challenges(username))
+
+        replies = send(self.client, own, [attempt])
+        record = replies[0] if valid else {}
+        user = self.users.from_record(username, record) if valid else None
+        if user is not None:
+            tokens = challenge_tokens(record)
+        else:
+            tokens = challenge_tokens(replies[1]) if valid and decoys else {}
+        wait = attempt.retry_after
+        if wait is not None:
+            refused = LoginRefused("limited", Refusal.LIMITED, wait)
+            self._announce_failure(username, client, via, refused, attempt).done()
+            raise refused
+        return LoginRead(user, tokens, record, attempt)
+
+    def fail(
+        self, attempt: LoginAttempt, username: str, client: ClientInfo, via: str, refused: LoginRefused
+    ) -> NoReturn:
+        """Counts the failure (its audit entry riding along) and raises ``refused``."""
+        round_trip = self._announce_failure(username, client, via, refused, attempt)
+        attempt.count_failure(round_trip.riders)
+        round_trip.done()
+        raise refused
+
+    def _announce_failure(
+        self,
+        username: str,
+        client: ClientInfo,
+        via: str,
+        refused: LoginRefused,
+        attempt: LoginAttempt,
+    ) -> events.RoundTrip:
+        limited = refused.answer == Refusal.LIMITED
+        event = SessionEvent.of_client(via, client, user=username).but(
+            reason="" if limited else refused.reason,
+            limited=limited,
+            reaches_limit=not limited and refused.reason != "token_used" and attempt.reaches_limit,
+        )
+        round_trip = events.announce(events.login_failed, event)
+        if refused.reason == "token_used":
+            send(self.client, lambda pipe: None, round_trip.riders)
+        return round_trip
+
+    def succeed(
+        self,
+        username: str,
+        client: ClientInfo,
+        via: str,
+        handle: str,
+        start: Callable[[list[Participant]], Started | None],
+        also: Sequence[Participant] = (),
+    ) -> Started | None:
+        """Starts the family (``start``, given what rides in its round trip) and announces the
+        login; answers what ``start`` did, ``None`` when it could not (the login is then taken
+        back from the audit trail, and nobody is told it happened)."""
+        round_trip = events.announce(
+            events.login_succeeded, SessionEvent.of_client(via, client, user=username, handle=handle)
+        )
+        started = start([*round_trip.riders, *also])
+        if started is None:
+            round_trip.cancel()
+            return None
+        round_trip.done()
+        return started

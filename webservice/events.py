@@ -1,0 +1,121 @@
+"""What happens to sessions, as signals (blinker, as Flask and Flask-Login use).
+
+=====================  ===========================================================================
+signal                 sent when
+=====================  ===========================================================================
+``login_succeeded``    a login started a family: API ``login`` (via ``api``) or a web login
+                       (``web``: the standalone UI's form, the host's ``login_user`` or
+                       ``WSGate.login_web``)
+``login_failed``       a login was refused; ``reason`` says why (``wrong_key``, ``unknown_user``,
+                       ``no_live_token``, ``token_used``, ``wrong_password``, ...), ``limited`` that
+                       a failure limit refused it before any check
+``session_extended``   ``extendsession`` gave a web login a new, linked API session
+``family_ended``       a family ended with every session in it; ``reason``: ``logout`` (API),
+                       ``web_logout``, ``endsession`` (by handle), ``endallsessions``, ``revoke``,
+                       ``revoke_user``, ``user_disabled``, ``web_relogin`` (replaced by a new
+                       login in the same browser)
+=====================  ===========================================================================
+
+Every signal is sent with the Flask app as sender and two keyword arguments: ``event``, a
+:class:`SessionEvent`, and ``round_trip``, a :class:`RoundTrip`. A receiver is called as the
+change is being made, before its round trip to Redis is sent: a receiver that writes to Redis
+(the audit trail) adds its commands to that round trip with ``round_trip.ride(participant)`` and
+costs no round trip of its own; one that must act only once the change is made (metrics, a host
+clearing its caches) passes a callback to ``round_trip.on_done``::
+
+    from webservice import events
+
+    @events.family_ended.connect_via(app)
+    def forget(sender, event, round_trip, **extra):
+        round_trip.on_done(lambda: cache.delete(f"user:{event.user}"))
+
+The few changes that can still fail once their round trip is sent (a login whose token was used a
+moment earlier, an extension whose web login has just ended) are taken back: riders hear of it
+through their ``cancelled`` method, and ``on_done`` callbacks are not called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from blinker import Namespace
+from flask import current_app
+
+from webservice.store.round_trip import Participant
+from webservice.store.sessions import ClientInfo
+
+_signals = Namespace()
+login_succeeded = _signals.signal("wsgate.login-succeeded")
+login_failed = _signals.signal("wsgate.login-failed")
+session_extended = _signals.signal("wsgate.session-extended")
+family_ended = _signals.signal("wsgate.family-ended")
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    """What happened, to whom, from where. Never holds a secret."""
+
+    #: ``api`` (webservice.php), ``web`` (a web login or logout) or ``cli`` (the flask commands).
+    via: str
+    #: The username (for a failed login, the name that was tried).
+    user: str = ""
+    #: The public handle of the session concerned: started, extended to, logged out of; for an
+    #: ending by handle, the one named; for an end-all, the one that asked (else empty).
+    handle: str = ""
+    address: str = ""
+    agent: str = ""
+    reason: str = ""
+    #: ``by <handle>`` when one session ended another, ``others only``, ``limit reached``.
+    detail: str = ""
+    #: ``login_failed``: refused by a failure limit before any check.
+    limited: bool = False
+    #: ``login_failed``: this failure uses up a failure limit.
+    reaches_limit: bool = False
+
+    @classmethod
+    def of_client(cls, via: str, client: ClientInfo, **values: Any) -> SessionEvent:
+        return cls(via, address=client.address, agent=client.user_agent, **values)
+
+    def but(self, **changes: Any) -> SessionEvent:
+        return replace(self, **changes)
+
+
+class Rider(Participant, Protocol):
+    """A participant of a change's round trip that is told when the change is taken back."""
+
+    def cancelled(self) -> None: ...
+
+
+class RoundTrip:
+    """What the receivers of one event add to the round trip of its change."""
+
+    def __init__(self) -> None:
+        self.riders: list[Rider] = []
+        #: How many families the change ended (``family_ended`` of an end-all; else 1).
+        self.count = 1
+        self._on_done: list[Callable[[], None]] = []
+
+    def ride(self, rider: Rider) -> None:
+        """Sends ``rider``'s commands in the change's round trip."""
+        self.riders.append(rider)
+
+    def on_done(self, callback: Callable[[], None]) -> None:
+        """Calls ``callback`` once the change is made (not if it fails or is taken back)."""
+        self._on_done.append(callback)
+
+    def done(self) -> None:
+        for callback in self._on_done:
+            callback()
+
+    def cancel(self) -> None:
+        for rider in self.riders:
+            rider.cancelled()
+
+
+def announce(signal: Any, event: SessionEvent) -> RoundTrip:
+    """Sends ``signal`` for ``event``; answers the round trip its receivers filled in."""
+    round_trip = RoundTrip()
+    signal.send(current_app._get_current_object(), event=event, round_trip=round_trip)  # type: ignore[attr-defined]
+    return round_trip

@@ -1,0 +1,105 @@
+"""The services of one app's gateway, built once from its settings and shared by every request.
+
+Connects lazily: nothing here talks to Redis, so an app starts while Redis is down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from webservice.auth.endings import Endings
+from webservice.auth.login import LoginFlow
+from webservice.auth.users import ApiUserLoader, HostOrDirectoryUsers, UserSource
+from webservice.auth.web_login import WebLink
+from webservice.store.audit import AuditTrail
+from webservice.store.challenges import ChallengeStore
+from webservice.store.client import RedisClient, connect
+from webservice.store.keys import RedisKeys
+from webservice.store.limits import ChallengeRateLimit, LoginLimiter
+from webservice.store.sessions import SessionStore
+from webservice.store.users import UserDirectory
+
+
+@dataclass(frozen=True)
+class Services:
+    #: The extension's settings, by name without the ``WSGATE_`` prefix (settings.py).
+    settings: Mapping[str, Any]
+    redis: RedisClient
+    keys: RedisKeys
+    #: The Redis user directory (the standalone server's users; the ``flask users`` commands).
+    users: UserDirectory
+    #: Where logins find users: the host's ``api_user_loader``, else the Redis directory
+    #: (``api_user_loader`` gives the loader, asked at each use).
+    user_source: UserSource
+    sessions: SessionStore
+    challenges: ChallengeStore
+    audit: AuditTrail
+    login_limits: LoginLimiter
+    challenge_rate: ChallengeRateLimit
+    logins: LoginFlow
+    endings: Endings
+    web: WebLink
+
+    @classmethod
+    def build(
+        cls,
+        settings: Mapping[str, Any],
+        client: RedisClient | None = None,
+        api_user_loader: Callable[[], ApiUserLoader | None] = lambda: None,
+        **more: Any,
+    ) -> Services:
+        """``more``: the fields a subclass adds."""
+        client = client if client is not None else connect(settings)
+        keys = RedisKeys(settings["REDIS_KEY_PREFIX"])
+        directory = UserDirectory(client, keys)
+        source: UserSource = HostOrDirectoryUsers(api_user_loader, directory, keys)
+        sessions = SessionStore(
+            client,
+            keys,
+            idle_timeout=settings["SESSION_IDLE_TIMEOUT"],
+            absolute_timeout=settings["SESSION_ABSOLUTE_TIMEOUT"],
+        )
+        limits = LoginLimiter(
+            client,
+            keys,
+            user_limit=settings["LOGIN_FAILURE_LIMIT"],
+            address_limit=settings["LOGIN_ADDRESS_FAILURE_LIMIT"],
+            window=settings["LOGIN_FAILURE_WINDOW"],
+        )
+        logins = LoginFlow(
+            client,
+            keys,
+            source,
+            sessions,
+            limits,
+            hide_unknown_users=bool(settings["HIDE_UNKNOWN_USERS"]),
+        )
+        endings = Endings(sessions)
+        return cls(
+            settings=settings,
+            redis=client,
+            keys=keys,
+            users=directory,
+            user_source=source,
+            sessions=sessions,
+            challenges=ChallengeStore(
+                client,
+                keys,
+                ttl=settings["CHALLENGE_TTL"],
+                max_outstanding=settings["CHALLENGE_MAX_OUTSTANDING"],
+            ),
+            audit=AuditTrail(client, keys, max_entries=settings["AUDIT_MAX_ENTRIES"]),
+            login_limits=limits,
+            challenge_rate=ChallengeRateLimit(
+                client,
+                keys,
+                rate=settings["CHALLENGE_RATE_LIMIT"],
+                burst=settings["CHALLENGE_RATE_BURST"],
+            ),
+            logins=logins,
+            endings=endings,
+            web=WebLink(sessions, logins, endings),
+            **more,
+        )

@@ -1,0 +1,76 @@
+"""The standalone server's web sessions: Flask-Session in the gateway's Redis.
+
+Only a hash of the cookie's session id is used as the Redis key, and the id is regenerated at
+every login. Whether a browser is logged in is decided by its session family (auth/web_login.py),
+not by this data.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Flask, Request, Response
+from flask_session.base import ServerSideSession, ServerSideSessionInterface
+from flask_session.redis import RedisSessionInterface
+
+from webservice.services import Services
+from webservice.store.client import RedisClient, connect
+from webservice.store.tokens import hash_secret
+
+#: The characters of a web session id (URL-safe base64 without padding).
+_SID_CHARS = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class WebSessionInterface(RedisSessionInterface):
+    """Flask-Session's Redis interface over the client it is given, single Redis or cluster.
+
+    Flask-Session 0.8 accepts only a ``redis.Redis`` and otherwise silently falls back to a
+    ``Redis()`` on localhost, which would put web sessions in the wrong place on a Redis Cluster.
+    """
+
+    def __init__(self, app: Flask, client: RedisClient, key_prefix: str) -> None:
+        ServerSideSessionInterface.__init__(self, app, key_prefix=key_prefix, permanent=False)
+        self.client = client
+
+    def _get_store_id(self, sid: str) -> str:
+        """The Redis key holds a hash of the cookie's session id, never the id itself."""
+        return self.key_prefix + hash_secret(sid)
+
+    def open_session(self, app: Flask, request: Request) -> ServerSideSession:
+        """Without a cookie there is nothing to load: the new session gets its id only if it is
+        ever saved (most requests, the API's, never are). A cookie that has not the exact shape
+        of the ids this interface makes is treated as none, without asking Redis."""
+        if "HTTP_COOKIE" not in request.environ:
+            return self.session_class(sid="", permanent=self.permanent)
+        cookie = request.cookies.get(self.get_cookie_name(app))
+        if not cookie or not self._is_sid(cookie):
+            return self.session_class(sid="", permanent=self.permanent)
+        return super().open_session(app, request)
+
+    def _is_sid(self, value: str) -> bool:
+        """Whether ``value`` looks like ``secrets.token_urlsafe(sid_length)`` (_generate_sid)."""
+        return len(value) == -(-self.sid_length * 4 // 3) and _SID_CHARS.fullmatch(value) is not None
+
+    def save_session(self, app: Flask, session: ServerSideSession, response: Response) -> None:
+        if session and not session.sid:
+            session.sid = self._generate_sid(self.sid_length)
+        super().save_session(app, session, response)
+
+    def regenerate(self, web_session: ServerSideSession) -> None:  # type: ignore[override]
+        """Gives the session a new id and drops the old one's data, even when it is empty.
+
+        (Flask-Session's own ``regenerate`` skips empty sessions, and a session that just found
+        its login ended is empty.) The web login calls it at every login (no fixation).
+        """
+        if web_session.sid:
+            self._delete_session(self._get_store_id(web_session.sid))
+        web_session.sid = self._generate_sid(self.sid_length)
+        web_session.modified = True
+
+
+def init_web_sessions(app: Flask, gateway: Services, client: RedisClient | None) -> None:
+    """Keeps web sessions in the gateway's Redis (Flask-Session needs a client that answers bytes)."""
+    if client is None:
+        client = connect(gateway.settings, decode_responses=False)
+    app.permanent_session_lifetime = int(gateway.settings["SESSION_ABSOLUTE_TIMEOUT"])
+    app.session_interface = WebSessionInterface(app, client, gateway.keys.web_session_prefix())

@@ -1,0 +1,79 @@
+"""One round trip to Redis that carries a change and the commands that ride along with it.
+
+A change (a family started, extended or ended; a failed login counted) is sent as one pipeline.
+Others add their commands to that same pipeline instead of paying a round trip of their own: an
+audit entry, a failure counter's reset, an outbox entry. Each of them is a :class:`Participant`;
+:func:`send` queues the change's own commands, then each participant's, and hands every one of
+them exactly its own replies. Nobody counts reply offsets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from redis.exceptions import NoScriptError
+
+from webservice.store.client import RedisClient
+from webservice.store.scripts import LuaScript
+
+
+@dataclass(frozen=True)
+class Change:
+    """What the store tells participants about the change they ride with."""
+
+    #: The public handle of the session started, extended to or ended, when there is one.
+    handle: str = ""
+    #: The username concerned, when the store knows it.
+    username: str = ""
+
+
+class Participant(Protocol):
+    """Commands that ride in the round trip of a change.
+
+    ``queue`` may be called again for the same change: a pipeline that met a script Redis had
+    forgotten is sent again (see :func:`send`) after the commands of the first send ran, so a
+    participant must not queue a command that cannot be repeated (an XADD) a second time.
+    ``sent`` gets the replies to the commands it queued in the send that went through.
+    """
+
+    def queue(self, pipe: Any, change: Change) -> None: ...
+
+    def sent(self, replies: list[Any]) -> None: ...
+
+
+def send(
+    client: RedisClient,
+    own: Callable[[Any], None],
+    participants: Sequence[Participant] = (),
+    change: Change = Change(),
+    scripts: Sequence[LuaScript] = (),
+) -> list[Any]:
+    """Sends the commands ``own`` queues and those of ``participants`` in one round trip (not a
+    transaction); answers the replies to ``own``'s commands.
+
+    When Redis had forgotten one of ``scripts``, they are loaded and the whole pipeline is sent
+    again, so every command in it must be safe to repeat.
+    """
+
+    def attempt() -> tuple[list[Any], list[tuple[Participant, int, int]], int]:
+        pipe = client.pipeline(transaction=False)
+        own(pipe)
+        own_count = len(pipe)
+        spans = []
+        for participant in participants:
+            start = len(pipe)
+            participant.queue(pipe, change)
+            spans.append((participant, start, len(pipe)))
+        return (pipe.execute() if len(pipe) else []), spans, own_count
+
+    try:
+        replies, spans, own_count = attempt()
+    except NoScriptError:
+        for script in scripts:
+            script.load(client)
+        replies, spans, own_count = attempt()
+    for participant, start, end in spans:
+        participant.sent(replies[start:end])
+    return replies[:own_count]
