@@ -9,10 +9,10 @@ import fakeredis
 import pytest
 from flask import Flask
 
-import operations
 from tests.conftest import TEST_SETTINGS
 from tests.unit.support import TEST_OPERATIONS
 from webservice.standalone import create_app
+from webservice.api.registry import installed_operations
 from webservice.gateway import EXTENSION_KEY, Gateway
 
 AppFactory = Callable[..., Flask]
@@ -41,7 +41,7 @@ def make_app() -> Iterator[AppFactory]:
         return create_app(
             {**TEST_SETTINGS, **(settings or {})},
             redis_client=redis,
-            operations=operations.BUILTIN_OPERATIONS + tuple(extra_operations),
+            operations=[*installed_operations(), *extra_operations] if extra_operations else None,
             **clients,
         )
 

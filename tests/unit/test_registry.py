@@ -15,6 +15,7 @@ from webservice.api.registry import (
     Operation,
     OperationRegistry,
     RegistryError,
+    installed_operations,
     operation,
 )
 from tests.unit.support import TEST_OPERATIONS, envelope, error, result
@@ -138,7 +139,7 @@ def test_only_operations_can_be_registered():
 def test_discover_builtins_with_a_duplicate():
     ops = (operation("one")(_handler), operation("ONE")(_handler))
     with pytest.raises(RegistryError):
-        OperationRegistry.discover(ops, group="wsgate.tests.no-such-group")
+        OperationRegistry.of(ops)
 
 
 @pytest.mark.parametrize("name", ["login", "LOGIN", "getChallenge", "listtypes"])
@@ -167,9 +168,9 @@ def test_discover_loads_entry_points(monkeypatch):
         return [_FakeEntryPoint("pkg:fromplugin", extra)]
 
     monkeypatch.setattr("webservice.api.registry.entry_points", fake_entry_points)
-    registry = OperationRegistry.discover(operations.BUILTIN_OPERATIONS)
+    registry = OperationRegistry.of([*operations.BUILTIN_OPERATIONS, *installed_operations()])
     assert seen == [ENTRY_POINT_GROUP] == ["wsgate.operations"]
-    assert registry.get("FromPlugin") is extra
+    assert registry.get("FromPlugin") == extra
     assert "pkg:fromplugin" in registry.source("fromplugin")
 
 
@@ -179,7 +180,7 @@ def test_discover_refuses_an_entry_point_that_is_not_an_operation(monkeypatch, l
         "webservice.api.registry.entry_points", lambda group: [_FakeEntryPoint("pkg:thing", loaded)]
     )
     with pytest.raises(RegistryError):
-        OperationRegistry.discover(operations.BUILTIN_OPERATIONS)
+        OperationRegistry.of([*operations.BUILTIN_OPERATIONS, *installed_operations()])
 
 
 def test_discover_refuses_an_entry_point_that_clashes(monkeypatch):
@@ -188,7 +189,7 @@ def test_discover_refuses_an_entry_point_that_clashes(monkeypatch):
         "webservice.api.registry.entry_points", lambda group: [_FakeEntryPoint("pkg:logout", clash)]
     )
     with pytest.raises(RegistryError, match="logout"):
-        OperationRegistry.discover(operations.BUILTIN_OPERATIONS)
+        OperationRegistry.of([*operations.BUILTIN_OPERATIONS, *installed_operations()])
 
 
 # --- Parameter types, field by field -------------------------------------------------------------

@@ -158,9 +158,11 @@ def test_key_ttl_never_outlives_the_absolute_expiry(client, alice, gateway):
 
 def _extend(gateway, session_id: str) -> str:
     """Adds a second member to the family of ``session_id`` (what extendsession does)."""
-    answer = gateway.sessions.extend(SessionId.parse(session_id), ClientInfo("192.0.2.1", "test"))
+    root = SessionId.parse(session_id)
+    added = SessionId.new(root.family_id)
+    answer = gateway.sessions.extend(root, added, ClientInfo("192.0.2.1", "test"), root_kind="api")
     assert answer is not None
-    return str(answer[0])
+    return str(added)
 
 
 def test_idle_member_dies_alone_idle_root_ends_the_family(client, alice, gateway):

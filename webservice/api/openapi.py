@@ -86,7 +86,8 @@ def openapi_json() -> Response:
     body = current_app.extensions.get(_EXTENSION_KEY)
     if body is None:
         gateway = current_gateway()
-        document = build_document(gateway.operations, gateway.settings)
+        cookie = current_app.session_interface.get_cookie_name(current_app)
+        document = build_document(gateway.operations, gateway.settings, cookie)
         body = json.dumps(document, ensure_ascii=False, indent=1)
         current_app.extensions[_EXTENSION_KEY] = body
     return Response(body, mimetype="application/json")
@@ -102,7 +103,10 @@ def schema_name(operation_name: str) -> str:
     return "Operation." + re.sub(r"[^A-Za-z0-9._-]", "_", operation_name)
 
 
-def build_document(registry: OperationRegistry, settings: Mapping[str, Any]) -> dict[str, Any]:
+def build_document(
+    registry: OperationRegistry, settings: Mapping[str, Any], cookie: str = "session"
+) -> dict[str, Any]:
+    """The document; ``cookie`` is the name of the app's session cookie (extendsession's)."""
     """The OpenAPI document of ``webservice.php`` for the operations in ``registry``."""
     operations = list(registry)
     limits = _Limits.of(settings)
@@ -121,7 +125,6 @@ def build_document(registry: OperationRegistry, settings: Mapping[str, Any]) -> 
         },
     }
     schemas.update(_envelope_schemas())
-    cookie = str(settings.get("SESSION_COOKIE_NAME", "wsgate_session"))
     return {
         "openapi": OPENAPI_VERSION,
         "info": {

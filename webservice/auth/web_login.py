@@ -55,9 +55,15 @@ class WebLink:
         return bool(request.cookies.get(interface.get_cookie_name(current_app)))
 
     def claimed_id(self) -> SessionId | None:
-        """The web login this browser's session data names (live or not: see :meth:`current`)."""
+        """The web login this browser's session data names (live or not: see :meth:`current`),
+        bound to the session id where the interface has one: the family's root member is the
+        hash of the login's secret and that id, so the session data copied under another id
+        (server-side sessions) is no login."""
         link = session.get(SESSION_KEY)
-        return SessionId.parse(link.get("id")) if isinstance(link, dict) else None
+        parsed = SessionId.parse(link.get("id")) if isinstance(link, dict) else None
+        if parsed is None:
+            return None
+        return SessionId(parsed.family_id, parsed.secret + str(getattr(session, "sid", "") or ""))
 
     def claimed_username(self) -> str:
         link = session.get(SESSION_KEY)
@@ -97,18 +103,26 @@ class WebLink:
         if regenerate is not None and getattr(session, "sid", None) is not None:
             regenerate(session)
         web_id = SessionId.new()
+        session[SESSION_KEY] = {"id": str(web_id), "user": username}
+        root = self.claimed_id()
+        assert root is not None
         login = self.flow.succeed(
             username,
             client,
             "web",
-            web_id.handle,
-            lambda riders: self.sessions.open_web(web_id, user_id, username, client, riders),
+            root.handle,
+            lambda riders: self.sessions.open_web(root, user_id, username, client, riders),
             also,
         )
         assert login is not None  # open_web never declines
-        session[SESSION_KEY] = {"id": str(web_id), "user": username}
         setattr(g, _CHECKED, login)
         return login
+
+    def forget(self) -> None:
+        """Drops this browser's web login from its session data without ending anything (its
+        family has ended already)."""
+        session.pop(SESSION_KEY, None)
+        setattr(g, _CHECKED, None)
 
     def logout(self) -> bool:
         """Logs this browser out, and with it every API session linked to its login; says

@@ -22,6 +22,7 @@ from flask import (
 from flask_wtf.csrf import CSRFError
 
 from webservice.auth.login import LoginRefused, Refusal
+from webservice.auth.web_login import SESSION_KEY as WEB_LOGIN_KEY
 from webservice.auth.web_login import client_info
 from webservice.events import SessionEvent
 from webservice.gateway import current_gateway
@@ -38,12 +39,22 @@ def login_required(view: View) -> View:
 
     @wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        login = current_gateway().web.current()
+        login = current_login()
         if login is None:
             return redirect(url_for("web.login"))
         return view(login, *args, **kwargs)
 
     return guarded  # type: ignore[return-value]
+
+
+def current_login() -> Session | None:
+    """This browser's live web login. A browser whose login has ended keeps nothing of it: its
+    session data is cleared, so its cookie is dropped."""
+    claimed = WEB_LOGIN_KEY in session
+    login = current_gateway().web.current()
+    if login is None and claimed:
+        session.clear()
+    return login
 
 
 @blueprint.app_template_filter("when")
@@ -59,7 +70,7 @@ def login() -> Any:
     in one round trip, before the password is checked."""
     gateway = current_gateway()
     if request.method == "GET":
-        if gateway.web.current() is not None:
+        if current_login() is not None:
             return redirect(url_for("web.home"))
         return render_template("login.html")
     username = request.form.get("username", "").strip()
@@ -98,10 +109,14 @@ def logout() -> Response:
     return redirect(url_for("web.login"))
 
 
-def _leave(farewell: str) -> None:
-    """Logs this browser out (if it still was), keeping no trace of the login: the farewell is
-    carried by a fresh session id."""
-    current_gateway().web.logout()
+def _leave(farewell: str, ended: bool = False) -> None:
+    """Logs this browser out (unless its login has ``ended`` already), keeping no trace of the
+    login: the farewell is carried by a fresh session id."""
+    web = current_gateway().web
+    if ended:
+        web.forget()
+    else:
+        web.logout()
     session.clear()
     flash(farewell)
     current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
@@ -142,7 +157,7 @@ def end_session(login: Session) -> Response:
         flash("That session had already ended.")
         return redirect(url_for("web.sessions"))
     if family == login.family_id:
-        _leave("You ended this browser's session and everything linked to it.")
+        _leave("You ended this browser's session and everything linked to it.", ended=True)
         return redirect(url_for("web.login"))
     flash("Session ended, with every session linked to it.")
     return redirect(url_for("web.sessions"))
@@ -163,7 +178,7 @@ def end_other_sessions(login: Session) -> Response:
 def end_all_sessions(login: Session) -> Response:
     """Ends every login of this user, this browser's included (``endallsessions``)."""
     current_gateway().endings.all_of_user(login.user_id, _end_event(login, "endallsessions"))
-    _leave("Every session of yours has ended.")
+    _leave("Every session of yours has ended.", ended=True)
     return redirect(url_for("web.login"))
 
 

@@ -153,16 +153,17 @@ return {family[1], family[2]}
 """,
     )
 
-    #: KEYS: the family. ARGV: its root member (a web login), the idle timeout (ms), the new API
-    #: member, its packed client info. Returns {user id, username}, or nil.
-    #: Guarantees: the member is added only if the family is live and ARGV[1] is its live web root,
-    #: in the same step: a family that a logout has deleted can never gain a member.
+    #: KEYS: the family. ARGV: its root member, the idle timeout (ms), the new API member, its
+    #: packed client info, the root's kind ('web' for extendsession). Returns {user id, username},
+    #: or nil.
+    #: Guarantees: the member is added only if the family is live and ARGV[1] is its live root of
+    #: that kind, in the same step: a family that a logout has deleted can never gain a member.
     EXTEND = LuaScript(
         CLOCK,
         _FAMILY_FUNCTIONS,
         """
 local now = now_ms()
-local family, is_root = check_member(KEYS[1], ARGV[1], tonumber(ARGV[2]), 'web', now)
+local family, is_root = check_member(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[5], now)
 if not family or not is_root then return false end
 redis.call('HSET', KEYS[1], 'l:' .. ARGV[3], ms(now), 'i:' .. ARGV[3], ms(now) .. '\\31' .. ARGV[4])
 return {family[1], family[2]}
@@ -307,15 +308,16 @@ return redis.call('DEL', KEYS[1])
         added: SessionId,
         client_info: ClientInfo,
         riders: Sequence[Participant] = (),
+        root_kind: str = "web",
     ) -> Session | None:
         """Adds the API session ``added`` (a new secret in the family of ``root``) to the family
-        of the live web login ``root``; ``None`` if that login is not live.
+        of the live ``root_kind`` root ``root`` (a web login); ``None`` if that is not live.
 
         The web login's own secret is never handed out. The ``riders`` go in the same round trip
         (sent whether or not the login is live).
         """
         keys = [self.keys.family(root.family_id)]
-        args = [root.member, self.idle_ms, added.member, client_info.packed("api")]
+        args = [root.member, self.idle_ms, added.member, client_info.packed("api"), root_kind]
         (answer,) = send(
             self.client,
             lambda pipe: self.EXTEND.queue(pipe, keys, args),

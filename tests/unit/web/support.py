@@ -25,6 +25,7 @@ from tests.conftest import TEST_SETTINGS
 from tests.unit.support import BOOKKEEPING, envelope, error, result
 from webservice.standalone import create_app
 from webservice.gateway import EXTENSION_KEY, Gateway
+from webservice.auth.web_login import SESSION_KEY as WEB_LOGIN_KEY
 from webservice.store.tokens import SessionId, hash_secret
 from webservice.store.users import User
 
@@ -150,7 +151,7 @@ class Env:
 
     def age_member(self, family_id: str, member: str, seconds_idle: float | None = None) -> None:
         """Makes a member look unused for longer than the idle timeout (its ``l:`` field)."""
-        idle = self.app.config["SESSION_IDLE_TIMEOUT"] if seconds_idle is None else seconds_idle
+        idle = self.gateway.settings["SESSION_IDLE_TIMEOUT"] if seconds_idle is None else seconds_idle
         key = self.family_key(family_id)
         assert self.redis.hexists(key, f"l:{member}"), (key, member)
         self.redis.hset(key, f"l:{member}", now_ms() - int(idle * 1000) - 5000)
@@ -280,16 +281,24 @@ class Browser:
         return True
 
     @property
-    def family_id(self) -> str:
-        """The family of this browser's login, read from its Flask-Session blob."""
+    def web_login(self) -> SessionId:
+        """The web login of this browser, read from its Flask-Session blob."""
         blob = self.env.raw.get(self.env.web_key(self.cookie))
         assert blob is not None, "no web session in Redis"
-        return msgspec.msgpack.decode(blob)["family"]
+        parsed = SessionId.parse(msgspec.msgpack.decode(blob)[WEB_LOGIN_KEY]["id"])
+        assert parsed is not None
+        # Bound to the session id (auth/web_login.py).
+        return SessionId(parsed.family_id, parsed.secret + self.cookie)
+
+    @property
+    def family_id(self) -> str:
+        """The family of this browser's login."""
+        return self.web_login.family_id
 
     @property
     def member(self) -> str:
-        """The family member that this browser's cookie is (the hash of its session id)."""
-        return hash_secret(self.cookie)
+        """The family member that this browser's login is (the hash of its secret)."""
+        return self.web_login.member
 
     def extend(self, headers: dict[str, str] | None = None, with_token: bool = True) -> dict:
         """``extendsession`` from this browser's page: cookie, plus the X-CSRFToken header."""

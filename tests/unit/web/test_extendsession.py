@@ -79,7 +79,7 @@ def test_logged_in_with_the_csrf_header_gets_a_session(env, alice, browser):
     assert set(result) == {"sessionName", "userId", "version", "vtigerVersion"}
     assert result["userId"] == f"19x{alice.id}"
     assert result["version"] == "0.22"
-    assert result["vtigerVersion"] == env.app.config["VTIGER_VERSION"]
+    assert result["vtigerVersion"] == env.gateway.settings["VTIGER_VERSION"]
     session_name = result["sessionName"]
     assert env.alive(session_name)
 
