@@ -8,7 +8,7 @@ import redis
 
 from tests.wsclient import WebServiceClient, flask_transport
 from webservice.standalone import create_app
-from webservice.gateway import current_gateway
+from webservice.api.gateway import current_gateway
 from webservice.standalone.redis_server import RedisServer
 
 TEST_SETTINGS = {

@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 
 from webservice.events import SessionEvent
 from webservice.store.audit import AuditEntry, AuditEvent
-from webservice.gateway import current_gateway
+from webservice.api.gateway import current_gateway
 from webservice.store.users import User, UserError
 
 operations_cli = AppGroup("operations", help="Inspect the operations of webservice.php.")

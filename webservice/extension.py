@@ -5,7 +5,7 @@
     gate = WSGate(app)          # or: gate = WSGate(); gate.init_app(app) in an app factory
 
 ``init_app`` reads its settings from ``app.config`` (``WSGATE_*``, defaults in settings.py),
-keeps the app's :class:`~webservice.gateway.Gateway` in ``app.extensions["wsgate"]`` (the
+keeps the app's :class:`~webservice.api.gateway.Gateway` in ``app.extensions["wsgate"]`` (the
 extension object itself holds no app, so one ``WSGate`` serves several apps), and registers:
 
 - ``/webservice.php`` and ``/webservice``, and ``/openapi.json`` describing them;
@@ -32,7 +32,7 @@ from webservice.api.registry import Operation, OperationRegistry, installed_oper
 from webservice.auth import csrf
 from webservice.auth.trail import record_events
 from webservice.auth.users import ApiUserLoader
-from webservice.gateway import EXTENSION_KEY, Gateway, current_gateway, gateway_of
+from webservice.api.gateway import EXTENSION_KEY, Gateway, current_gateway, gateway_of
 from webservice.serving import health, metrics, request_log
 from webservice.store.client import RedisClient
 from webservice.store.sessions import Session

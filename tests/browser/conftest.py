@@ -20,7 +20,7 @@ import pytest
 
 from tests.wsclient import WebServiceClient, http_transport
 from webservice.standalone import create_app
-from webservice.gateway import current_gateway
+from webservice.api.gateway import current_gateway
 from tests.gunicorn_process import start_gunicorn, stop_gunicorn
 from webservice.standalone.redis_server import RedisServer
 

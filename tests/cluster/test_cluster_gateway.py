@@ -24,18 +24,19 @@ from tests.integration.test_linked_sessions_race import (
 )
 from webservice.standalone import create_app
 from webservice.store.challenges import ChallengeStore
-from webservice.store.client import ClusterClient, LuaScript
+from webservice.store.client import ClusterClient
+from webservice.store.scripts import LuaScript
 from webservice.standalone.redis_server import RedisServer, RedisServerError
 from webservice.store.sessions import SessionStore
 from webservice.store.users import UserDirectory
-from webservice.auth.web_login import WebSessionInterface
+from webservice.standalone.web_session import WebSessionInterface
 
 pytestmark = pytest.mark.cluster
 
 SCRIPTS: dict[str, LuaScript] = {
     "ISSUE": ChallengeStore.ISSUE,
     "OPEN_FROM_CHALLENGE": SessionStore.OPEN_FROM_CHALLENGE,
-    "OPEN": SessionStore.OPEN,
+    "OPEN_WEB": SessionStore.OPEN_WEB,
     "TOUCH": SessionStore.TOUCH,
     "EXTEND": SessionStore.EXTEND,
     "END_OWNED": SessionStore.END_OWNED,

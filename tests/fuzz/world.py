@@ -32,7 +32,7 @@ from argon2 import PasswordHasher
 import operations
 from tests.conftest import TEST_SETTINGS
 from webservice.standalone import create_app
-from webservice.gateway import EXTENSION_KEY
+from webservice.api.gateway import EXTENSION_KEY
 from webservice.store.sessions import ClientInfo
 from webservice.store.tokens import SessionId
 

@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import TEST_SETTINGS
 from webservice.standalone import create_app
-from webservice.gateway import EXTENSION_KEY
+from webservice.api.gateway import EXTENSION_KEY
 
 PASSWORD = "correct horse battery staple 42"
 COOKIE = "wsgate_session"

@@ -13,7 +13,7 @@ from tests.conftest import TEST_SETTINGS
 from tests.unit.support import TEST_OPERATIONS
 from webservice.standalone import create_app
 from webservice.api.registry import installed_operations
-from webservice.gateway import EXTENSION_KEY, Gateway
+from webservice.api.gateway import EXTENSION_KEY, Gateway
 
 AppFactory = Callable[..., Flask]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.support import envelope, login
-from webservice.serving.security_headers import DATA_CSP, PAGE_CSP
+from webservice.standalone.security_headers import DATA_CSP, PAGE_CSP
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "webservice" / "templates"
 

@@ -28,7 +28,7 @@ from webservice.api.errors import (
     service_unavailable,
     unknown_operation,
 )
-from webservice.gateway import current_gateway
+from webservice.api.gateway import current_gateway
 from webservice.serving.request_log import Trace
 from webservice.api.request_parsing import parse_request
 

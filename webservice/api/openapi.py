@@ -30,7 +30,7 @@ from flask import Blueprint, Response, current_app
 from marshmallow import fields, missing, validate
 
 from webservice.api.errors import ErrorCode
-from webservice.gateway import current_gateway
+from webservice.api.gateway import current_gateway
 
 if TYPE_CHECKING:
     from webservice.api.registry import Operation, OperationRegistry

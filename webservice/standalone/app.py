@@ -31,9 +31,9 @@ from webservice.api.errors import (
 )
 from webservice.api.registry import Operation
 from webservice.extension import WSGate
-from webservice.gateway import gateway_of
+from webservice.api.gateway import gateway_of
 from webservice.serving import health, proxies
-from webservice.serving.security_headers import init_security_headers
+from webservice.standalone.security_headers import init_security_headers
 from webservice.standalone import cli, web
 from webservice.standalone.settings import GATE_DEFAULTS, SERVER_DEFAULTS
 from webservice.standalone.web_session import init_web_sessions

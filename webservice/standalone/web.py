@@ -25,7 +25,7 @@ from webservice.auth.login import LoginRefused, Refusal
 from webservice.auth.web_login import SESSION_KEY as WEB_LOGIN_KEY
 from webservice.auth.web_login import client_info
 from webservice.events import SessionEvent
-from webservice.gateway import current_gateway
+from webservice.api.gateway import current_gateway
 from webservice.store.sessions import Session
 from webservice.store.users import User, is_valid_username, webservice_user_id
 

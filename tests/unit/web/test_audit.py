@@ -156,7 +156,7 @@ def test_a_replayed_token_leaves_one_login_and_one_failure(env, alice):
 
 
 def test_a_login_after_redis_forgot_the_scripts_is_written_once(env, alice):
-    """run_pipeline sends a pipeline again after NOSCRIPT; the entry must not be doubled."""
+    """The round trip sends a pipeline again after NOSCRIPT; the entry must not be doubled."""
     env.api_login(alice)
     env.redis.script_flush()
     env.api_login(alice)
