@@ -22,18 +22,7 @@ def getchallenge(context: OperationContext, params: dict[str, Any]) -> dict[str,
     wait_ms = gateway.challenge_rate.retry_after_ms(context.client.address)
     if wait_ms:
         raise too_many_requests("challenge requests", -(-wait_ms // 1000))
-    username = params["username"]
-    users = gateway.user_source
-    if users.known_by_redis:
-        who = "check"
-    else:
-        who = "known" if users.lookup(username) is not None else "unknown"
-    challenge = gateway.challenges.issue(
-        username,
-        users.tokens_key(username),
-        who,
-        decoys=bool(gateway.settings["HIDE_UNKNOWN_USERS"]),
-    )
+    challenge = gateway.logins.challenge(params["username"])
     if challenge is None:
         raise user_not_found()
     return {

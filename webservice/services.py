@@ -68,12 +68,19 @@ class Services:
             address_limit=settings["LOGIN_ADDRESS_FAILURE_LIMIT"],
             window=settings["LOGIN_FAILURE_WINDOW"],
         )
+        challenges = ChallengeStore(
+            client,
+            keys,
+            ttl=settings["CHALLENGE_TTL"],
+            max_outstanding=settings["CHALLENGE_MAX_OUTSTANDING"],
+        )
         logins = LoginFlow(
             client,
             keys,
             source,
             sessions,
             limits,
+            challenges,
             hide_unknown_users=bool(settings["HIDE_UNKNOWN_USERS"]),
         )
         endings = Endings(sessions)
@@ -84,12 +91,7 @@ class Services:
             users=directory,
             user_source=source,
             sessions=sessions,
-            challenges=ChallengeStore(
-                client,
-                keys,
-                ttl=settings["CHALLENGE_TTL"],
-                max_outstanding=settings["CHALLENGE_MAX_OUTSTANDING"],
-            ),
+            challenges=challenges,
             audit=AuditTrail(client, keys, max_entries=settings["AUDIT_MAX_ENTRIES"]),
             login_limits=limits,
             challenge_rate=ChallengeRateLimit(

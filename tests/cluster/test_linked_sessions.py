@@ -54,7 +54,7 @@ def linked_app(make_app) -> Flask:
 def inspector(linked_app: Flask) -> Iterator[Inspector]:
     """The integration tier's store inspector, reading the cluster through its own clients
     (its SCAN of every family visits every master)."""
-    spy = Inspector(linked_app, linked_app.config["REDIS_URL"])
+    spy = Inspector(linked_app, linked_app.config["WSGATE_REDIS_URL"])
     spy.close()
     spy.text = connect(linked_app.config)
     spy.raw = connect(linked_app.config, decode_responses=False)

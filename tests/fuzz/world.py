@@ -180,7 +180,7 @@ class World:
 
     def _api_login(self) -> str:
         gateway = self.gateway
-        challenge = gateway.challenges.issue("alice")
+        challenge = gateway.logins.challenge("alice")
         assert challenge is not None
         session_id = gateway.sessions.open_from_challenge(
             challenge.token, self.alice.id, "alice", ClientInfo("10.0.0.1", "fuzz pool")
@@ -264,7 +264,7 @@ class World:
             return self.csrf
         if kind == "proof":
             self.stats["valid proof"] += 1
-            challenge = self.gateway.challenges.issue("alice")
+            challenge = self.gateway.logins.challenge("alice")
             assert challenge is not None
             return hashlib.md5((challenge.token + self.alice.access_key).encode()).hexdigest()
         if kind == "stale-proof":

@@ -83,6 +83,24 @@ API_PAGE = """<!doctype html>
 <p>Hello {{ current_user.username }}: this page's script calls extendsession.</p>
 """
 
+#: The host's own page whose own script (static/api.js) gets an API session linked to this
+#: browser's login (extendsession, X-CSRFToken from the meta tag), uses it (listtypes) and can
+#: end it (logout); the form logs out of the host itself.
+APP_PAGE = """<!doctype html>
+<meta name="wsgate-csrf" content="{{ wsgate_csrf_token() }}">
+<title>Host app</title>
+<p>Hello <span id="username">{{ current_user.username }}</span></p>
+<p>API session <code id="api-session-name"></code> of <code id="api-user-id"></code></p>
+<p>Status: <span id="api-status">starting</span></p>
+<p>Types: <span id="api-types"></span></p>
+<button id="api-logout" type="button" disabled>API logout</button>
+<form method="post" action="{{ url_for('logout') }}">
+  {% if csrf_on %}<input type="hidden" name="csrf_token" value="{{ csrf_token() }}">{% endif %}
+  <button id="logout">Log out</button>
+</form>
+<script src="{{ url_for('static', filename='api.js') }}"></script>
+"""
+
 
 def create_host_app(
     redis_url: str | None = None,
@@ -170,6 +188,11 @@ def create_host_app(
     @login_required
     def api_page() -> str:
         return render_template_string(API_PAGE)
+
+    @app.get("/app")
+    @login_required
+    def app_page() -> str:
+        return render_template_string(APP_PAGE, csrf_on=protect is not None)
 
     @app.get("/api-token")
     @login_required

@@ -5,36 +5,28 @@ with both session kinds. Requests land on either worker, so the links hold acros
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 
-from tests.gunicorn_process import ROOT, TEST_GUNICORN_ARGS, _wait_until_serving, stop_gunicorn
 from tests.host.hostapp import ACCESS_KEYS, PASSWORDS, SESSION_KINDS
-from tests.host.support import RESULT_KEYS, error_code, meta_csrf_token, proof, success
-from webservice.standalone.redis_server import RedisServer, free_port
+from tests.host.support import (
+    RESULT_KEYS,
+    TIMEOUT,
+    LiveHost,
+    call,
+    error_code,
+    is_live,
+    meta_csrf_token,
+    proof,
+    serve_host,
+    success,
+)
+from webservice.standalone.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
-
-HOST_APP = "tests.host.wsgi_host:app"
-TIMEOUT = 10
-
-
-@dataclass
-class LiveHost:
-    base_url: str
-    log_path: Path
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
 @pytest.fixture(scope="module")
@@ -46,47 +38,11 @@ def host_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer
 
 @pytest.fixture(scope="module", params=SESSION_KINDS)
 def live_host(request: pytest.FixtureRequest, host_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHost]:
-    """gunicorn serving the host app with 2 workers, one per session kind. Started like
-    tests/gunicorn_process.start_gunicorn does for wsgi:app, with the host app instead."""
+    """gunicorn serving the host app with 2 workers, one per session kind."""
     session_kind: str = request.param
-    port = free_port()
     log_path = tmp_path_factory.mktemp(f"host-gunicorn-{session_kind}") / "gunicorn.log"
-    env = {
-        **os.environ,
-        "HOST_REDIS_URL": host_redis.url,
-        "HOST_SESSION": session_kind,
-        "WSGATE_BIND": f"127.0.0.1:{port}",
-        "WSGATE_WORKERS": "2",
-        "WSGATE_ACCESS_LOG": "-",
-        "GUNICORN_CMD_ARGS": TEST_GUNICORN_ARGS,
-    }
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", HOST_APP],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    base_url = f"http://127.0.0.1:{port}"
-    _wait_until_serving(base_url, process, log_path)
-    try:
-        yield LiveHost(base_url, log_path)
-    finally:
-        stop_gunicorn(process)
-
-
-def call(host: LiveHost, http: requests.Session, operation: str, method: str = "POST",
-         headers: dict[str, str] | None = None, **params: str) -> dict[str, Any]:  # fmt: skip
-    """One webservice.php call over HTTP; asserts the HTTP 200 JSON envelope."""
-    url = f"{host.base_url}/webservice.php"
-    data = {"operation": operation, **params}
-    if method == "GET":
-        response = http.get(url, params=data, headers=headers, timeout=TIMEOUT)
-    else:
-        response = http.post(url, data=data, headers=headers, timeout=TIMEOUT)
-    assert response.status_code == 200, (
-        f"{operation}: HTTP {response.status_code} {response.text[:300]}\n--- gunicorn log ---\n{host.log_tail()}"
-    )
-    assert response.headers["Content-Type"].startswith("application/json"), response.headers
-    return response.json()
+    with serve_host(host_redis.url, log_path, session_kind) as host:
+        yield host
 
 
 def browser_login(host: LiveHost, username: str = "alice") -> requests.Session:
@@ -110,15 +66,6 @@ def extended_session(host: LiveHost, browser: requests.Session) -> str:
     )
     assert set(result) == RESULT_KEYS and result["userId"] == "19x7" and result["version"] == "0.22", result
     return result["sessionName"]
-
-
-def is_live(host: LiveHost, session_name: str) -> bool:
-    """Whether listtypes accepts ``session_name``, from a client without cookies."""
-    envelope = call(host, requests.Session(), "listtypes", "GET", sessionName=session_name)
-    if envelope["success"]:
-        return True
-    assert error_code(envelope, "listtypes") == "AUTHENTICATION_REQUIRED", envelope
-    return False
 
 
 def assert_sent_to_login(host: LiveHost, browser: requests.Session) -> None:

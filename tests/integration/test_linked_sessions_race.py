@@ -47,7 +47,8 @@ from webservice.standalone import create_app
 from webservice.store.keys import RedisKeys
 from webservice.standalone.redis_server import RedisServer
 from webservice.store.sessions import SessionStore, handle_of
-from webservice.store.tokens import SessionId, hash_secret
+from webservice.auth.web_login import SESSION_KEY as WEB_LOGIN_KEY
+from webservice.store.tokens import SessionId
 from webservice.store.users import User
 
 pytestmark = pytest.mark.integration
@@ -78,9 +79,6 @@ def handle_for(session_id: str) -> str:
     return handle_of(parsed.family_id, parsed.member)
 
 
-def web_handle(family: str, web_sid: str) -> str:
-    """The public handle of the web member whose cookie holds ``web_sid``."""
-    return handle_of(family, hash_secret(web_sid))
 
 
 # --- holding a request in flight ------------------------------------------------------------------
@@ -328,7 +326,7 @@ class Inspector:
     """Reads the store directly, on its own connections (nothing it does is counted)."""
 
     def __init__(self, app: Flask, redis_url: str) -> None:
-        settings = app.config
+        settings = app.extensions["wsgate"].settings
         self.keys = RedisKeys(settings["REDIS_KEY_PREFIX"])
         self.text = redis.Redis.from_url(redis_url, decode_responses=True)
         self.raw = redis.Redis.from_url(redis_url)
@@ -354,10 +352,22 @@ class Inspector:
     def web_blob(self, sid: str) -> bytes | None:
         return self.raw.get(self.web_key(sid))
 
+    def web_root(self, sid: str) -> SessionId | None:
+        """The web login that the Flask-Session data of web session ``sid`` names, if any (bound
+        to the session id: see webservice/auth/web_login.py)."""
+        blob = self.web_blob(sid)
+        link = self.serializer.decode(blob).get(WEB_LOGIN_KEY) if blob else None
+        parsed = SessionId.parse(link["id"]) if link else None
+        return SessionId(parsed.family_id, parsed.secret + sid) if parsed else None
+
     def web_family(self, sid: str) -> str | None:
         """The family the Flask-Session data of web session ``sid`` names, if any."""
-        blob = self.web_blob(sid)
-        return self.serializer.decode(blob).get("family") if blob else None
+        root = self.web_root(sid)
+        return root.family_id if root else None
+
+    def web_handle(self, sid: str) -> str | None:
+        root = self.web_root(sid)
+        return root.handle if root else None
 
     def family_exists(self, family: str) -> bool:
         return bool(self.text.exists(self.keys.family(family)))
@@ -378,9 +388,11 @@ class Inspector:
 
     def web_member_live(self, family: str, web_sid: str) -> bool:
         """Whether the web member of ``family`` is live: its record and its browser session."""
+        root = self.web_root(web_sid)
         return (
-            self.store.check(SessionId(family, web_sid)) is not None
-            and self.web_family(web_sid) == family
+            root is not None
+            and root.family_id == family
+            and self.store.check(root, "web") is not None
         )
 
 
@@ -437,14 +449,18 @@ class Scene:
     family: str
     linked: list[str]
     standalone: str
+    #: The web login of the browser (its family's root).
+    web_root: SessionId
 
 
 def make_scene(app: Flask, user: User, inspector: Inspector) -> Scene:
     browser = Browser(FlaskTransport(app))
     sid = browser.log_in(user.username)
     assert browser.page_status("/") == "ok"
-    family = inspector.web_family(sid)
-    assert family and inspector.family_exists(family)
+    web_root = inspector.web_root(sid)
+    assert web_root is not None
+    family = web_root.family_id
+    assert inspector.family_exists(family)
     linked = []
     for proof_by in ("token", "origin"):
         answer = browser.extend(proof_by)
@@ -455,7 +471,7 @@ def make_scene(app: Flask, user: User, inspector: Inspector) -> Scene:
     api = Api(FlaskTransport(app, cookies=False))
     standalone = api.login(user)
     assert family_of(standalone) != family
-    return Scene(app, user, browser, api, sid, family, linked, standalone)
+    return Scene(app, user, browser, api, sid, family, linked, standalone, web_root)
 
 
 # --- the ways to end a linked family --------------------------------------------------------------
@@ -480,7 +496,7 @@ def by_web_end_of_linked_handle(scene: Scene) -> None:
 
 
 def by_api_endsession_of_web_handle(scene: Scene) -> None:
-    handle = web_handle(scene.family, scene.sid)
+    handle = scene.web_root.handle
     assert handle in [view["handle"] for view in scene.api.listing(scene.standalone)]
     answer = scene.api.call("endsession", sessionName=scene.standalone, handle=handle)
     assert answer == {"success": True, "result": {"message": "ended"}}
@@ -519,8 +535,8 @@ def assert_family_dead(scene: Scene, inspector: Inspector) -> None:
     for session_id in scene.linked:
         assert not scene.api.works(session_id), session_id
         assert not inspector.validates(session_id), session_id
-    assert inspector.store.check(SessionId(scene.family, scene.sid)) is None
-    handles = {handle_for(s) for s in scene.linked} | {web_handle(scene.family, scene.sid)}
+    assert inspector.store.check(scene.web_root, "web") is None
+    handles = {handle_for(s) for s in scene.linked} | {scene.web_root.handle}
     assert not handles & {view["handle"] for view in _listing_of_user(scene, inspector)}
 
 
@@ -859,6 +875,7 @@ class Family:
     started: float  # before the request that made it was sent
     created: float  # after its answer arrived
     web_sid: str | None = None
+    web_root: SessionId | None = None
 
 
 @dataclass
@@ -1002,7 +1019,10 @@ class Actor:
         sid = self.browser.log_in(self.user.username, from_open_tab=from_open_tab)
         family = self.inspector.web_family(sid)
         assert family, "a web login left no family in its session"
-        made = Family(family, self.user.username, "web", started, time.monotonic(), sid)
+        made = Family(
+            family, self.user.username, "web", started, time.monotonic(), sid,
+            self.inspector.web_root(sid),
+        )  # fmt: skip
         self.ledger.family(made)
         self.web = family
         if sid == previous_sid:
@@ -1084,7 +1104,7 @@ class Actor:
         if handles is None:
             self.saw_death(self.web, "GET /sessions sent the browser to /login")
             return
-        if web_handle(self.web, self.browser.sid or "") not in handles:
+        if self.inspector.web_handle(self.browser.sid or "") not in handles:
             # Its family ended between the page's check of the login and the listing.
             self.saw_death(self.web, "GET /sessions did not list this browser")
             return
@@ -1261,7 +1281,7 @@ def check_invariants(ledger: Ledger, spy: Inspector, figures: StressFigures) -> 
         family = families[family_id]
         if family_id in live:
             violation("an ended family still has its record", family_id)
-        if family.web_sid and spy.store.check(SessionId(family_id, family.web_sid)) is not None:
+        if family.web_root and spy.store.check(family.web_root, "web") is not None:
             violation("the web member of an ended family validates", family_id)
         for session_id in ids_of.get(family_id, []):
             if spy.validates(session_id):

@@ -125,7 +125,7 @@ def test_the_sentinel_settings_come_from_the_environment(
     monkeypatch.setenv("WSGATE_REDIS_SENTINEL_MASTER", MASTER_NAME)
     monkeypatch.setenv("WSGATE_REDIS_SENTINEL_PASSWORD", settings["REDIS_SENTINEL_PASSWORD"])
     app = create_app(TEST_SETTINGS)
-    assert app.config["REDIS_SENTINELS"] == settings["REDIS_SENTINELS"]
+    assert app.config["WSGATE_REDIS_SENTINELS"] == settings["REDIS_SENTINELS"]
     access_key = app.extensions["wsgate"].users.add(USERNAME).access_key
     ws = client_of(app)
     assert ws.login(USERNAME, access_key)["success"]

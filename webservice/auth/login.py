@@ -20,7 +20,13 @@ from typing import Any, NoReturn, TypeVar
 from webservice import events
 from webservice.auth.users import ApiUser, UserSource
 from webservice.events import SessionEvent
-from webservice.store.challenges import DECOY_ACCESS_KEY, find_proven_token, has_unexpired
+from webservice.store.challenges import (
+    DECOY_ACCESS_KEY,
+    Challenge,
+    ChallengeStore,
+    find_proven_token,
+    has_unexpired,
+)
 from webservice.store.client import RedisClient
 from webservice.store.keys import RedisKeys
 from webservice.store.limits import LoginAttempt, LoginLimiter
@@ -80,6 +86,7 @@ class LoginFlow:
         users: UserSource,
         sessions: SessionStore,
         limits: LoginLimiter,
+        challenges: ChallengeStore,
         *,
         hide_unknown_users: bool,
     ) -> None:
@@ -88,9 +95,20 @@ class LoginFlow:
         self.users = users
         self.sessions = sessions
         self.limits = limits
+        self.challenges = challenges
         self.hide = hide_unknown_users
 
     # --- the API ----------------------------------------------------------------------------
+
+    def challenge(self, username: str) -> Challenge | None:
+        """A new challenge token for ``username`` (getchallenge); ``None`` for a name that is no
+        user, unless unknown users are hidden: then it gets a decoy token (store/challenges.py)."""
+        users = self.users
+        if users.known_by_redis:
+            who = "check"
+        else:
+            who = "known" if users.lookup(username) is not None else "unknown"
+        return self.challenges.issue(username, users.tokens_key(username), who, decoys=self.hide)
 
     def api_login(self, username: str, proof: str, client: ClientInfo) -> tuple[SessionId, ApiUser]:
         """A new API session for a user that proves its access key against a challenge token;
