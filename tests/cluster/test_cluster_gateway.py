@@ -163,8 +163,8 @@ def test_scripts_that_every_node_forgot_are_reloaded_on_demand(
     browser = Browser(FlaskTransport(app))
     assert browser.get("/login").status == 200
     forget()
-    browser.log_in(USERNAME, from_open_tab=True)  # OPEN, in a pipeline
-    assert loaded_everywhere("OPEN")
+    browser.log_in(USERNAME, from_open_tab=True)  # OPEN_WEB, in a pipeline
+    assert loaded_everywhere("OPEN_WEB")
     forget()
     assert browser.page_status("/") == "ok"
     forget()

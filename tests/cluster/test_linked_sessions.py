@@ -54,11 +54,11 @@ def linked_app(make_app) -> Flask:
 def inspector(linked_app: Flask) -> Iterator[Inspector]:
     """The integration tier's store inspector, reading the cluster through its own clients
     (its SCAN of every family visits every master)."""
-    spy = Inspector(linked_app, linked_app.config["WSGATE_REDIS_URL"])
+    settings: Any = linked_app.extensions["wsgate"].settings
+    spy = Inspector(linked_app, settings["REDIS_URL"])
     spy.close()
-    spy.text = connect(linked_app.config)
-    spy.raw = connect(linked_app.config, decode_responses=False)
-    settings: Any = linked_app.config
+    spy.text = connect(settings)
+    spy.raw = connect(settings, decode_responses=False)
     spy.store = SessionStore(
         spy.text, spy.keys,
         idle_timeout=settings["SESSION_IDLE_TIMEOUT"],

@@ -34,6 +34,7 @@ from tests.conftest import TEST_SETTINGS
 from webservice.standalone import create_app
 from webservice.api.gateway import EXTENSION_KEY
 from webservice.store.sessions import ClientInfo
+from webservice.auth.web_login import SESSION_KEY as WEB_LOGIN_KEY
 from webservice.store.tokens import SessionId
 
 PREFIX = "wsgate"
@@ -182,26 +183,30 @@ class World:
         gateway = self.gateway
         challenge = gateway.logins.challenge("alice")
         assert challenge is not None
-        session_id = gateway.sessions.open_from_challenge(
-            challenge.token, self.alice.id, "alice", ClientInfo("10.0.0.1", "fuzz pool")
+        session_id = SessionId.for_challenge(challenge.token)
+        opened = gateway.sessions.open_from_challenge(
+            challenge.token, session_id, self.alice.id, "alice", ClientInfo("10.0.0.1", "fuzz pool")
         )
-        assert session_id is not None
+        assert opened
         return str(session_id)
 
     def _check_web(self) -> Any:
-        family = self._web_family()
-        if family is None:
+        root = self._web_root()
+        if root is None:
             return None
-        return self.gateway.sessions.check(SessionId(family, self.cookie))
+        return self.gateway.sessions.check(root, "web")
 
-    def _web_family(self) -> str | None:
+    def _web_root(self) -> SessionId | None:
+        """The web login the browser's session data names, bound to its session id
+        (webservice/auth/web_login.py)."""
         raw = self.app.session_interface.client.get(
             self.app.session_interface._get_store_id(self.cookie)
         )
         if raw is None:
             return None
-        data = self.app.session_interface.serializer.decode(raw)
-        return data.get("family")
+        link = self.app.session_interface.serializer.decode(raw).get(WEB_LOGIN_KEY)
+        parsed = SessionId.parse(link["id"]) if link else None
+        return SessionId(parsed.family_id, parsed.secret + self.cookie) if parsed else None
 
     def _web_login(self) -> None:
         client = self.app.test_client()
@@ -219,13 +224,12 @@ class World:
         self.csrf = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
 
     def _extend_web(self) -> str:
-        family = self._web_family()
-        assert family is not None
-        extended = self.gateway.sessions.extend(
-            SessionId(family, self.cookie), ClientInfo("10.0.0.2", "fuzz pool")
-        )
+        root = self._web_root()
+        assert root is not None
+        added = SessionId.new(root.family_id)
+        extended = self.gateway.sessions.extend(root, added, ClientInfo("10.0.0.2", "fuzz pool"))
         assert extended is not None
-        return str(extended[0])
+        return str(added)
 
     # --- resolving placeholders ------------------------------------------------------------------
 

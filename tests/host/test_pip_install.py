@@ -3,8 +3,9 @@
 The checkout is copied first (so no build output lands in it), then installed with pip into a new
 ``python -m venv`` in tmp_path. In that venv, run from tmp_path (so the checkout is not on
 sys.path): ``webservice`` and ``operations`` import, the standalone server's deployment files
-``config`` and ``wsgi`` do not, and a README-style host app (Flask-Login + WSGate over a real
-redis-server) logs in through Flask's test client and gets an API session from extendsession.
+``config`` and ``wsgi`` do not, and the README's host-app example (Flask-Login + WSGate over a
+real redis-server), copied from the README as it stands, logs in through Flask's test client and
+gets an API session from extendsession.
 """
 
 from __future__ import annotations
@@ -30,71 +31,45 @@ COPY_IGNORE = shutil.ignore_patterns(
     "test-output", "tests",
 )  # fmt: skip
 
-HOST_SCRIPT = textwrap.dedent('''\
-    """A host app as the README shows one: its own users, Flask-Login, and WSGate."""
-    import os
-    import sys
+#: The README's host-app example is the block after this marker.
+EXAMPLE_MARKER = "<!-- host-app-example:"
 
-    from flask import Flask, request
-    from flask_login import LoginManager, UserMixin, login_required, login_user, logout_user
-    from webservice import ApiUser, WSGate
+#: What a new user does with the example: log in in a browser (Flask's test client), let the
+#: page's script get an API session (extendsession with the page's CSRF token), use it from
+#: another client, log out, and see the API session refused.
+DRIVER = textwrap.dedent('''\
+    import re
 
-    class User(UserMixin):
-        def __init__(self, id, username, password, access_key):
-            self.id, self.username, self.password, self.access_key = id, username, password, access_key
-
-    USERS = {"alice": User(7, "alice", "alice-password", "aLiCeAcCeSsKeY07")}
-
-    app = Flask(__name__)
-    app.config.update(SECRET_KEY="readme-example-secret", WSGATE_REDIS_URL=os.environ["REDIS_URL"])
-    gate = WSGate(app)
-
-    @gate.api_user_loader
-    def load_api_user(username):
-        user = USERS.get(username)
-        return ApiUser(user.id, user.username, user.access_key) if user else None
-
-    login_manager = LoginManager(app)
-    login_manager.login_view = "login"
-
-    @login_manager.user_loader
-    def load_user(user_id):
-        return next((u for u in USERS.values() if str(u.id) == user_id), None)
-
-    @app.post("/login")
-    def login():
-        user = USERS.get(request.form["username"])
-        if user is None or user.password != request.form["password"]:
-            return "no", 401
-        login_user(user)
-        return "ok"
-
-    @app.post("/logout")
-    def logout():
-        logout_user()
-        return "bye"
-
-    @app.get("/")
-    @login_required
-    def index():
-        return "hello"
+    from app import app
 
     browser = app.test_client()
-    assert browser.post("/login", data={"username": "alice", "password": "alice-password"}).status_code == 200
+    assert browser.get("/").status_code == 302, "the page should need a login"
+    answer = browser.post("/login", data={"username": "alice", "password": "alice-password"})
+    assert answer.status_code == 302 and answer.location.endswith("/"), answer.status_code
+    page = browser.get("/").get_data(as_text=True)
+    assert "Hello alice" in page, page
+    token = re.search(r'name="wsgate-csrf" content="([^"]+)"', page).group(1)
     answer = browser.post(
-        "/webservice.php", data={"operation": "extendsession"}, headers={"Origin": "http://localhost"}
+        "/webservice.php", data={"operation": "extendsession"}, headers={"X-CSRFToken": token}
     ).get_json()
-    assert answer["success"] is True, answer
-    assert answer["result"]["userId"] == "19x7", answer
+    assert answer["success"] is True and answer["result"]["userId"] == "19x7", answer
     session_name = answer["result"]["sessionName"]
     script = app.test_client()
     listed = script.get("/webservice.php", query_string={"operation": "listtypes", "sessionName": session_name})
     assert listed.get_json()["success"] is True, listed.get_json()
-    browser.post("/logout")
+    assert browser.post("/logout").status_code == 302
     listed = script.get("/webservice.php", query_string={"operation": "listtypes", "sessionName": session_name})
     assert listed.get_json()["error"]["code"] == "AUTHENTICATION_REQUIRED", listed.get_json()
     print("OK")
 ''')
+
+
+def readme_example() -> str:
+    """The README's host-app example, as it stands."""
+    readme = (CHECKOUT / "README.md").read_text(encoding="utf-8")
+    after = readme.split(EXAMPLE_MARKER, 1)[1]
+    block = after.split("```python\n", 1)[1].split("\n```", 1)[0]
+    return block + "\n"
 
 
 def _clean_env() -> dict[str, str]:
@@ -159,13 +134,14 @@ def test_packages_are_installed(installed_venv: Path, tmp_path: Path) -> None:
         assert Path(line).resolve().is_relative_to(venv_root), f"{line} is not inside the venv {venv_root}"
 
 
-def test_readme_style_host_app_runs(installed_venv: Path, redis_for_venv: RedisServer, tmp_path: Path) -> None:
-    """A Flask-Login host with WSGate, in the installed venv over a real redis-server: login,
-    extendsession (same Origin), listtypes with the new session, host logout ends it; prints OK."""
-    script = tmp_path / "host_example.py"
-    script.write_text(HOST_SCRIPT)
-    env = {**_clean_env(), "REDIS_URL": redis_for_venv.url}
-    done = _run([str(installed_venv), str(script)], tmp_path, timeout=120, env=env)
+def test_the_readme_example_runs(installed_venv: Path, redis_for_venv: RedisServer, tmp_path: Path) -> None:
+    """The README's Flask-Login example, copied as it stands into app.py, in the installed venv
+    over a real redis-server: login, extendsession with the page's token, listtypes with the new
+    session, host logout ends it; prints OK."""
+    (tmp_path / "app.py").write_text(readme_example())
+    (tmp_path / "drive.py").write_text(DRIVER)
+    env = {**_clean_env(), "WSGATE_REDIS_URL": redis_for_venv.url}
+    done = _run([str(installed_venv), "drive.py"], tmp_path, timeout=120, env=env)
     assert done.returncode == 0 and done.stdout.strip().endswith("OK"), (
         f"the example failed (rc {done.returncode}):\n{done.stdout}\n{done.stderr}"
     )

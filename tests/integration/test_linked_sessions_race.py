@@ -734,7 +734,7 @@ def test_the_pre_logout_session_blob_written_back_cannot_bring_the_login_back(
     scene = make_scene(linked_app, people["alice"], inspector)
     end, _ = LINKED_ENDS[way]
     blob = inspector.web_blob(scene.sid)
-    assert blob is not None and inspector.serializer.decode(blob)["family"] == scene.family
+    assert blob is not None and inspector.web_family(scene.sid) == scene.family
 
     end(scene)
     inspector.raw.set(inspector.web_key(scene.sid), blob, ex=3600)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 import secrets
 
+import msgspec
 import pytest
 
+from tests.unit.support import envelope
 from tests.unit.web.support import (
+    ENDPOINT,
+    WEB_LOGIN_KEY,
     API_AGENT,
     BROWSER_AGENT,
     PASSWORD,
@@ -466,3 +470,17 @@ def test_a_cookie_of_an_ended_family_is_dropped(env, alice):
     value, attributes = cookie_attributes(header)
     assert value == "" and "expires" in attributes
     assert not env.raw.exists(web_key(env, sid))
+
+
+def test_a_web_login_is_no_api_session(env, alice):
+    """The web login's id, as its session data holds it or bound to the cookie, is refused as a
+    sessionName: a web login's secret authenticates web requests only."""
+    browser = env.browser()
+    browser.login("alice")
+    blob = env.raw.get(web_key(env, browser.cookie))
+    stored = msgspec.msgpack.decode(blob)[WEB_LOGIN_KEY]["id"]
+    bound = browser.web_login
+    for name in (stored, str(bound), f"{bound.family_id}.{browser.cookie}"):
+        answer = envelope(browser.client.post(ENDPOINT, data={"operation": "listtypes", "sessionName": name}))
+        assert answer["error"]["code"] == "AUTHENTICATION_REQUIRED", name
+    assert browser.logged_in()
