@@ -6,7 +6,7 @@ redis-py's pools would drop connections inherited through a fork anyway, should 
 
 Metrics: every worker counts into files under ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's
 multiprocess mode), which ``/metrics`` adds up, folding the files of exited workers into one per
-type as it goes (webservice/metrics.py). Unset, this master makes a fresh directory of its
+type as it goes (webservice/serving/metrics.py). Unset, this master makes a fresh directory of its
 own and removes it when it exits; set, its old files are removed when the master starts (a
 directory per master: two gunicorns must not share one).
 """
@@ -44,7 +44,7 @@ limit_request_line = 8190
 #: gunicorn 27's control socket defaults to one path per user, shared by every gunicorn on the
 #: host; the gateway does not use it.
 control_socket_disable = True
-#: The gateway writes one structured line per webservice.php request (webservice/request_log.py),
+#: The gateway writes one structured line per webservice.php request (webservice/serving/request_log.py),
 #: so gunicorn's own access log is off unless WSGATE_ACCESS_LOG names a file (or "-", stdout).
 accesslog = os.environ.get("WSGATE_ACCESS_LOG") or None
 #: gunicorn's default format, but the path without its query string (``%(U)s`` for ``%(r)s``):

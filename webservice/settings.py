@@ -35,7 +35,7 @@ REDIS_SENTINEL_CHECK_INTERVAL = 0.5
 #: SERVICE_UNAVAILABLE. Bounded so that a dead Redis never hangs a worker.
 REDIS_CONNECT_TIMEOUT = 1.0
 REDIS_SOCKET_TIMEOUT = 2.0
-#: Every key the gateway writes starts with this prefix (see webservice/keys.py).
+#: Every key the gateway writes starts with this prefix (see webservice/store/keys.py).
 REDIS_KEY_PREFIX = "wsgate"
 
 # --- Sessions ------------------------------------------------------------------------------------

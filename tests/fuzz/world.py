@@ -119,14 +119,12 @@ class World:
         self.redis = fakeredis.FakeRedis(server=self.server, decode_responses=True)
         #: Answers bytes: for snapshots, which include the web sessions' msgpack data.
         self.raw_redis = fakeredis.FakeRedis(server=self.server)
-        with pytest.MonkeyPatch.context() as patch:
-            wrapped = tuple(self.recorder.wrap(op) for op in operations.BUILTIN_OPERATIONS)
-            patch.setattr(operations, "BUILTIN_OPERATIONS", wrapped)
-            self.app = create_app(
-                {**TEST_SETTINGS, **(settings or {})},
-                redis_client=self.redis,
-                web_session_client=fakeredis.FakeRedis(server=self.server),
-            )
+        self.app = create_app(
+            {**TEST_SETTINGS, **(settings or {})},
+            redis_client=self.redis,
+            web_session_client=fakeredis.FakeRedis(server=self.server),
+            operations=[self.recorder.wrap(op) for op in operations.BUILTIN_OPERATIONS],
+        )
         self.gateway = self.app.extensions[EXTENSION_KEY]
         # Cheap Argon2 parameters for the fuzzers' web logins (verification reads them from the
         # hash), so that rebuilding the web login after a fuzzed logout costs little.

@@ -39,7 +39,7 @@ OPENAPI_VERSION = "3.1.0"
 DOCUMENT_PATH = "/openapi.json"
 ENDPOINT_PATHS = ("/webservice.php", "/webservice")
 SESSION_HEADER = "corebos-authorization"
-#: The exact shape of the session ids the gateway hands out (webservice/tokens.py).
+#: The exact shape of the session ids the gateway hands out (webservice/store/tokens.py).
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}$"
 
 #: What each error code means; every code of :class:`ErrorCode` must be here (the document refuses

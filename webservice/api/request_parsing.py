@@ -12,7 +12,7 @@ error the endpoint turns into REQUEST_TOO_LARGE), the number of parameters (MAX_
 REQUEST_TOO_LARGE), and the length of each parameter's name (MAX_PARAMETER_NAME_LENGTH) and value
 (MAX_PARAMETER_LENGTH, characters; a JSON body's nested value counts as its JSON text), both
 INVALID_PARAMETER. A session id that has not the exact shape the gateway hands out never reaches
-Redis either (SessionStore.validate refuses it first; the web cookie likewise, web_session.py).
+Redis either (SessionStore.validate refuses it first; the standalone's web cookie likewise, standalone/web_session.py).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from flask import Request, current_app
 from werkzeug.datastructures import MultiDict
 
 from webservice.api.errors import ErrorCode, WebServiceError
+from webservice.auth.web_login import client_info
 from webservice.store.sessions import ClientInfo
 
 SESSION_HEADER = "corebos-authorization"
@@ -41,7 +42,7 @@ class WebServiceRequest:
     client: ClientInfo
 
 
-#: The defaults of MAX_PARAMETER_NAME_LENGTH and MAX_PARAMETER_LENGTH (config/defaults.py).
+#: The defaults of MAX_PARAMETER_NAME_LENGTH and MAX_PARAMETER_LENGTH (webservice/settings.py).
 DEFAULT_MAX_NAME_LENGTH = 256
 DEFAULT_MAX_VALUE_LENGTH = 64 * 1024
 #: How much of an over-long parameter name an error message repeats.
@@ -66,9 +67,9 @@ def parse_request(
     if max_name_length is None or max_value_length is None:
         config = current_app.config
         if max_name_length is None:
-            max_name_length = config.get("MAX_PARAMETER_NAME_LENGTH", DEFAULT_MAX_NAME_LENGTH)
+            max_name_length = config.get("WSGATE_MAX_PARAMETER_NAME_LENGTH", DEFAULT_MAX_NAME_LENGTH)
         if max_value_length is None:
-            max_value_length = config.get("MAX_PARAMETER_LENGTH", DEFAULT_MAX_VALUE_LENGTH)
+            max_value_length = config.get("WSGATE_MAX_PARAMETER_LENGTH", DEFAULT_MAX_VALUE_LENGTH)
     params = _parameters(request, max_parameters, max_name_length, max_value_length)
     if len(params) > max_parameters:
         raise too_many_parameters(max_parameters)
@@ -102,13 +103,6 @@ def parameter_too_long(name: str, max_length: int) -> WebServiceError:
     return WebServiceError(
         ErrorCode.INVALID_PARAMETER,
         f"Invalid parameter {shown}: longer than {max_length} characters",
-    )
-
-
-def client_info(request: Request) -> ClientInfo:
-    return ClientInfo(
-        address=request.remote_addr or "",
-        user_agent=request.headers.get("User-Agent", ""),
     )
 
 

@@ -16,7 +16,7 @@ before the login is worth nothing after it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from flask import current_app, g, request, session
+from flask import Request, current_app, g, request, session
 
 from webservice import events
 from webservice.auth.endings import Endings
@@ -32,11 +32,11 @@ SESSION_KEY = "_wsgate_login"
 _CHECKED = "_wsgate_web_login"
 
 
-def client_info() -> ClientInfo:
-    """This request's client, as session listings and the audit trail show it."""
-    return ClientInfo(
-        address=request.remote_addr or "", user_agent=request.headers.get("User-Agent", "")
-    )
+def client_info(of: Request | None = None) -> ClientInfo:
+    """The client of request ``of`` (default: this request), as session listings and the audit
+    trail show it."""
+    req = of if of is not None else request
+    return ClientInfo(address=req.remote_addr or "", user_agent=req.headers.get("User-Agent", ""))
 
 
 class WebLink:
