@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import fakeredis
-import pytest
 from argon2 import PasswordHasher
 
 import operations

@@ -1,1 +1,1 @@
-"""What an operator sees: probes, metrics, the request log, proxies, security headers."""
+"""What an operator sees: probes, metrics, the request log, proxies."""
