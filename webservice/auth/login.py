@@ -33,7 +33,7 @@ from webservice.store.limits import LoginAttempt, LoginLimiter
 from webservice.store.round_trip import Participant, send
 from webservice.store.sessions import ClientInfo, SessionStore
 from webservice.store.tokens import SessionId
-from webservice.store.users import challenge_tokens, is_valid_username
+from webservice.store.users import User, UserDirectory, challenge_tokens, is_valid_username
 
 Started = TypeVar("Started")
 
@@ -167,6 +167,30 @@ class LoginFlow:
         if not user.active:
             raise LoginRefused("inactive", hidden if hide else Refusal.INACTIVE)
         return user, token
+
+    # --- a password (the standalone server's login form) ---------------------------------------
+
+    def password_login(
+        self,
+        username: str,
+        password: str,
+        client: ClientInfo,
+        directory: UserDirectory,
+        start: Callable[[User, Sequence[Participant]], Started],
+    ) -> Started:
+        """Logs a user of the Redis directory in with its password: ``start`` starts the web
+        login, given what must ride with it (the failure counter's reset); raises LoginRefused.
+        Always one Argon2 verification, whatever the reason for a refusal."""
+        read = self.read(username, client, "web", decoys=False)
+        # With the directory as the user source, the record read is the user's own hash.
+        user = User.from_fields(username, read.record) if "id" in read.record else None
+        reason = directory.password_failure(user, password)
+        if reason is not None:
+            if not is_valid_username(username):
+                reason = "invalid_username"
+            self.fail(read.attempt, username, client, "web", LoginRefused(reason, Refusal.BAD_CREDENTIALS))
+        assert user is not None
+        return start(user, [read.attempt.success()])
 
     # --- the steps ----------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from webservice.auth.web_login import client_info
 from webservice.events import SessionEvent
 from webservice.api.gateway import current_gateway
 from webservice.store.sessions import Session
-from webservice.store.users import User, is_valid_username, webservice_user_id
+from webservice.store.users import webservice_user_id
 
 blueprint = Blueprint("web", __name__, template_folder="templates", static_folder="static")
 
@@ -68,14 +68,20 @@ def login() -> Any:
     """The login form: the one login flow (auth/login.py) with a password as the proof. Failed
     logins count toward the same limits as API logins; the user record and the counters are read
     in one round trip, before the password is checked."""
-    gateway = current_gateway()
     if request.method == "GET":
         if current_login() is not None:
             return redirect(url_for("web.home"))
         return render_template("login.html")
     username = request.form.get("username", "").strip()
+    gateway = current_gateway()
     try:
-        _password_login(username, request.form.get("password", ""))
+        gateway.logins.password_login(
+            username,
+            request.form.get("password", ""),
+            client_info(),
+            gateway.users,
+            lambda user, also: gateway.web.login(user.id, user.username, also),
+        )
     except LoginRefused as refused:
         if refused.answer == Refusal.LIMITED:
             wait = refused.retry_after or 1
@@ -85,22 +91,6 @@ def login() -> Any:
         page = render_template("login.html", error="Invalid username or password", username=username)
         return page, 401
     return redirect(url_for("web.home"))
-
-
-def _password_login(username: str, password: str) -> Session:
-    gateway = current_gateway()
-    flow = gateway.logins
-    client = client_info()
-    read = flow.read(username, client, "web", decoys=False)
-    # The standalone's users are the Redis directory's: the record read is the user's hash.
-    user = User.from_fields(username, read.record) if read.user is not None else None
-    reason = gateway.users.password_failure(user, password)
-    if reason is not None:
-        if not is_valid_username(username):
-            reason = "invalid_username"
-        flow.fail(read.attempt, username, client, "web", LoginRefused(reason, Refusal.BAD_CREDENTIALS))
-    assert user is not None
-    return gateway.web.login(user.id, user.username, also=[read.attempt.success()])
 
 
 @blueprint.post("/logout")
