@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from webservice.plugin import OperationContext, Params, String, operation, too_many_requests, user_not_found
+from webservice.plugin import (
+    OperationContext,
+    Params,
+    String,
+    operation,
+    too_many_requests,
+    user_not_found,
+)
 
 
 class GetChallengeParams(Params):

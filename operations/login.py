@@ -8,9 +8,9 @@ from typing import Any
 from webservice.plugin import (
     ErrorCode,
     LoginRefused,
-    Refusal,
     OperationContext,
     Params,
+    Refusal,
     String,
     WebServiceError,
     operation,

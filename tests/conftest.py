@@ -7,8 +7,8 @@ import pytest
 import redis
 
 from tests.wsclient import WebServiceClient, flask_transport
-from webservice.standalone import create_app
 from webservice.api.gateway import current_gateway
+from webservice.standalone import create_app
 from webservice.standalone.redis_server import RedisServer
 
 TEST_SETTINGS = {

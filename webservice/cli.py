@@ -1,4 +1,4 @@
-"""The ``flask ...`` commands every WSGate app has: its operations, its sessions, its audit trail."""
+"""The ``flask ...`` commands every WSGate app has: its operations, sessions and audit trail."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from flask import Flask
 from flask.cli import AppGroup
 from redis.exceptions import RedisError
 
+from webservice.api.gateway import current_gateway
 from webservice.events import SessionEvent
 from webservice.store.audit import AuditEntry, AuditEvent
-from webservice.api.gateway import current_gateway
 from webservice.store.users import User, UserError
 
 operations_cli = AppGroup("operations", help="Inspect the operations of webservice.php.")
@@ -107,7 +107,8 @@ def revoke_user_sessions(username: str) -> None:
     """End every session of USERNAME."""
     gateway = current_gateway()
     user = existing_user(username)
-    ended = gateway.endings.all_of_user(user.id, operator_event(user=user.username, reason="revoke_user"))
+    event = operator_event(user=user.username, reason="revoke_user")
+    ended = gateway.endings.all_of_user(user.id, event)
     click.echo(f"{ended} login(s) of {username} ended, with every session linked to them")
 
 

@@ -28,11 +28,11 @@ from flask import Flask, current_app
 
 from webservice import cli, settings
 from webservice.api import endpoint, openapi
+from webservice.api.gateway import EXTENSION_KEY, Gateway, current_gateway, gateway_of
 from webservice.api.registry import Operation, OperationRegistry, installed_operations
 from webservice.auth import csrf
 from webservice.auth.trail import record_events
 from webservice.auth.users import ApiUserLoader
-from webservice.api.gateway import EXTENSION_KEY, Gateway, current_gateway, gateway_of
 from webservice.serving import health, metrics, request_log
 from webservice.store.client import RedisClient
 from webservice.store.sessions import Session

@@ -28,7 +28,15 @@ from webservice.api.errors import (
     too_many_requests,
     user_not_found,
 )
-from webservice.api.params import Boolean, DateTime, Double, Encoded, Params, String, ValidationError
+from webservice.api.params import (
+    Boolean,
+    DateTime,
+    Double,
+    Encoded,
+    Params,
+    String,
+    ValidationError,
+)
 from webservice.api.registry import Operation, RegistryError, operation
 from webservice.auth.csrf import CSRF_HEADER, has_valid_csrf_header, origin_verdict
 from webservice.auth.login import LoginRefused, Refusal

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.wsclient import WebServiceClient, http_transport
-from webservice.standalone import create_app
-from webservice.api.gateway import current_gateway
 from tests.gunicorn_process import start_gunicorn, stop_gunicorn
+from tests.wsclient import WebServiceClient, http_transport
+from webservice.api.gateway import current_gateway
+from webservice.standalone import create_app
 from webservice.standalone.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -23,13 +23,13 @@ from tests.integration.test_linked_sessions_race import (
     handle_for,
 )
 from webservice.standalone import create_app
+from webservice.standalone.redis_server import RedisServer, RedisServerError
+from webservice.standalone.web_session import WebSessionInterface
 from webservice.store.challenges import ChallengeStore
 from webservice.store.client import ClusterClient
 from webservice.store.scripts import LuaScript
-from webservice.standalone.redis_server import RedisServer, RedisServerError
 from webservice.store.sessions import SessionStore
 from webservice.store.users import UserDirectory
-from webservice.standalone.web_session import WebSessionInterface
 
 pytestmark = pytest.mark.cluster
 

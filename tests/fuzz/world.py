@@ -30,10 +30,10 @@ from argon2 import PasswordHasher
 
 import operations
 from tests.conftest import TEST_SETTINGS
-from webservice.standalone import create_app
 from webservice.api.gateway import EXTENSION_KEY
-from webservice.store.sessions import ClientInfo
 from webservice.auth.web_login import SESSION_KEY as WEB_LOGIN_KEY
+from webservice.standalone import create_app
+from webservice.store.sessions import ClientInfo
 from webservice.store.tokens import SessionId
 
 PREFIX = "wsgate"

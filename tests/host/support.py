@@ -15,7 +15,12 @@ from typing import Any
 
 import requests
 
-from tests.gunicorn_process import ROOT, TEST_GUNICORN_ARGS, _wait_until_serving, stop_gunicorn
+from tests.gunicorn_process import (
+    ROOT,
+    TEST_GUNICORN_ARGS,
+    _wait_until_serving,
+    stop_gunicorn,
+)
 from tests.wsclient import proof
 from webservice.standalone.redis_server import free_port
 

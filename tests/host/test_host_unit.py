@@ -25,7 +25,14 @@ from tests.host.hostapp import (
     create_host_app,
     create_plain_host_app,
 )
-from tests.host.support import RESULT_KEYS, error_code, form_csrf_token, meta_csrf_token, proof, success
+from tests.host.support import (
+    RESULT_KEYS,
+    error_code,
+    form_csrf_token,
+    meta_csrf_token,
+    proof,
+    success,
+)
 
 ORIGIN = "http://localhost"  # the test client's own origin
 EVIL_ORIGIN = "https://evil.example"

@@ -15,8 +15,8 @@ from flask import Flask
 
 from tests.conftest import TEST_SETTINGS
 from tests.wsclient import WebServiceClient, flask_transport
-from webservice.standalone import create_app
 from webservice.api.gateway import Gateway
+from webservice.standalone import create_app
 from webservice.standalone.redis_server import RedisServer
 
 USERNAME = "alice"

@@ -7,7 +7,13 @@ from collections import Counter
 
 import pytest
 
-from tests.integration.conftest import USERNAME, client_of, error_code, gateway_of, run_threads
+from tests.integration.conftest import (
+    USERNAME,
+    client_of,
+    error_code,
+    gateway_of,
+    run_threads,
+)
 from tests.wsclient import proof
 
 pytestmark = pytest.mark.integration

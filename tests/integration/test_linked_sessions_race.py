@@ -43,11 +43,11 @@ from flask import Flask, request, session
 
 from tests.conftest import TEST_SETTINGS
 from tests.wsclient import proof
-from webservice.standalone import create_app
-from webservice.store.keys import RedisKeys
-from webservice.standalone.redis_server import RedisServer
-from webservice.store.sessions import SessionStore, handle_of
 from webservice.auth.web_login import SESSION_KEY as WEB_LOGIN_KEY
+from webservice.standalone import create_app
+from webservice.standalone.redis_server import RedisServer
+from webservice.store.keys import RedisKeys
+from webservice.store.sessions import SessionStore, handle_of
 from webservice.store.tokens import SessionId
 from webservice.store.users import User
 

@@ -18,7 +18,13 @@ import pytest
 
 from tests.conftest import TEST_SETTINGS
 from tests.gunicorn_process import ROOT
-from tests.integration.conftest import USERNAME, client_of, error_code, gateway_of, run_threads
+from tests.integration.conftest import (
+    USERNAME,
+    client_of,
+    error_code,
+    gateway_of,
+    run_threads,
+)
 from tests.integration.test_round_trips import Tally, counting_client
 from tests.wsclient import WebServiceClient, proof
 from webservice.standalone import create_app

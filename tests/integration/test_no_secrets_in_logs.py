@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import TEST_SETTINGS
-from webservice.standalone import create_app
 from webservice.api.gateway import EXTENSION_KEY
+from webservice.standalone import create_app
 
 PASSWORD = "correct horse battery staple 42"
 COOKIE = "wsgate_session"

@@ -12,8 +12,8 @@ from tests.conftest import TEST_SETTINGS
 from tests.integration.conftest import USERNAME, client_of, error_code, gateway_of
 from tests.wsclient import proof
 from webservice.standalone import create_app
-from webservice.store.challenges import ChallengeStore
 from webservice.standalone.redis_server import RedisServer, free_port
+from webservice.store.challenges import ChallengeStore
 from webservice.store.sessions import SessionStore
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,11 @@ from typing import Any
 import pytest
 import redis
 
-from webservice.standalone.redis_server import RedisServer, RedisServerError, find_binary
+from webservice.standalone.redis_server import (
+    RedisServer,
+    RedisServerError,
+    find_binary,
+)
 
 MASTER_NAME = "wsgate-master"
 DATA_PASSWORD = "data-password-for-tests"

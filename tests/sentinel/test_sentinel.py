@@ -34,8 +34,8 @@ from tests.sentinel.conftest import (
 )
 from tests.wsclient import proof
 from webservice.standalone import create_app
-from webservice.store.client import MasterFollowingPool, sentinel_addresses
 from webservice.standalone.redis_server import free_port
+from webservice.store.client import MasterFollowingPool, sentinel_addresses
 from webservice.store.tokens import SessionId
 
 pytestmark = pytest.mark.sentinel

@@ -11,9 +11,9 @@ from flask import Flask
 
 from tests.conftest import TEST_SETTINGS
 from tests.unit.support import TEST_OPERATIONS
-from webservice.standalone import create_app
-from webservice.api.registry import installed_operations
 from webservice.api.gateway import EXTENSION_KEY, Gateway
+from webservice.api.registry import installed_operations
+from webservice.standalone import create_app
 
 AppFactory = Callable[..., Flask]
 

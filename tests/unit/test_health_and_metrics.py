@@ -14,8 +14,8 @@ import pytest
 
 from tests.conftest import TEST_SETTINGS
 from tests.unit.web.support import PASSWORD, Env, make_env, md5_proof, ok
-from webservice.standalone import create_app
 from webservice.serving import metrics
+from webservice.standalone import create_app
 from webservice.standalone.redis_server import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

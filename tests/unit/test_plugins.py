@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from webservice.api.registry import Operation, RegistryError
 from tests.unit.conftest import gateway_of
 from tests.unit.support import envelope, error, login, result
+from webservice.api.registry import Operation, RegistryError
 
 EXAMPLE_PLUGIN = Path(__file__).resolve().parents[1] / "example_plugin"
 PLUGIN_MODULES = ("wsgate_example_plugin", "wsgate_clash_plugin")

@@ -9,6 +9,7 @@ import pytest
 from marshmallow import ValidationError
 
 import operations
+from tests.unit.support import TEST_OPERATIONS, envelope, error, result
 from webservice.api.params import Boolean, DateTime, Double, Encoded, Params, String
 from webservice.api.registry import (
     ENTRY_POINT_GROUP,
@@ -18,7 +19,6 @@ from webservice.api.registry import (
     installed_operations,
     operation,
 )
-from tests.unit.support import TEST_OPERATIONS, envelope, error, result
 
 
 def _handler(context, params):

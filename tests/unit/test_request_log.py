@@ -13,8 +13,8 @@ import redis
 
 from tests.conftest import TEST_SETTINGS
 from tests.unit.web.support import PASSWORD, Env, make_env, md5_proof, ok
-from webservice.standalone import create_app
 from webservice.serving import request_log
+from webservice.standalone import create_app
 from webservice.store.sessions import handle_of
 from webservice.store.tokens import SessionId
 

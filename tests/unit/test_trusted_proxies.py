@@ -7,9 +7,9 @@ import pytest
 
 from tests.conftest import TEST_SETTINGS
 from tests.unit.web.support import Env, failed, make_env, md5_proof, ok
-from webservice.standalone import create_app
 from webservice.api.errors import ErrorCode
 from webservice.serving.proxies import trusted_proxies
+from webservice.standalone import create_app
 
 CLIENT = "203.0.113.50"
 PROXY = "10.0.0.2"

@@ -7,7 +7,16 @@ import re
 
 import pytest
 
-from tests.unit.support import alive, challenge, error, login, login_body, post, proof, result
+from tests.unit.support import (
+    alive,
+    challenge,
+    error,
+    login,
+    login_body,
+    post,
+    proof,
+    result,
+)
 
 
 @pytest.fixture

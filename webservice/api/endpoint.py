@@ -17,7 +17,6 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from webservice.api import envelope
-from webservice.serving import metrics, request_log
 from webservice.api.context import OperationContext
 from webservice.api.errors import (
     ErrorCode,
@@ -29,8 +28,9 @@ from webservice.api.errors import (
     unknown_operation,
 )
 from webservice.api.gateway import current_gateway
-from webservice.serving.request_log import Trace
 from webservice.api.request_parsing import parse_request
+from webservice.serving import metrics, request_log
+from webservice.serving.request_log import Trace
 
 log = logging.getLogger(__name__)
 

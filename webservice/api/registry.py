@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from marshmallow import Schema, ValidationError
 
-from webservice.api.params import Params
 from webservice.api.errors import ErrorCode, WebServiceError
+from webservice.api.params import Params
 
 if TYPE_CHECKING:
     from webservice.api.context import OperationContext

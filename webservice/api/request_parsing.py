@@ -12,7 +12,8 @@ error the endpoint turns into REQUEST_TOO_LARGE), the number of parameters (MAX_
 REQUEST_TOO_LARGE), and the length of each parameter's name (MAX_PARAMETER_NAME_LENGTH) and value
 (MAX_PARAMETER_LENGTH, characters; a JSON body's nested value counts as its JSON text), both
 INVALID_PARAMETER. A session id that has not the exact shape the gateway hands out never reaches
-Redis either (SessionStore.validate refuses it first; the standalone's web cookie likewise, standalone/web_session.py).
+Redis either (SessionStore.validate refuses it first; the standalone's web cookie likewise,
+standalone/web_session.py).
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ def parse_request(
     if max_name_length is None or max_value_length is None:
         config = current_app.config
         if max_name_length is None:
-            max_name_length = config.get("WSGATE_MAX_PARAMETER_NAME_LENGTH", DEFAULT_MAX_NAME_LENGTH)
+            max_name_length = config.get(
+                "WSGATE_MAX_PARAMETER_NAME_LENGTH", DEFAULT_MAX_NAME_LENGTH
+            )
         if max_value_length is None:
             max_value_length = config.get("WSGATE_MAX_PARAMETER_LENGTH", DEFAULT_MAX_VALUE_LENGTH)
     params = _parameters(request, max_parameters, max_name_length, max_value_length)

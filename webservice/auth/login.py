@@ -33,7 +33,12 @@ from webservice.store.limits import LoginAttempt, LoginLimiter
 from webservice.store.round_trip import Participant, send
 from webservice.store.sessions import ClientInfo, SessionStore
 from webservice.store.tokens import SessionId
-from webservice.store.users import User, UserDirectory, challenge_tokens, is_valid_username
+from webservice.store.users import (
+    User,
+    UserDirectory,
+    challenge_tokens,
+    is_valid_username,
+)
 
 Started = TypeVar("Started")
 
@@ -188,7 +193,8 @@ class LoginFlow:
         if reason is not None:
             if not is_valid_username(username):
                 reason = "invalid_username"
-            self.fail(read.attempt, username, client, "web", LoginRefused(reason, Refusal.BAD_CREDENTIALS))
+            refused = LoginRefused(reason, Refusal.BAD_CREDENTIALS)
+            self.fail(read.attempt, username, client, "web", refused)
         assert user is not None
         return start(user, [read.attempt.success()])
 
@@ -222,7 +228,12 @@ class LoginFlow:
         return LoginRead(user, tokens, record, attempt)
 
     def fail(
-        self, attempt: LoginAttempt, username: str, client: ClientInfo, via: str, refused: LoginRefused
+        self,
+        attempt: LoginAttempt,
+        username: str,
+        client: ClientInfo,
+        via: str,
+        refused: LoginRefused,
     ) -> NoReturn:
         """Counts the failure (its audit entry riding along) and raises ``refused``."""
         round_trip = self._announce_failure(username, client, via, refused, attempt)
@@ -261,9 +272,8 @@ class LoginFlow:
         """Starts the family (``start``, given what rides in its round trip) and announces the
         login; answers what ``start`` did, ``None`` when it could not (the login is then taken
         back from the audit trail, and nobody is told it happened)."""
-        round_trip = events.announce(
-            events.login_succeeded, SessionEvent.of_client(via, client, user=username, handle=handle)
-        )
+        event = SessionEvent.of_client(via, client, user=username, handle=handle)
+        round_trip = events.announce(events.login_succeeded, event)
         started = start([*round_trip.riders, *also])
         if started is None:
             round_trip.cancel()

@@ -95,7 +95,9 @@ class LoadedUsers:
     def lookup(self, username: str) -> ApiUser | None:
         user = self.loader(username)
         if user is not None and not isinstance(user, ApiUser):
-            raise TypeError(f"api_user_loader must return an ApiUser or None, not {type(user).__name__}")
+            raise TypeError(
+                f"api_user_loader must return an ApiUser or None, not {type(user).__name__}"
+            )
         return user
 
     def from_record(self, username: str, record: dict[str, str]) -> ApiUser | None:
@@ -107,7 +109,10 @@ class HostOrDirectoryUsers:
     loader with a decorator, usually after ``init_app``, so the choice is made at each call."""
 
     def __init__(
-        self, loader_of: Callable[[], ApiUserLoader | None], directory: UserDirectory, keys: RedisKeys
+        self,
+        loader_of: Callable[[], ApiUserLoader | None],
+        directory: UserDirectory,
+        keys: RedisKeys,
     ) -> None:
         self.loader_of = loader_of
         self.directory = DirectoryUsers(directory, keys)

@@ -16,6 +16,7 @@ before the login is worth nothing after it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 from flask import Request, current_app, g, request, session
 
 from webservice import events
@@ -146,10 +147,10 @@ class WebLink:
             return None
         added = SessionId.new(root.family_id)
         client = client_info()
-        round_trip = events.announce(
-            events.session_extended,
-            SessionEvent.of_client("api", client, user=self.claimed_username(), handle=added.handle),
+        event = SessionEvent.of_client(
+            "api", client, user=self.claimed_username(), handle=added.handle
         )
+        round_trip = events.announce(events.session_extended, event)
         extended = self.sessions.extend(root, added, client, round_trip.riders)
         if extended is None:
             round_trip.cancel()

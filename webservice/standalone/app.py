@@ -29,12 +29,12 @@ from webservice.api.errors import (
     method_not_allowed,
     service_unavailable,
 )
+from webservice.api.gateway import gateway_of
 from webservice.api.registry import Operation
 from webservice.extension import WSGate
-from webservice.api.gateway import gateway_of
 from webservice.serving import health, proxies
-from webservice.standalone.security_headers import init_security_headers
 from webservice.standalone import cli, web
+from webservice.standalone.security_headers import init_security_headers
 from webservice.standalone.settings import GATE_DEFAULTS, SERVER_DEFAULTS
 from webservice.standalone.web_session import init_web_sessions
 from webservice.store.client import RedisClient

@@ -9,8 +9,8 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from webservice.cli import fail_on_errors, operator_event
 from webservice.api.gateway import current_gateway
+from webservice.cli import fail_on_errors, operator_event
 from webservice.store.users import User
 
 users_cli = AppGroup("users", help="Manage the users who may log in.")

@@ -21,11 +21,11 @@ from flask import (
 )
 from flask_wtf.csrf import CSRFError
 
+from webservice.api.gateway import current_gateway
 from webservice.auth.login import LoginRefused, Refusal
 from webservice.auth.web_login import SESSION_KEY as WEB_LOGIN_KEY
 from webservice.auth.web_login import client_info
 from webservice.events import SessionEvent
-from webservice.api.gateway import current_gateway
 from webservice.store.sessions import Session
 from webservice.store.users import webservice_user_id
 
@@ -88,8 +88,8 @@ def login() -> Any:
             page = render_template("login.html", retry_after=wait, username=username)
             return page, 429, {"Retry-After": str(wait)}
         # The same words whether the user exists, is inactive or mistyped the password.
-        page = render_template("login.html", error="Invalid username or password", username=username)
-        return page, 401
+        error = "Invalid username or password"
+        return render_template("login.html", error=error, username=username), 401
     return redirect(url_for("web.home"))
 
 

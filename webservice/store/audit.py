@@ -61,8 +61,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from webservice.store.keys import RedisKeys
 from webservice.store.client import RedisClient
+from webservice.store.keys import RedisKeys
 from webservice.store.round_trip import Change
 from webservice.store.sessions import MAX_USER_AGENT, ClientInfo
 from webservice.store.users import is_valid_username

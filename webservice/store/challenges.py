@@ -32,11 +32,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from webservice.store.keys import RedisKeys
 from webservice.store.client import RedisClient
+from webservice.store.keys import RedisKeys
 from webservice.store.round_trip import send
 from webservice.store.scripts import CLOCK, LuaScript
-from webservice.store.tokens import family_id_for_challenge, new_access_key, new_challenge_token
+from webservice.store.tokens import (
+    family_id_for_challenge,
+    new_access_key,
+    new_challenge_token,
+)
 from webservice.store.users import CHALLENGE_FIELD_PREFIX, is_valid_username
 
 

@@ -27,6 +27,7 @@ from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
+
 def connect(settings: Mapping[str, Any], *, decode_responses: bool = True) -> RedisClient:
     """A client for ``REDIS_URL``: through Sentinel when ``REDIS_SENTINELS`` lists sentinels, a
     cluster seed node when ``REDIS_CLUSTER`` is set, else a single Redis."""

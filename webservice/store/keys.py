@@ -10,7 +10,7 @@ Layout (``P`` is ``REDIS_KEY_PREFIX``)::
     P:seq:user           string  the last numeric user id handed out
     P:families:<uid>     zset    family ids of one user, scored by their absolute expiry (ms)
     P:web:<sid>          string  a Flask-Session web session (its data names its family)
-    P:secret-key         string  Flask's signing key, when none is configured (see standalone/app.py)
+    P:secret-key         string  Flask's signing key, when none is configured (standalone/app.py)
     {P:user:<name>}:decoy  hash  challenge tokens getchallenge gave out for a name that is no user
                                  (HIDE_UNKNOWN_USERS; see challenges.py), expiring with them
     {P:user:<name>}:tokens hash  the challenge tokens of a host app's user (api_user_loader: no

@@ -40,8 +40,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from webservice.store.keys import RedisKeys
 from webservice.store.client import RedisClient
+from webservice.store.keys import RedisKeys
 from webservice.store.round_trip import Change, Participant, send
 from webservice.store.scripts import CLOCK, LuaScript
 from webservice.store.users import is_valid_username

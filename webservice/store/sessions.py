@@ -31,7 +31,12 @@ from webservice.store.client import RedisClient
 from webservice.store.keys import RedisKeys
 from webservice.store.round_trip import Change, Participant, send
 from webservice.store.scripts import CLOCK, LuaScript
-from webservice.store.tokens import HANDLE_MEMBER_CHARS, SessionId, handle_of, is_family_id
+from webservice.store.tokens import (
+    HANDLE_MEMBER_CHARS,
+    SessionId,
+    handle_of,
+    is_family_id,
+)
 
 #: The largest user agent kept with a session; the rest is cut (it is for display only).
 MAX_USER_AGENT = 200

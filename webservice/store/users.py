@@ -17,16 +17,14 @@ which the server can only check by knowing the key.
 from __future__ import annotations
 
 import re
-
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from webservice.store.keys import RedisKeys
 from webservice.store.client import RedisClient
+from webservice.store.keys import RedisKeys
 from webservice.store.scripts import LuaScript
 from webservice.store.tokens import new_access_key
 

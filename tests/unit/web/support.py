@@ -23,10 +23,10 @@ from flask import Flask
 
 from tests.conftest import TEST_SETTINGS
 from tests.unit.support import BOOKKEEPING, envelope, error, result
-from webservice.standalone import create_app
 from webservice.api.gateway import EXTENSION_KEY, Gateway
 from webservice.auth.web_login import SESSION_KEY as WEB_LOGIN_KEY
-from webservice.store.tokens import SessionId, hash_secret
+from webservice.standalone import create_app
+from webservice.store.tokens import SessionId
 from webservice.store.users import User
 
 ENDPOINT = "/webservice.php"

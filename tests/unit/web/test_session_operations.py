@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 
-
 from tests.unit.web.support import (
     API_AGENT,
     BROWSER_AGENT,

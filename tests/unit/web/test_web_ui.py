@@ -10,11 +10,11 @@ import pytest
 
 from tests.unit.support import envelope
 from tests.unit.web.support import (
-    ENDPOINT,
-    WEB_LOGIN_KEY,
     API_AGENT,
     BROWSER_AGENT,
+    ENDPOINT,
     PASSWORD,
+    WEB_LOGIN_KEY,
     Env,
     cookie_attributes,
     family_of,
@@ -23,7 +23,6 @@ from tests.unit.web.support import (
     session_items,
     set_cookie_headers,
 )
-
 
 STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"
 

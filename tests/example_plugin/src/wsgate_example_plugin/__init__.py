@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from webservice.api.context import OperationContext
 from webservice.api.params import Params, String
 from webservice.api.registry import operation
-from webservice.api.context import OperationContext
 
 
 class EchoParams(Params):
