@@ -19,12 +19,14 @@ standalone/web_session.py).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
 from flask import Request, current_app
 from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import HTTPException
 
 from webservice.api.errors import ErrorCode, WebServiceError
 from webservice.auth.web_login import client_info
@@ -114,9 +116,9 @@ def _parameters(
 ) -> dict[str, Any]:
     merged = _last_values(request.args) if request.query_string else {}
     if request.mimetype == URLENCODED:
-        merged.update(_urlencoded(request.get_data(cache=True), max_parameters))
+        merged.update(_urlencoded(_body(request), max_parameters))
     else:
-        form = _last_values(request.form)
+        form = _last_values(_form(request))
         # A multipart part whose Content-Disposition names nothing Werkzeug reads: not a parameter.
         form.pop(None, None)  # type: ignore[call-overload]
         merged.update(form)
@@ -179,8 +181,34 @@ def _utf8(latin1: str) -> str:
     return latin1.encode("latin-1").decode("utf-8", "replace")
 
 
+def _body(request: Request) -> bytes:
+    """The request body. A body the WSGI server cannot read (a malformed chunked encoding, a
+    client that stops sending) is INVALID_PARAMETER, not an error of the gateway: servers raise
+    errors of their own kinds for it (gunicorn's ParseException subclasses, OSError), so
+    anything but Werkzeug's own HTTP errors (413, a client that disconnected) counts."""
+    try:
+        return request.get_data(cache=True)
+    except HTTPException:
+        raise
+    except Exception:
+        raise unreadable_body() from None
+
+
+def _form(request: Request) -> MultiDict[str, str]:
+    try:
+        return request.form
+    except HTTPException:
+        raise
+    except Exception:
+        raise unreadable_body() from None
+
+
+def unreadable_body() -> WebServiceError:
+    return WebServiceError(ErrorCode.INVALID_PARAMETER, "Malformed request: the body cannot be read")
+
+
 def _json_body(request: Request) -> dict[str, Any]:
-    body = request.get_data(cache=True)
+    body = _body(request)
     if not body.strip():
         return {}
     try:
@@ -192,7 +220,31 @@ def _json_body(request: Request) -> dict[str, Any]:
             ErrorCode.INVALID_PARAMETER,
             "The request body must be a form or a JSON object",
         )
+    if _has_lone_surrogates(body):
+        # JSON's \ud800-style escapes can name halves of characters that UTF-8 cannot encode;
+        # such text would fail wherever it is hashed, stored or logged.
+        raise WebServiceError(
+            ErrorCode.INVALID_PARAMETER, "The request body holds text that is not valid Unicode"
+        )
     return decoded
+
+
+#: A JSON escape of a UTF-16 surrogate (\uD800-\uDFFF), the only way JSON text decodes to a
+#: string that is not valid Unicode.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _has_lone_surrogates(body: bytes) -> bool:
+    """Whether the JSON text ``body`` decodes to a string with a surrogate that is not half of a
+    valid pair (checked only when it has a surrogate escape at all: the common body pays one
+    regular-expression scan)."""
+    if _SURROGATE_ESCAPE.search(body) is None:
+        return False
+    try:
+        json.dumps(json.loads(body), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _session_id(request: Request, session_name: Any) -> str | None:
