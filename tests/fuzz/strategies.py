@@ -12,7 +12,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, quote_from_bytes, urlencode
 
 from hypothesis import strategies as st
 
@@ -49,6 +49,17 @@ header_text = st.text(
     max_size=60,
 )
 short_text = st.text(max_size=24)
+#: Strings that are not valid Unicode: lone UTF-16 surrogates, which only JSON can carry
+#: (``\ud800`` escapes); UTF-8 cannot encode them, so they break whatever hashes, stores or logs
+#: them unchecked.
+not_unicode = st.one_of(
+    st.text(st.characters(categories=["Cs"]), min_size=1, max_size=3),
+    st.sampled_from(["\ud800", "alice\udfff", "\udbff\udbff", "0" * 31 + "\udc80"]),
+)
+#: Any bytes, percent-encoded: what a query string can carry that is not UTF-8.
+any_bytes_query = st.binary(max_size=24).map(
+    lambda raw: "operation=login&username=" + quote_from_bytes(raw) + "&accessKey=" + quote_from_bytes(raw[::-1])
+)
 odd_values = st.sampled_from([
     "", " ", "null", "NULL", " null ", "None", "0", "1", "-1", "true", "false", "[]", "{}",
     "19x1", "%", "%zz", "&", "=", "+", "\x00", "é", "\ud7ff", "alice\x00", "a" * 300,
@@ -96,7 +107,7 @@ session_ids = weighted(
 )
 proofs = weighted(
     (4, placeholders("proof")),
-    (1, placeholders("stale-proof", "key")),
+    (1, placeholders("stale-proof", "key", "broken-proof")),
     (1, st.from_regex(r"[0-9a-f]{32}", fullmatch=True)),
     (1, st.from_regex(r"[0-9A-F]{32}", fullmatch=True)),
     (1, odd_values),
@@ -142,9 +153,9 @@ def parameters(draw: st.DrawFn) -> dict[str, Any]:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | short_text
-    | placeholders("api", "proof"),
+    | placeholders("api", "proof") | not_unicode,
     lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(short_text, children, max_size=3),
+    | st.dictionaries(short_text | not_unicode, children, max_size=3),
     max_leaves=8,
 )
 
@@ -167,7 +178,9 @@ class FuzzRequest:
 
     def call(self, client: Any) -> Any:
         """Sends the (resolved) request with Werkzeug's test client."""
-        query = urlencode([(str(k), str(v)) for k, v in self.query])
+        # Strings that are not Unicode travel as the bytes Python would give them (surrogatepass):
+        # not UTF-8, as an attacker may send.
+        query = urlencode([(str(k), str(v)) for k, v in self.query], errors="surrogatepass")
         if self.raw_query:
             query = f"{query}&{self.raw_query}" if query else self.raw_query
         headers = [(name, str(value)) for name, value in self.headers]
@@ -178,10 +191,11 @@ class FuzzRequest:
             headers.append(("Cookie", cookie))
         kwargs: dict[str, Any] = {}
         if self.body_kind == "form":
-            kwargs["data"] = urlencode([(str(k), str(v)) for k, v in self.body]).encode()
+            pairs = [(str(k), str(v)) for k, v in self.body]
+            kwargs["data"] = urlencode(pairs, errors="surrogatepass").encode()
         elif self.body_kind == "multipart":
             fields, files = self.body
-            data: dict[str, Any] = {str(k): str(v) for k, v in fields}
+            data: dict[str, Any] = {_utf8(str(k)): _utf8(str(v)) for k, v in fields}
             for name, (content, filename) in files.items():
                 data[name] = (io.BytesIO(content), filename)
             kwargs["data"] = data
@@ -200,6 +214,11 @@ class FuzzRequest:
             environ_base={"REMOTE_ADDR": self.remote_addr},
             **kwargs,
         )
+
+
+def _utf8(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode replaced (the multipart encoder is strict)."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def _pairs(params: dict[str, Any]) -> list[tuple[Any, Any]]:
@@ -229,6 +248,7 @@ def endpoint_requests(draw: st.DrawFn) -> FuzzRequest:
         (1, short_text.map(lambda t: quote(t, safe="&=%"))),
         (1, short_text),
         (1, st.sampled_from(["&", "&&", "=", "%", "&operation", "a=%zz", "a=%00", "=x"])),
+        (1, any_bytes_query),
     ))
     body_kind = draw(st.sampled_from(["none", "form", "form", "form", "multipart", "json", "json",
                                       "raw"]))
@@ -244,7 +264,9 @@ def endpoint_requests(draw: st.DrawFn) -> FuzzRequest:
     elif body_kind == "json":
         if draw(st.booleans()):
             body = {str(k): v for k, v in body_params}
-            body.update(draw(st.dictionaries(short_text, json_values, max_size=2)))
+            body.update(draw(st.dictionaries(short_text | not_unicode, json_values, max_size=2)))
+            if body and draw(st.integers(0, 3)) == 0:  # a known field that is not Unicode
+                body[draw(st.sampled_from(sorted(body)))] = draw(not_unicode)
         else:
             body = draw(json_values)
         content_type = draw(st.sampled_from(["application/json", "text/plain", "", None,

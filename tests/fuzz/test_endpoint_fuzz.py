@@ -142,5 +142,17 @@ def run_case(world: World, request: FuzzRequest, reset_limits: bool) -> None:
                                                            ("sessionName", Live("api", 2))]),
     reset_limits=False,
 )
+@example(
+    request=FuzzRequest("POST", "/webservice.php", body_kind="json", body={
+        "operation": "login", "username": "alice", "accessKey": Live("broken-proof")},
+        content_type="application/json"),
+    reset_limits=True,
+)
+@example(
+    request=FuzzRequest("POST", "/webservice.php", body_kind="form", body=[
+        ("operation", "login"), ("username", "alice"), ("accessKey", Live("broken-proof"))],
+        content_type="application/x-www-form-urlencoded"),
+    reset_limits=True,
+)
 def test_endpoint_answers_every_request_with_the_envelope(world, request, reset_limits):
     run_case(world, request, reset_limits)

@@ -268,6 +268,12 @@ class World:
             challenge = self.gateway.logins.challenge("alice")
             assert challenge is not None
             return hashlib.md5((challenge.token + self.alice.access_key).encode()).hexdigest()
+        if kind == "broken-proof":
+            # alice has a live token, and the proof is not Unicode (only JSON can carry it whole;
+            # query and form carry its UTF-8 bytes as they are): it must be compared, not crash.
+            self.stats["proof that is not Unicode"] += 1
+            assert self.gateway.logins.challenge("alice") is not None
+            return "0" * 31 + "\udfff"
         if kind == "stale-proof":
             return hashlib.md5(("0" * 32 + self.alice.access_key).encode()).hexdigest()
         if kind == "handle":
