@@ -12,10 +12,14 @@ directory per master: two gunicorns must not share one).
 """
 
 import glob
+import logging
 import multiprocessing
 import os
+import re
 import shutil
 import tempfile
+
+from gunicorn.glogging import Logger
 
 bind = os.environ.get("WSGATE_BIND", "127.0.0.1:8000")
 #: The hot path is a short CPU burst around one Redis round trip: synchronous workers, two per
@@ -52,6 +56,40 @@ accesslog = os.environ.get("WSGATE_ACCESS_LOG") or None
 access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 errorlog = "-"
 loglevel = os.environ.get("WSGATE_LOG_LEVEL", "info").lower()
+
+#: A session id as the gateway hands them out (webservice/store/tokens.py).
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}")
+_QUERY = re.compile(r"\?\S*")
+_INVALID_REQUEST = "Invalid request from ip="
+
+
+class WithholdRequestText(logging.Filter):
+    """Keeps what clients sent out of gunicorn's own lines: a request that gunicorn cannot parse
+    is logged with its address and the kind of fault only (gunicorn would log the whole request
+    line, query and live ``sessionName`` included), every query string is withheld, and anything
+    shaped like a session id too."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith(_INVALID_REQUEST):
+            source, _, fault = message.partition(": ")
+            kind = fault.split(":", 1)[0].split("'", 1)[0].strip()
+            message = f"{source}: {kind} (the request's text is withheld: it may hold credentials)"
+        message = _SESSION_ID.sub("<session id>", _QUERY.sub("?<query withheld>", message))
+        record.msg, record.args = message, ()
+        return True
+
+
+class WithholdingLogger(Logger):
+    """gunicorn's logger with :class:`WithholdRequestText` on its error log."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        if not any(isinstance(f, WithholdRequestText) for f in self.error_log.filters):
+            self.error_log.addFilter(WithholdRequestText())
+
+
+logger_class = WithholdingLogger
 
 # --- Prometheus multiprocess mode ------------------------------------------------------------------
 _METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
