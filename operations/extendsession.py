@@ -41,7 +41,8 @@ def extendsession(context: OperationContext, params: dict[str, Any]) -> dict[str
     web = context.gateway.web
     if not web.has_cookie():
         raise authentication_required()
-    origin_ok = origin_verdict(context.gateway.settings["TRUSTED_ORIGINS"])
+    settings = context.gateway.settings
+    origin_ok = origin_verdict(settings["PUBLIC_ORIGINS"], settings["TRUSTED_ORIGINS"])
     if origin_ok is False:
         raise cross_site_refused()
     if web.claimed_id() is None:

@@ -19,10 +19,15 @@ TEST_GUNICORN_ARGS = """--access-logformat '%(p)s "%(r)s" %(s)s' --no-control-so
 
 
 def start_gunicorn(
-    redis_url: str, log_path: Path, workers: int = 2, extra_env: dict[str, str] | None = None
+    redis_url: str,
+    log_path: Path,
+    workers: int = 2,
+    extra_env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> tuple[subprocess.Popen, str, dict[str, str]]:
-    """Starts gunicorn and waits until a worker answers: (process, base URL, environment)."""
-    port = free_port()
+    """Starts gunicorn (on ``port``, else a free one) and waits until a worker answers:
+    (process, base URL, environment)."""
+    port = port or free_port()
     env = {
         **os.environ,
         "WSGATE_REDIS_URL": redis_url,

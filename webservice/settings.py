@@ -96,6 +96,11 @@ API_VERSION = "0.22"
 VTIGER_VERSION = "5.4.0"
 
 # --- Web logins ---------------------------------------------------------------------------------
+#: The origins the app's own pages are served from (``["https://gw.example.com"]``): a page's
+#: ``Origin`` is compared with these for extendsession's same-origin rule. Unset, the app's
+#: origin is taken from the request (``scheme://Host``, or what a trusted proxy forwarded), which
+#: a client that talks to the server directly can set to anything: set it in production.
+PUBLIC_ORIGINS: list[str] = []
 #: Origins (``https://app.example.com``) besides the app's own from which a page may call
 #: extendsession with its web cookie and no CSRF token.
 TRUSTED_ORIGINS: list[str] = []

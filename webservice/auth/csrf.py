@@ -50,20 +50,24 @@ def csrf_token() -> str:
     return generate_csrf()
 
 
-def own_origin() -> str:
+def request_origin() -> str:
+    """The app's origin as this request names it (its Host header, or a trusted proxy's)."""
     return f"{request.scheme}://{request.host}"
 
 
-def origin_verdict(trusted_origins: Iterable[str]) -> bool | None:
-    """Whether the request's ``Origin`` is the app's own or a trusted one; ``None`` if absent.
+def origin_verdict(public_origins: Iterable[str], trusted_origins: Iterable[str]) -> bool | None:
+    """Whether the request's ``Origin`` is the app's own (one of ``public_origins``; when none is
+    configured, the request's own) or a trusted one; ``None`` if absent.
 
     Browsers send ``Origin`` on cross-site POSTs, so a foreign one is refused outright, whatever
-    cookie and token come with it.
+    cookie and token come with it. With ``public_origins`` configured, the request's Host header
+    is not consulted at all: a client cannot pass the check by naming its own origin as the host.
     """
     origin = request.headers.get("Origin")
     if origin is None:
         return None
-    return origin == own_origin() or origin in trusted_origins
+    own = list(public_origins) or [request_origin()]
+    return origin in own or origin in trusted_origins
 
 
 def has_valid_csrf_header() -> bool:
