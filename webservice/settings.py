@@ -87,7 +87,7 @@ MAX_PARAMETER_NAME_LENGTH = 256
 METRICS_ENABLED = False
 #: Serve the probes /healthz and /readyz (webservice/serving/health.py).
 PROBES_ENABLED = False
-#: Seconds /readyz waits for Redis to connect and to answer its PING (twice at most: one retry).
+#: Seconds /readyz waits for Redis to connect and to answer its PING (one try).
 READY_TIMEOUT = 0.5
 
 # --- Wire ----------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
     The process is up and serving: ``200 {"status": "ok"}``, without asking Redis.
 ``GET /readyz``
     Redis answers: one ``PING`` with a short timeout (``READY_TIMEOUT`` seconds to connect and to
-    answer, with one retry on a fresh connection, so at most twice that). ``200 {"status":
+    answer; no retry, so a hung Redis is answered within that). ``200 {"status":
     "ready"}``, else ``503 {"status": "unavailable", "redis": "<error class>"}``.
 
 The probe's client is its own (connected on first use, per worker): a hung Redis then answers the
@@ -48,6 +48,9 @@ class Readiness:
                             **self._settings,
                             "REDIS_CONNECT_TIMEOUT": timeout,
                             "REDIS_SOCKET_TIMEOUT": timeout,
+                            # One try: a probe that waited for a retry on a hung Redis would
+                            # stretch past its timeout (a dead pooled connection fails one probe).
+                            "REDIS_RETRIES": 0,
                         }
                     )
         return self._client

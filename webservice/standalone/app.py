@@ -36,6 +36,7 @@ from webservice.serving import health, proxies
 from webservice.standalone import cli, web
 from webservice.standalone.security_headers import init_security_headers
 from webservice.standalone.settings import GATE_DEFAULTS, SERVER_DEFAULTS
+from webservice.standalone.web_session import UNAVAILABLE as SESSION_UNAVAILABLE
 from webservice.standalone.web_session import init_web_sessions
 from webservice.store.client import RedisClient
 
@@ -62,6 +63,7 @@ def create_app(
     WSGate(operations=operations, redis_client=redis_client).init_app(app)
     gateway = gateway_of(app)
     init_web_sessions(app, gateway, web_session_client)
+    app.before_request(_session_store_error)
     CSRFProtect(app).exempt(endpoint.blueprint)
     app.register_blueprint(web.blueprint)
     init_security_headers(app)
@@ -133,6 +135,14 @@ def _redis_error(error: RedisError) -> Response | tuple[str, int]:
         return envelope.failure(service_unavailable())
     message = "The session store is unreachable. Nothing is lost; try again shortly."
     return render_template("error.html", title="Temporarily unavailable", message=message), 503
+
+
+def _session_store_error() -> None:
+    """Raises the Redis error met while this request's web session was opened (web_session.py),
+    where the error handlers answer it: the 503 page, or the endpoint's SERVICE_UNAVAILABLE."""
+    error = request.environ.get(SESSION_UNAVAILABLE)
+    if error is not None and request.endpoint not in health.REDIS_FREE_ENDPOINTS:
+        raise error
 
 
 def _load_shared_secret_key() -> None:

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import re
 
-from flask import Flask, Request, Response
+from flask import Flask, Request, Response, request
 from flask_session.base import ServerSideSession, ServerSideSessionInterface
 from flask_session.redis import RedisSessionInterface
+from redis.exceptions import RedisError
 
 from webservice.services import Services
 from webservice.store.client import RedisClient, connect
 from webservice.store.tokens import hash_secret
 
+#: Set in the WSGI environ to the RedisError met while opening the session.
+UNAVAILABLE = "wsgate.web_session_unavailable"
 #: The characters of a web session id (URL-safe base64 without padding).
 _SID_CHARS = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -45,13 +48,21 @@ class WebSessionInterface(RedisSessionInterface):
         cookie = request.cookies.get(self.get_cookie_name(app))
         if not cookie or not self._is_sid(cookie):
             return self.session_class(sid="", permanent=self.permanent)
-        return super().open_session(app, request)
+        try:
+            return super().open_session(app, request)
+        except RedisError as error:
+            # Raised here, Flask would answer it before any handler of ours could: it is raised
+            # again at the start of the request instead (app.py), answered like any Redis outage.
+            request.environ[UNAVAILABLE] = error
+            return self.session_class(sid="", permanent=self.permanent)
 
     def _is_sid(self, value: str) -> bool:
         """Whether ``value`` looks like ``secrets.token_urlsafe(sid_length)`` (_generate_sid)."""
         return len(value) == -(-self.sid_length * 4 // 3) and _SID_CHARS.fullmatch(value) is not None
 
     def save_session(self, app: Flask, session: ServerSideSession, response: Response) -> None:
+        if UNAVAILABLE in request.environ:
+            return
         if session and not session.sid:
             session.sid = self._generate_sid(self.sid_length)
         super().save_session(app, session, response)

@@ -2,9 +2,9 @@
 
 The client is made per process by the app factory; under gunicorn that is after the fork, so no two
 workers share a socket. Timeouts are bounded: when Redis is down a request fails with
-SERVICE_UNAVAILABLE within twice ``REDIS_CONNECT_TIMEOUT`` (refused connections fail at once), or
-twice ``REDIS_SOCKET_TIMEOUT`` for a hung server (one retry), and the next request reconnects by
-itself once Redis is back.
+SERVICE_UNAVAILABLE within twice ``REDIS_CONNECT_TIMEOUT`` (refused connections fail at once; an
+unreachable host is tried twice), or once ``REDIS_SOCKET_TIMEOUT`` for a hung server (a timeout is
+not retried), and the next request reconnects by itself once Redis is back.
 
 Three deployments, one code path: a single Redis (``REDIS_URL``), a Redis Cluster (``REDIS_CLUSTER``
 with a seed node in ``REDIS_URL``), or a master watched by Redis Sentinel (``REDIS_SENTINELS`` and
@@ -50,8 +50,13 @@ def _bounded(settings: Mapping[str, Any]) -> dict[str, Any]:
         "socket_timeout": float(settings["REDIS_SOCKET_TIMEOUT"]),
         # One immediate retry covers a pooled connection that a Redis restart (or a failover) left
         # dead; more retries would only stretch the time a request waits on a Redis that is
-        # really down.
-        "retry": Retry(NoBackoff(), 1),
+        # really down. A timeout is not retried: a hung Redis would make every request wait twice
+        # the socket timeout. (REDIS_RETRIES is not a setting: the readiness probe asks for none.)
+        "retry": Retry(
+            NoBackoff(),
+            int(settings.get("REDIS_RETRIES", 1)),
+            supported_errors=(redis.exceptions.ConnectionError,),
+        ),
     }
 
 
