@@ -22,14 +22,17 @@ import tempfile
 from gunicorn.glogging import Logger
 
 bind = os.environ.get("WSGATE_BIND", "127.0.0.1:8000")
-#: The hot path is a short CPU burst around one Redis round trip: synchronous workers, two per
-#: core. Measured with scripts/bench on 2 cores (wrk, 8 connections, an authenticated call):
-#: 2 workers 3241 req/s, 3 -> 3548, 4 -> 3824, 6 -> 3190 (p99 3.6 / 3.4 / 3.3 / 6.3 ms).
-#: gthread (2 workers x 4 threads) reached 4182 req/s with keep-alive clients, but is not yet
-#: the default: it is untested under the suite, and the reference app's figures under it did not
-#: hold up (see the README's Performance section).
+#: The hot path is a short CPU burst around one Redis round trip: two workers per core (measured
+#: with scripts/bench on 2 cores with sync workers: 2 workers 3241 req/s, 3 -> 3548, 4 -> 3824,
+#: 6 -> 3190).
 workers = int(os.environ.get("WSGATE_WORKERS", multiprocessing.cpu_count() * 2))
-worker_class = "sync"
+#: gevent workers: a connection that sends its request slowly, or nothing at all, holds a
+#: greenlet, not the worker, so slow clients cannot stall the gateway (a sync worker is held for
+#: the whole of a slow request: eight such connections stopped every worker). gunicorn parses a
+#: request before the app sees it, so those connections cost no Redis connection either.
+worker_class = "gevent"
+#: Connections one worker holds at once; past this, new ones wait in the listen backlog.
+worker_connections = int(os.environ.get("WSGATE_WORKER_CONNECTIONS", "1000"))
 #: Explicit: the app, and so every Redis client, is made in each worker after the fork.
 preload_app = False
 timeout = int(os.environ.get("WSGATE_WORKER_TIMEOUT", "30"))

@@ -56,10 +56,11 @@ def probe(*actions: str, **env: str) -> dict:
     return json.loads(done.stdout)
 
 
-def test_the_app_is_not_preloaded_and_workers_are_sync():
+def test_the_app_is_not_preloaded_and_workers_are_gevent():
+    """gevent: slow clients hold greenlets, not workers (tests/attack/test_slow_clients.py)."""
     settings = probe()
     assert settings["preload_app"] is False
-    assert settings["worker_class"] == "sync"
+    assert settings["worker_class"] == "gevent"
 
 
 def test_gunicorns_access_log_is_off_unless_asked_for():
