@@ -31,15 +31,16 @@ def bulk_load(
 ) -> list[str]:
     """Creates ``count`` live API sessions spread over ``users``; answers their session ids.
 
-    Each is a one-member family written by the gateway's own ``SessionStore.OPEN`` Lua script (the
-    layout of _LUA_CREATE_FAMILY, times from the Redis clock) and indexed in the user's family set,
-    as ``login`` does, but sent a thousand at a time in pipelines with no challenge to consume.
+    Each is a one-member API family written by the gateway's own ``SessionStore.
+    OPEN_FROM_CHALLENGE`` Lua script (the family layout, times from the Redis clock) from a
+    pending challenge set just before it, and indexed in the user's family set, as ``login``
+    does, but sent a thousand at a time in pipelines.
     """
     from webservice.store.sessions import ClientInfo, SessionStore
     from webservice.store.tokens import SessionId, new_family_id
 
     keys, store = gateway.keys, gateway.sessions
-    script = SessionStore.OPEN
+    script = SessionStore.OPEN_FROM_CHALLENGE
     script.load(client)
     packed = ClientInfo(LOADER_ADDRESS, LOADER_AGENT).packed("api")
     ids: list[str] = []
@@ -49,15 +50,17 @@ def bulk_load(
         for index in range(start, min(count, start + batch)):
             user_id, username = users[index % len(users)]
             session_id = SessionId.new(new_family_id())
+            pending = keys.pending_challenge(session_id.family_id)
+            pipe.set(pending, username, px=60_000)
             script.queue(
                 pipe,
-                [keys.family(session_id.family_id)],
+                [pending, keys.family(session_id.family_id)],
                 [username, user_id, session_id.member, packed, store.idle_ms, store.absolute_ms],
             )
             pipe.zadd(keys.user_families(user_id), {session_id.family_id: expiry_estimate})
             ids.append(str(session_id))
         answers = pipe.execute()
-        if any(answer != 1 for answer in answers[0::2]):
+        if any(answer != 1 for answer in answers[1::3]):
             raise RuntimeError("the bulk loader could not create every family")
     return ids
 
@@ -66,16 +69,17 @@ def sessions_via_login(gateway: Any, users: list[tuple[int, str]], count: int) -
     """Live API sessions made the way ``login`` makes them (a challenge, then the login script),
     through the gateway's own ChallengeStore and SessionStore, one at a time."""
     from webservice.store.sessions import ClientInfo
+    from webservice.store.tokens import SessionId
 
     client_info = ClientInfo(LOADER_ADDRESS, LOADER_AGENT)
     ids = []
     for index in range(count):
         user_id, username = users[index % len(users)]
-        challenge = gateway.challenges.issue(username)
-        session_id = gateway.sessions.open_from_challenge(
-            challenge.token, user_id, username, client_info
-        )
-        if session_id is None:
+        challenge = gateway.logins.challenge(username)
+        session_id = SessionId.for_challenge(challenge.token)
+        if not gateway.sessions.open_from_challenge(
+            challenge.token, session_id, user_id, username, client_info
+        ):
             raise RuntimeError("could not open a session from a fresh challenge")
         ids.append(str(session_id))
     return ids
