@@ -29,7 +29,7 @@ def getchallenge(context: OperationContext, params: dict[str, Any]) -> dict[str,
     wait_ms = gateway.challenge_rate.retry_after_ms(context.client.address)
     if wait_ms:
         raise too_many_requests("challenge requests", -(-wait_ms // 1000))
-    challenge = gateway.logins.challenge(params["username"])
+    challenge = gateway.logins.challenge(params["username"], context.client.address)
     if challenge is None:
         raise user_not_found()
     return {

@@ -13,7 +13,10 @@ signal                 sent when
 ``family_ended``       a family ended with every session in it; ``reason``: ``logout`` (API),
                        ``web_logout``, ``endsession`` (by handle), ``endallsessions``, ``revoke``,
                        ``revoke_user``, ``user_disabled``, ``web_relogin`` (replaced by a new
-                       login in the same browser)
+                       login in the same browser), ``family_cap`` (the user had
+                       MAX_FAMILIES_PER_USER live logins: the oldest ended)
+``session_ended``      one session ended alone, its family going on: ``session_cap`` (the family
+                       had MAX_SESSIONS_PER_FAMILY members: the oldest ended for a new one)
 =====================  ===========================================================================
 
 Every signal is sent with the Flask app as sender and two keyword arguments: ``event``, a
@@ -51,6 +54,7 @@ login_succeeded = _signals.signal("wsgate.login-succeeded")
 login_failed = _signals.signal("wsgate.login-failed")
 session_extended = _signals.signal("wsgate.session-extended")
 family_ended = _signals.signal("wsgate.family-ended")
+session_ended = _signals.signal("wsgate.session-ended")
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,7 @@ class Services:
             keys,
             idle_timeout=settings["SESSION_IDLE_TIMEOUT"],
             absolute_timeout=settings["SESSION_ABSOLUTE_TIMEOUT"],
+            max_members=settings["MAX_SESSIONS_PER_FAMILY"],
         )
         limits = LoginLimiter(
             client,
@@ -73,7 +74,9 @@ class Services:
             keys,
             ttl=settings["CHALLENGE_TTL"],
             max_outstanding=settings["CHALLENGE_MAX_OUTSTANDING"],
+            max_per_address=settings["CHALLENGE_MAX_PER_ADDRESS"],
         )
+        endings = Endings(sessions)
         logins = LoginFlow(
             client,
             keys,
@@ -81,9 +84,10 @@ class Services:
             sessions,
             limits,
             challenges,
+            endings,
             hide_unknown_users=bool(settings["HIDE_UNKNOWN_USERS"]),
+            max_families=settings["MAX_FAMILIES_PER_USER"],
         )
-        endings = Endings(sessions)
         return cls(
             settings=settings,
             redis=client,

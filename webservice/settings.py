@@ -44,12 +44,21 @@ SESSION_IDLE_TIMEOUT = 1800
 #: A session family older than this many seconds is dead, however busy.
 SESSION_ABSOLUTE_TIMEOUT = 86400
 
+#: The most sessions one family (a login and the API sessions extendsession linked to it) holds;
+#: at the cap, extendsession ends the family's oldest API session to make room (audited).
+MAX_SESSIONS_PER_FAMILY = 100
+#: The most live logins (families) one user has; a new login ends the oldest beyond it (audited).
+MAX_FAMILIES_PER_USER = 100
+
 # --- Challenges (getchallenge / login) -------------------------------------------------------------
 #: Seconds a challenge token can be used to log in (once).
 CHALLENGE_TTL = 300
 #: Unused challenge tokens kept per user; the oldest is dropped beyond this. Bounds memory while
 #: letting many workers of one integration log in as the same user at the same time.
 CHALLENGE_MAX_OUTSTANDING = 32
+#: Unused challenges kept per client address, over all names (the oldest withdrawn beyond it):
+#: bounds what one address can leave in Redis without logging in.
+CHALLENGE_MAX_PER_ADDRESS = 64
 
 # --- Logins: enumeration and brute force ------------------------------------------------------
 #: Answer getchallenge and login for a name that is no user, or an inactive user, exactly as for

@@ -172,7 +172,7 @@ def test_same_redis_commands_for_a_name_and_a_user(hidden, monkeypatch):
     assert unknown == known
     assert known == [
         ["EVALSHA"],  # the getchallenge rate bucket
-        ["EVALSHA", "SET"],  # the token, and its pending challenge
+        ["EVALSHA", "SET", "EVALSHA"],  # the token, its pending challenge, the address's cap
         ["HGETALL", "HGETALL", "GET", "PTTL", "GET", "PTTL"],  # user, decoys, failure counters
         ["EVALSHA", "EVALSHA", "XADD"],  # count the failure, audit it
     ]

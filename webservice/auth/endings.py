@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from webservice import events
 from webservice.events import SessionEvent
-from webservice.store.round_trip import Change
+from webservice.store.round_trip import Change, send
 from webservice.store.sessions import Session, SessionStore
 
 
@@ -29,6 +29,22 @@ class Endings:
             return False
         round_trip.done()
         return True
+
+    def capped_member(self, handle: str, event: SessionEvent) -> None:
+        """Announces that the session ``handle`` ended alone, to make room in its family
+        (``session_ended``, reason ``session_cap``); its own round trip, rare."""
+        ended = event.but(handle=handle, reason="session_cap", detail="")
+        round_trip = events.announce(events.session_ended, ended)
+        send(self.sessions.client, lambda pipe: None, round_trip.riders)
+        round_trip.done()
+
+    def oldest_of_user(self, user_id: int, count: int, event: SessionEvent) -> int:
+        """Ends the ``count`` oldest families of the user (announced once, ``round_trip.count``
+        of them)."""
+        round_trip = events.announce(events.family_ended, event)
+        round_trip.count = self.sessions.end_oldest_of_user(user_id, count, round_trip.riders)
+        round_trip.done()
+        return round_trip.count
 
     def all_of_user(
         self, user_id: int, event: SessionEvent, keep_family: str | None = None

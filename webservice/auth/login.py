@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 from webservice import events
+from webservice.auth.endings import Endings
 from webservice.auth.users import ApiUser, UserSource
 from webservice.events import SessionEvent
 from webservice.store.challenges import (
@@ -30,7 +31,7 @@ from webservice.store.challenges import (
 from webservice.store.client import RedisClient
 from webservice.store.keys import RedisKeys
 from webservice.store.limits import LoginAttempt, LoginLimiter
-from webservice.store.round_trip import Participant, send
+from webservice.store.round_trip import Change, Participant, send
 from webservice.store.sessions import ClientInfo, SessionStore
 from webservice.store.tokens import SessionId
 from webservice.store.users import (
@@ -92,8 +93,10 @@ class LoginFlow:
         sessions: SessionStore,
         limits: LoginLimiter,
         challenges: ChallengeStore,
+        endings: Endings,
         *,
         hide_unknown_users: bool,
+        max_families: int = 100,
     ) -> None:
         self.client = client
         self.keys = keys
@@ -101,19 +104,24 @@ class LoginFlow:
         self.sessions = sessions
         self.limits = limits
         self.challenges = challenges
+        self.endings = endings
+        self.max_families = max(1, int(max_families))
         self.hide = hide_unknown_users
 
     # --- the API ----------------------------------------------------------------------------
 
-    def challenge(self, username: str) -> Challenge | None:
-        """A new challenge token for ``username`` (getchallenge); ``None`` for a name that is no
-        user, unless unknown users are hidden: then it gets a decoy token (store/challenges.py)."""
+    def challenge(self, username: str, address: str | None = None) -> Challenge | None:
+        """A new challenge token for ``username`` (getchallenge), asked from client ``address``;
+        ``None`` for a name that is no user, unless unknown users are hidden: then it gets a
+        decoy token (store/challenges.py)."""
         users = self.users
         if users.known_by_redis:
             who = "check"
         else:
             who = "known" if users.lookup(username) is not None else "unknown"
-        return self.challenges.issue(username, users.tokens_key(username), who, decoys=self.hide)
+        return self.challenges.issue(
+            username, users.tokens_key(username), who, decoys=self.hide, address=address
+        )
 
     def api_login(self, username: str, proof: str, client: ClientInfo) -> tuple[SessionId, ApiUser]:
         """A new API session for a user that proves its access key against a challenge token;
@@ -125,6 +133,7 @@ class LoginFlow:
             self.fail(read.attempt, username, client, "api", refused)
         session_id = SessionId.for_challenge(token)
         opened = self.succeed(
+            user.id,
             user.username,
             client,
             "api",
@@ -262,6 +271,7 @@ class LoginFlow:
 
     def succeed(
         self,
+        user_id: int,
         username: str,
         client: ClientInfo,
         via: str,
@@ -271,12 +281,35 @@ class LoginFlow:
     ) -> Started | None:
         """Starts the family (``start``, given what rides in its round trip) and announces the
         login; answers what ``start`` did, ``None`` when it could not (the login is then taken
-        back from the audit trail, and nobody is told it happened)."""
+        back from the audit trail, and nobody is told it happened). A user past
+        MAX_FAMILIES_PER_USER live logins then loses the oldest (``family_ended``, ``family_cap``)."""
         event = SessionEvent.of_client(via, client, user=username, handle=handle)
         round_trip = events.announce(events.login_succeeded, event)
-        started = start([*round_trip.riders, *also])
+        families = FamilyCount(self.keys.user_families(user_id))
+        started = start([*round_trip.riders, *also, families])
         if started is None:
             round_trip.cancel()
             return None
         round_trip.done()
+        if families.count > self.max_families:
+            self.endings.oldest_of_user(
+                user_id, families.count - self.max_families, event.but(reason="family_cap")
+            )
         return started
+
+
+class FamilyCount:
+    """Counts a user's logins (their index) in the round trip that starts a new one."""
+
+    def __init__(self, index_key: str) -> None:
+        self.index_key = index_key
+        self.count = 0
+
+    def queue(self, pipe: Any, change: Change) -> None:
+        pipe.zcard(self.index_key)
+
+    def sent(self, replies: list[Any]) -> None:
+        self.count = int(replies[0])
+
+    def cancelled(self) -> None:
+        pass

@@ -52,10 +52,12 @@ def record_events(app: Flask, trail: AuditTrail) -> None:
         else:
             entry("end", event, round_trip, event.reason)
 
-    # Held by the app's extension state: blinker keeps receivers weakly.
-    receivers = (login, failed, extended, ended)
-    for signal, receiver in zip(
-        (events.login_succeeded, events.login_failed, events.session_extended, events.family_ended),
-        receivers,
-    ):
+    receivers = {
+        events.login_succeeded: login,
+        events.login_failed: failed,
+        events.session_extended: extended,
+        events.family_ended: ended,
+        events.session_ended: ended,
+    }
+    for signal, receiver in receivers.items():
         signal.connect(receiver, sender=app, weak=False)

@@ -108,6 +108,7 @@ class WebLink:
         root = self.claimed_id()
         assert root is not None
         login = self.flow.succeed(
+            user_id,
             username,
             client,
             "web",
@@ -157,4 +158,6 @@ class WebLink:
             session.pop(SESSION_KEY, None)
             return None
         round_trip.done()
-        return added, extended
+        if extended.ended is not None:
+            self.endings.capped_member(extended.ended, event)
+        return added, extended.session

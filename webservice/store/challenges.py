@@ -58,8 +58,8 @@ class ChallengeStore:
     #: ARGV: the token, its lifetime (ms), the most tokens kept, the field prefix, and who the
     #: name is: 'check' (a user if KEYS[1] exists: the Redis directory's user hash), 'known'
     #: (the caller found the user), 'unknown'; then '1' to give a name that is no user a decoy.
-    #: Returns {now ms, expiry ms} by the server's clock, or nil for a name that is no user
-    #: without decoys (nothing written).
+    #: Returns {now ms, expiry ms, the tokens dropped for the cap...} by the server's clock, or nil
+    #: for a name that is no user without decoys (nothing written).
     #: Guarantees: drops expired tokens and then the oldest ones so that at most ARGV[3] remain;
     #: touches no other field and never creates a directory user; a record of tokens only (a
     #: decoy record, a host user's) expires with its newest token.
@@ -87,32 +87,76 @@ for i = 1, #fields, 2 do
   end
 end
 local keep = tonumber(ARGV[3]) - 1
+local answer = {}
 if #live > keep then
   table.sort(live, function(a, b) return a[1] < b[1] end)
-  for i = 1, #live - keep do redis.call('HDEL', record, live[i][2]) end
+  for i = 1, #live - keep do
+    redis.call('HDEL', record, live[i][2])
+    answer[#answer + 1] = string.sub(live[i][2], #prefix + 1)
+  end
 end
 local expiry = now + tonumber(ARGV[2])
 redis.call('HSET', record, prefix .. ARGV[1], ms(expiry))
 if who ~= 'check' or record == KEYS[2] then redis.call('PEXPIREAT', record, ms(expiry)) end
-return {ms(now), ms(expiry)}
+table.insert(answer, 1, ms(expiry))
+table.insert(answer, 1, ms(now))
+return answer
+""",
+    )
+
+    #: KEYS: the challenges issued to one client address (a sorted set of ``<token>\x1f<name>``
+    #: by expiry). ARGV: the new entry, its expiry (ms), the most kept.
+    #: Returns the entries dropped for the cap (oldest first), whose tokens the caller withdraws.
+    #: Guarantees: the set keeps at most ARGV[3] unexpired entries and expires with its newest.
+    TRACK = LuaScript(
+        CLOCK,
+        """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms(now_ms()))
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
+local dropped = {}
+if over > 0 then
+  local popped = redis.call('ZPOPMIN', KEYS[1], over)
+  for i = 1, #popped, 2 do dropped[#dropped + 1] = popped[i] end
+end
+redis.call('PEXPIREAT', KEYS[1], redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2])
+return dropped
 """,
     )
 
     def __init__(
-        self, client: RedisClient, keys: RedisKeys, *, ttl: int, max_outstanding: int
+        self,
+        client: RedisClient,
+        keys: RedisKeys,
+        *,
+        ttl: int,
+        max_outstanding: int,
+        max_per_address: int = 64,
     ) -> None:
         self.client = client
         self.keys = keys
         self.ttl_ms = int(ttl * 1000)
         self.max_outstanding = max(1, int(max_outstanding))
+        self.max_per_address = max(1, int(max_per_address))
 
     def issue(
-        self, username: str, tokens_key: str, who: str, *, decoys: bool = False
+        self,
+        username: str,
+        tokens_key: str,
+        who: str,
+        *,
+        decoys: bool = False,
+        address: str | None = None,
     ) -> Challenge | None:
         """A new token for ``username``, kept in ``tokens_key`` (``who`` as the script's), in one
         round trip; ``None`` when there is no such user (nothing left written), unless ``decoys``:
         then a name that is no user gets a decoy token (see the module docstring), answered
-        exactly like a real one."""
+        exactly like a real one.
+
+        What one client can leave behind is bounded: the name's record keeps at most
+        CHALLENGE_MAX_OUTSTANDING tokens, and the client ``address`` at most
+        CHALLENGE_MAX_PER_ADDRESS challenges over all names. The tokens either cap drops are
+        withdrawn with their pending challenges in one more round trip (only then)."""
         token = new_challenge_token()
         if not is_valid_username(username):
             if not decoys:
@@ -124,19 +168,68 @@ return {ms(now), ms(expiry)}
         args = [
             token, self.ttl_ms, self.max_outstanding, CHALLENGE_FIELD_PREFIX, who, int(decoys)
         ]
+        entry = f"{token}{_ENTRY_SEPARATOR}{username}"
+        expiry_estimate = int(time.time() * 1000) + self.ttl_ms
 
         def own(pipe: Any) -> None:
             self.ISSUE.queue(pipe, keys, args)
             # The pending challenge goes in the same round trip; for a decoy it is never
             # consumed (no user record lists the token) and expires with it.
             pipe.set(pending, username, px=self.ttl_ms)
+            if address is not None:
+                self.TRACK.queue(
+                    pipe,
+                    [self.keys.challenges_of_address(address)],
+                    [entry, expiry_estimate, self.max_per_address],
+                )
 
-        answer = send(self.client, own, scripts=[self.ISSUE])[0]
+        replies = send(self.client, own, scripts=[self.ISSUE, self.TRACK])
+        answer = replies[0]
+        dropped = [(old, username) for old in answer[2:]] if answer else []
+        if address is not None:
+            dropped += [_entry_parts(item) for item in replies[2]]
+        untracked = None
         if not answer:
-            self.client.delete(pending)
+            # No such user and no decoy: nothing of this call may stay.
+            dropped.append((token, username))
+            if address is not None:
+                untracked = (self.keys.challenges_of_address(address), entry)
+        if dropped:
+            self._withdraw(dropped, untracked)
+        if not answer:
             return None
-        now_ms, expiry_ms = (int(value) for value in answer)
+        now_ms, expiry_ms = (int(value) for value in answer[:2])
         return Challenge(token, now_ms // 1000, expiry_ms // 1000)
+
+    def _withdraw(
+        self, dropped: list[tuple[str, str]], untracked: tuple[str, str] | None = None
+    ) -> None:
+        """Withdraws challenges a cap dropped: their pending challenges, and their tokens from
+        whichever record of their name holds them; ``untracked`` (key, entry) leaves its
+        address's set (one round trip)."""
+        pipe = self.client.pipeline(transaction=False)
+        if untracked is not None:
+            pipe.zrem(*untracked)
+        for token, username in dropped:
+            pipe.delete(self.keys.pending_challenge(family_id_for_challenge(token)))
+            field = CHALLENGE_FIELD_PREFIX + token
+            if is_valid_username(username):
+                for record in (
+                    self.keys.user(username),
+                    self.keys.challenge_tokens(username),
+                    self.keys.decoy_challenges(username),
+                ):
+                    pipe.hdel(record, field)
+        pipe.execute()
+
+
+#: Separates the token from the name in an address's challenge entries (neither contains it).
+_ENTRY_SEPARATOR = "\x1f"
+
+
+def _entry_parts(entry: str) -> tuple[str, str]:
+    token, _, username = entry.partition(_ENTRY_SEPARATOR)
+    return token, username
 
 
 def login_proof(token: str, access_key: str) -> str:

@@ -19,6 +19,7 @@ Layout (``P`` is ``REDIS_KEY_PREFIX``)::
     P:login-failures:user:<name>     string  failed logins of one username in the current window
     P:login-failures:address:<addr>  string  failed logins from one client address (limits.py)
     P:rate:getchallenge:<addr>       hash    the getchallenge token bucket of one client address
+    P:challenges:address:<addr>      zset    the challenges issued to one client address (capped)
 
 Keys that one Lua script touches together share a Redis Cluster hash tag (``{F}``), so the same
 scripts run unchanged on a single Redis and on a cluster. The user keys are never combined with
@@ -65,6 +66,9 @@ class RedisKeys:
 
     def challenge_tokens(self, username: str) -> str:
         return f"{{{self.user(username)}}}:tokens"
+
+    def challenges_of_address(self, address: str) -> str:
+        return f"{self.prefix}:challenges:address:{address}"
 
     def audit_log(self) -> str:
         return f"{self.prefix}:audit"

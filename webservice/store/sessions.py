@@ -141,6 +141,15 @@ end
 """
 
 
+@dataclass(frozen=True)
+class Extension:
+    """What ``SessionStore.extend`` did: the session added, and the handle of the member that
+    ended to make room for it, if the family was at its cap."""
+
+    session: Session
+    ended: str | None
+
+
 class SessionStore:
     """Creates, validates, lists and ends session families."""
 
@@ -159,10 +168,12 @@ return {family[1], family[2]}
     )
 
     #: KEYS: the family. ARGV: its root member, the idle timeout (ms), the new API member, its
-    #: packed client info, the root's kind ('web' for extendsession). Returns {user id, username},
-    #: or nil.
+    #: packed client info, the root's kind ('web' for extendsession), the most members a family
+    #: may have. Returns {user id, username, the member ended to make room or ''}, or nil.
     #: Guarantees: the member is added only if the family is live and ARGV[1] is its live root of
     #: that kind, in the same step: a family that a logout has deleted can never gain a member.
+    #: A family never holds more than ARGV[6] members: at the cap, its oldest member other than
+    #: the root ends (by creation time) in the same step.
     EXTEND = LuaScript(
         CLOCK,
         _FAMILY_FUNCTIONS,
@@ -170,8 +181,24 @@ return {family[1], family[2]}
 local now = now_ms()
 local family, is_root = check_member(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[5], now)
 if not family or not is_root then return false end
+local ended = ''
+-- Five fixed fields (u n x r w), two per member (l: and i:).
+if (redis.call('HLEN', KEYS[1]) - 5) / 2 >= tonumber(ARGV[6]) then
+  local fields = redis.call('HGETALL', KEYS[1])
+  local oldest_created
+  for i = 1, #fields, 2 do
+    local member = string.sub(fields[i], 3)
+    if string.sub(fields[i], 1, 2) == 'i:' and member ~= ARGV[1] then
+      local created = tonumber(string.match(fields[i + 1], '^%d+'))
+      if oldest_created == nil or created < oldest_created then
+        ended, oldest_created = member, created
+      end
+    end
+  end
+  if ended ~= '' then redis.call('HDEL', KEYS[1], 'l:' .. ended, 'i:' .. ended) end
+end
 redis.call('HSET', KEYS[1], 'l:' .. ARGV[3], ms(now), 'i:' .. ARGV[3], ms(now) .. '\\31' .. ARGV[4])
-return {family[1], family[2]}
+return {family[1], family[2], ended}
 """,
     )
 
@@ -228,11 +255,13 @@ return redis.call('DEL', KEYS[1])
         *,
         idle_timeout: int,
         absolute_timeout: int,
+        max_members: int = 100,
     ) -> None:
         self.client = client
         self.keys = keys
         self.idle_ms = int(idle_timeout * 1000)
         self.absolute_ms = int(absolute_timeout * 1000)
+        self.max_members = max(2, int(max_members))
 
     # --- checking ------------------------------------------------------------------------------
 
@@ -314,15 +343,23 @@ return redis.call('DEL', KEYS[1])
         client_info: ClientInfo,
         riders: Sequence[Participant] = (),
         root_kind: str = "web",
-    ) -> Session | None:
+    ) -> Extension | None:
         """Adds the API session ``added`` (a new secret in the family of ``root``) to the family
-        of the live ``root_kind`` root ``root`` (a web login); ``None`` if that is not live.
+        of the live ``root_kind`` root ``root`` (a web login); ``None`` if that is not live. At
+        the family's cap (MAX_SESSIONS_PER_FAMILY) its oldest other member ends to make room.
 
         The web login's own secret is never handed out. The ``riders`` go in the same round trip
         (sent whether or not the login is live).
         """
         keys = [self.keys.family(root.family_id)]
-        args = [root.member, self.idle_ms, added.member, client_info.packed("api"), root_kind]
+        args = [
+            root.member,
+            self.idle_ms,
+            added.member,
+            client_info.packed("api"),
+            root_kind,
+            self.max_members,
+        ]
         (answer,) = send(
             self.client,
             lambda pipe: self.EXTEND.queue(pipe, keys, args),
@@ -332,7 +369,9 @@ return redis.call('DEL', KEYS[1])
         )
         if not answer:
             return None
-        return Session(int(answer[0]), answer[1], root.family_id, added.member)
+        session = Session(int(answer[0]), answer[1], root.family_id, added.member)
+        ended = handle_of(root.family_id, answer[2]) if answer[2] else None
+        return Extension(session, ended)
 
     def _open(
         self,
@@ -446,6 +485,21 @@ return redis.call('DEL', KEYS[1])
             index_key = self.keys.user_families(user_id)
             send(self.client, lambda pipe: pipe.zrem(index_key, family), riders, Change(handle))
         return bool(ended)
+
+    def end_oldest_of_user(
+        self, user_id: int, count: int, riders: Sequence[Participant] = ()
+    ) -> int:
+        """Ends the user's ``count`` oldest families (by their absolute expiry, which their
+        creation sets); answers how many were still alive."""
+        index_key = self.keys.user_families(user_id)
+        families = self.client.zrange(index_key, 0, count - 1)
+
+        def own(pipe: Any) -> None:
+            for family in families:
+                pipe.delete(self.keys.family(family))
+
+        deleted = send(self.client, own, [*riders, _Unindex(index_key, families)])
+        return sum(deleted)
 
     def end_all_for_user(
         self,
