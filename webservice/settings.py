@@ -48,7 +48,8 @@ SESSION_ABSOLUTE_TIMEOUT = 86400
 #: at the cap, extendsession ends the family's oldest API session to make room (audited).
 MAX_SESSIONS_PER_FAMILY = 100
 #: The most live logins (families) one user has; a new login ends the oldest beyond it (audited).
-MAX_FAMILIES_PER_USER = 100
+#: Generous: integrations often log in for every job and never log out (about 380 bytes each).
+MAX_FAMILIES_PER_USER = 1000
 
 # --- Challenges (getchallenge / login) -------------------------------------------------------------
 #: Seconds a challenge token can be used to log in (once).

@@ -96,7 +96,7 @@ class LoginFlow:
         endings: Endings,
         *,
         hide_unknown_users: bool,
-        max_families: int = 100,
+        max_families: int = 1000,
     ) -> None:
         self.client = client
         self.keys = keys
