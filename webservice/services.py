@@ -75,6 +75,7 @@ class Services:
             ttl=settings["CHALLENGE_TTL"],
             max_outstanding=settings["CHALLENGE_MAX_OUTSTANDING"],
             max_per_address=settings["CHALLENGE_MAX_PER_ADDRESS"],
+            max_per_user=settings["CHALLENGE_MAX_PER_USER"],
         )
         endings = Endings(sessions)
         logins = LoginFlow(

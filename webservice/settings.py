@@ -57,6 +57,9 @@ CHALLENGE_TTL = 300
 #: Unused challenge tokens kept per user; the oldest is dropped beyond this. Bounds memory while
 #: letting many workers of one integration log in as the same user at the same time.
 CHALLENGE_MAX_OUTSTANDING = 32
+#: Unused challenge tokens kept per user in all; beyond it the address holding the most loses
+#: its oldest. 17 x 32: sixteen addresses flooding getchallenge cannot push out the user's own.
+CHALLENGE_MAX_PER_USER = 544
 #: Unused challenges kept per client address, over all names (the oldest withdrawn beyond it):
 #: bounds what one address can leave in Redis without logging in.
 CHALLENGE_MAX_PER_ADDRESS = 64

@@ -168,7 +168,11 @@ def test_round_trips_of_hidden_users_and_limits(redis_server, real_redis):
 
     wrong_login(ws), wrong_login(ws, "nobody")  # scripts loaded
     real_redis.delete(*real_redis.keys("*login-failures*"))
+    first = measure(challenge_then(USERNAME, access_key), None)  # loads the rest
+    real_redis.delete(*real_redis.keys("*known-addresses*"))
     figures = {
+        # The first login of a user from an address remembers the address (limits.py).
+        "login, first from an address": measure(challenge_then(USERNAME, access_key), None),
         "getchallenge": measure(lambda: ws.call("getchallenge", "GET", username=USERNAME), None),
         "getchallenge, unknown name": measure(
             lambda: ws.call("getchallenge", "GET", username="nobody"), None
@@ -181,7 +185,9 @@ def test_round_trips_of_hidden_users_and_limits(redis_server, real_redis):
         wrong_login(ws)
     figures["login, limited"] = measure(challenge_then(USERNAME, access_key), "TOO_MANY_REQUESTS")
     print("\n" + "\n".join(f"{name:<28} {n}" for name, n in figures.items()))
+    assert first >= 3
     assert figures == {
+        "login, first from an address": 3,
         "getchallenge": 2,
         "getchallenge, unknown name": 2,
         "login": 2,

@@ -173,8 +173,10 @@ def test_same_redis_commands_for_a_name_and_a_user(hidden, monkeypatch):
     assert known == [
         ["EVALSHA"],  # the getchallenge rate bucket
         ["EVALSHA", "SET", "EVALSHA"],  # the token, its pending challenge, the address's cap
-        ["HGETALL", "HGETALL", "GET", "PTTL", "GET", "PTTL"],  # user, decoys, failure counters
-        ["EVALSHA", "EVALSHA", "XADD"],  # count the failure, audit it
+        # user, decoys, failure counters (username at this address, username, address), and
+        # whether the address is known for the name
+        ["HGETALL", "HGETALL", "GET", "PTTL", "GET", "PTTL", "GET", "PTTL", "HGET"],
+        ["EVALSHA", "EVALSHA", "EVALSHA", "XADD"],  # count the failure, audit it
     ]
 
 

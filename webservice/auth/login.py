@@ -13,6 +13,7 @@ before the proof is looked at.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
@@ -149,6 +150,7 @@ class LoginFlow:
             refused = LoginRefused("token_used", Refusal.NO_LIVE_TOKEN)
             self._announce_failure(username, client, "api", refused, read.attempt).done()
             raise refused
+        read.attempt.remember(int(time.time() * 1000))
         return session_id, user
 
     def _proven_token(self, read: LoginRead, username: str, proof: str) -> tuple[ApiUser, str]:
@@ -205,7 +207,9 @@ class LoginFlow:
             refused = LoginRefused(reason, Refusal.BAD_CREDENTIALS)
             self.fail(read.attempt, username, client, "web", refused)
         assert user is not None
-        return start(user, [read.attempt.success()])
+        started = start(user, [read.attempt.success()])
+        read.attempt.remember(int(time.time() * 1000))
+        return started
 
     # --- the steps ----------------------------------------------------------------------------
 

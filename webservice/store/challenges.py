@@ -55,14 +55,19 @@ class ChallengeStore:
     """Issues challenge tokens."""
 
     #: KEYS: the record of a known user's tokens, the name's decoy record (same slot: keys.py).
-    #: ARGV: the token, its lifetime (ms), the most tokens kept, the field prefix, and who the
-    #: name is: 'check' (a user if KEYS[1] exists: the Redis directory's user hash), 'known'
-    #: (the caller found the user), 'unknown'; then '1' to give a name that is no user a decoy.
-    #: Returns {now ms, expiry ms, the tokens dropped for the cap...} by the server's clock, or nil
+    #: ARGV: the token, its lifetime (ms), the most tokens kept per client address, the field
+    #: prefix, and who the name is: 'check' (a user if KEYS[1] exists: the Redis directory's user
+    #: hash), 'known' (the caller found the user), 'unknown'; then '1' to give a name that is no
+    #: user a decoy; the client's address; the most tokens kept in all.
+    #: Returns {now ms, expiry ms, the tokens dropped for a cap...} by the server's clock, or nil
     #: for a name that is no user without decoys (nothing written).
-    #: Guarantees: drops expired tokens and then the oldest ones so that at most ARGV[3] remain;
-    #: touches no other field and never creates a directory user; a record of tokens only (a
-    #: decoy record, a host user's) expires with its newest token.
+    #: Guarantees: drops expired tokens; then, of this address's tokens, the oldest beyond
+    #: ARGV[3]; then, while more than ARGV[8] remain, the oldest token of the address that holds
+    #: the most. So clients at other addresses can never push out an address's tokens unless they
+    #: hold more than it does: a user's own token survives a flood from up to ARGV[8] / ARGV[3]
+    #: - 1 addresses. Touches no other field and never creates a directory user; a record of
+    #: tokens only (a decoy record, a host user's) expires with its newest token. Each token's
+    #: value is "<expiry ms>|<address>".
     ISSUE = LuaScript(
         CLOCK,
         """
@@ -74,29 +79,51 @@ if who == 'unknown' or (who == 'check' and redis.call('EXISTS', KEYS[1]) == 0) t
 end
 local now = now_ms()
 local prefix = ARGV[4]
-local fields = redis.call('HGETALL', record)
+local address = ARGV[7]
 local live = {}
+local held = {}
+local fields = redis.call('HGETALL', record)
 for i = 1, #fields, 2 do
   if string.sub(fields[i], 1, #prefix) == prefix then
-    local expiry = tonumber(fields[i + 1])
+    local expiry = tonumber(string.match(fields[i + 1], '^%d+'))
+    local owner = string.match(fields[i + 1], '|(.*)$') or ''
     if expiry <= now then
       redis.call('HDEL', record, fields[i])
     else
-      live[#live + 1] = {expiry, fields[i]}
+      live[#live + 1] = {expiry, fields[i], owner}
+      held[owner] = (held[owner] or 0) + 1
     end
   end
 end
-local keep = tonumber(ARGV[3]) - 1
+table.sort(live, function(a, b) return a[1] < b[1] end)
 local answer = {}
-if #live > keep then
-  table.sort(live, function(a, b) return a[1] < b[1] end)
-  for i = 1, #live - keep do
-    redis.call('HDEL', record, live[i][2])
-    answer[#answer + 1] = string.sub(live[i][2], #prefix + 1)
+local count = #live
+local function drop(index)
+  local token = live[index]
+  redis.call('HDEL', record, token[2])
+  answer[#answer + 1] = string.sub(token[2], #prefix + 1)
+  held[token[3]] = held[token[3]] - 1
+  count = count - 1
+  token[2] = nil
+end
+-- This address's own tokens beyond its cap, oldest first.
+local over = (held[address] or 0) - (tonumber(ARGV[3]) - 1)
+for i = 1, #live do
+  if over <= 0 then break end
+  if live[i][2] and live[i][3] == address then drop(i) over = over - 1 end
+end
+-- Beyond the total, the oldest token of the address that holds the most.
+while count > tonumber(ARGV[8]) - 1 do
+  local most, most_held = nil, 0
+  for owner, n in pairs(held) do
+    if n > most_held then most, most_held = owner, n end
+  end
+  for i = 1, #live do
+    if live[i][2] and live[i][3] == most then drop(i) break end
   end
 end
 local expiry = now + tonumber(ARGV[2])
-redis.call('HSET', record, prefix .. ARGV[1], ms(expiry))
+redis.call('HSET', record, prefix .. ARGV[1], ms(expiry) .. '|' .. address)
 if who ~= 'check' or record == KEYS[2] then redis.call('PEXPIREAT', record, ms(expiry)) end
 table.insert(answer, 1, ms(expiry))
 table.insert(answer, 1, ms(now))
@@ -132,12 +159,14 @@ return dropped
         ttl: int,
         max_outstanding: int,
         max_per_address: int = 64,
+        max_per_user: int = 544,
     ) -> None:
         self.client = client
         self.keys = keys
         self.ttl_ms = int(ttl * 1000)
         self.max_outstanding = max(1, int(max_outstanding))
         self.max_per_address = max(1, int(max_per_address))
+        self.max_per_user = max(self.max_outstanding, int(max_per_user))
 
     def issue(
         self,
@@ -166,7 +195,14 @@ return dropped
         pending = self.keys.pending_challenge(family_id_for_challenge(token))
         keys = [tokens_key, self.keys.decoy_challenges(username)]
         args = [
-            token, self.ttl_ms, self.max_outstanding, CHALLENGE_FIELD_PREFIX, who, int(decoys)
+            token,
+            self.ttl_ms,
+            self.max_outstanding,
+            CHALLENGE_FIELD_PREFIX,
+            who,
+            int(decoys),
+            address or "",
+            self.max_per_user,
         ]
         entry = f"{token}{_ENTRY_SEPARATOR}{username}"
         expiry_estimate = int(time.time() * 1000) + self.ttl_ms

@@ -18,6 +18,8 @@ Layout (``P`` is ``REDIS_KEY_PREFIX``)::
     P:audit              stream  the audit trail of logins, extensions and logouts (see audit.py)
     P:login-failures:user:<name>     string  failed logins of one username in the current window
     P:login-failures:address:<addr>  string  failed logins from one client address (limits.py)
+    P:login-failures:user-address:<name>:<addr>  string  failed logins of a username from an address
+    P:known-addresses:<name>         hash    addresses a user logged in from lately -> ms (limits.py)
     P:rate:getchallenge:<addr>       hash    the getchallenge token bucket of one client address
     P:challenges:address:<addr>      zset    the challenges issued to one client address (capped)
 
@@ -75,6 +77,12 @@ class RedisKeys:
 
     def login_failures_of_user(self, username: str) -> str:
         return f"{self.prefix}:login-failures:user:{username}"
+
+    def login_failures_of_user_at(self, username: str, address: str) -> str:
+        return f"{self.prefix}:login-failures:user-address:{username}:{address}"
+
+    def known_addresses(self, username: str) -> str:
+        return f"{self.prefix}:known-addresses:{username}"
 
     def login_failures_of_address(self, address: str) -> str:
         return f"{self.prefix}:login-failures:address:{address}"

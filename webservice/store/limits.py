@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from webservice.store.client import RedisClient
@@ -57,6 +58,31 @@ if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then
 end
 return n
 """
+)
+
+# Remembers address ARGV[1] in the known addresses KEYS[1] of a user (a hash: address -> ms of
+# its last successful login), for ARGV[2] ms; keeps the ARGV[3] most recent.
+# Guarantees: the record expires ARGV[2] ms after its newest success and never holds more than
+# ARGV[3] addresses. Returns the number of addresses kept.
+_REMEMBER_ADDRESS = LuaScript(
+    CLOCK,
+    """
+local now = now_ms()
+redis.call('HSET', KEYS[1], ARGV[1], ms(now))
+local fields = redis.call('HGETALL', KEYS[1])
+local entries = {}
+for i = 1, #fields, 2 do
+  if now - tonumber(fields[i + 1]) > tonumber(ARGV[2]) then
+    redis.call('HDEL', KEYS[1], fields[i])
+  else
+    entries[#entries + 1] = {tonumber(fields[i + 1]), fields[i]}
+  end
+end
+table.sort(entries, function(a, b) return a[1] > b[1] end)
+for i = tonumber(ARGV[3]) + 1, #entries do redis.call('HDEL', KEYS[1], entries[i][2]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return math.min(#entries, tonumber(ARGV[3]))
+""",
 )
 
 # Takes one token from bucket KEYS[1] (ARGV[1] tokens per second, at most ARGV[2] kept).
@@ -83,7 +109,8 @@ return 0
 
 
 class LoginLimiter:
-    """The failed-login counters (per username and per client address)."""
+    """The failed-login counters: per username and client address, per client address, and per
+    username for the addresses it is not known from."""
 
     SCRIPTS = (_COUNT_FAILURE,)
 
@@ -95,97 +122,162 @@ class LoginLimiter:
         user_limit: int,
         address_limit: int,
         window: int,
+        known_address_days: float = 30,
+        known_addresses: int = 16,
     ) -> None:
         self.client = client
         self.keys = keys
         self.user_limit = int(user_limit)
         self.address_limit = int(address_limit)
         self.window_ms = max(1, int(window * 1000))
+        self.known_ms = max(1, int(known_address_days * 86_400_000))
+        self.known_addresses = max(1, int(known_addresses))
 
     def attempt(self, username: str, address: str) -> LoginAttempt:
         """The counters a login of ``username`` from ``address`` is held to (a name that cannot
         be a username has none of its own)."""
-        counters = []
-        user_key = None
+        pair = everyone = known = None
         if self.user_limit > 0 and is_valid_username(username):
-            user_key = self.keys.login_failures_of_user(username)
-            counters.append((user_key, self.user_limit))
-        if self.address_limit > 0:
-            counters.append((self.keys.login_failures_of_address(address), self.address_limit))
-        return LoginAttempt(self, counters, user_key)
+            pair = Counter(self.keys.login_failures_of_user_at(username, address), self.user_limit)
+            everyone = Counter(self.keys.login_failures_of_user(username), self.user_limit)
+            known = self.keys.known_addresses(username)
+        by_address = (
+            Counter(self.keys.login_failures_of_address(address), self.address_limit)
+            if self.address_limit > 0
+            else None
+        )
+        return LoginAttempt(self, address, pair, everyone, by_address, known)
+
+
+@dataclass
+class Counter:
+    """One failure counter as a login read it."""
+
+    key: str
+    limit: int
+    count: int = 0
+    ttl_ms: int = 0
+
+    @property
+    def exhausted(self) -> bool:
+        # A counter without expiry (ttl -1) cannot happen; it is not trusted to refuse, and the
+        # next failure gives it one.
+        return self.count >= self.limit and self.ttl_ms > 0
 
 
 class LoginAttempt:
-    """One login's view of the counters of its username and its client address.
+    """One login's view of its failure counters, and whether its address is known for its user.
 
     Use: ride along the round trip that reads the user (it reads the counters), refuse when
     ``retry_after`` is set; then ``count_failure``, or let ``success()`` ride with the login.
     """
 
     def __init__(
-        self, limiter: LoginLimiter, counters: list[tuple[str, int]], user_key: str | None
+        self,
+        limiter: LoginLimiter,
+        address: str,
+        pair: Counter | None,
+        everyone: Counter | None,
+        by_address: Counter | None,
+        known_key: str | None,
     ) -> None:
         self.limiter = limiter
-        self.counters = counters
-        self.user_key = user_key
-        self.counts = [0] * len(counters)
-        self.ttls_ms = [0] * len(counters)
+        self.address = address
+        self.pair = pair
+        self.everyone = everyone
+        self.by_address = by_address
+        self.known_key = known_key
+        #: When a login of this user last succeeded from this address (ms), if lately.
+        self.known_since: int | None = None
+
+    @property
+    def known(self) -> bool:
+        """Whether a login of this user succeeded from this address lately."""
+        return self.known_since is not None
+
+    @property
+    def _read(self) -> list[Counter]:
+        return [c for c in (self.pair, self.everyone, self.by_address) if c is not None]
+
+    @property
+    def counters(self) -> list[Counter]:
+        """The counters that hold this login: the username's own only for unknown addresses."""
+        return [
+            c for c in (self.pair, None if self.known else self.everyone, self.by_address)
+            if c is not None
+        ]  # fmt: skip
 
     def queue(self, pipe: Any, change: Change) -> None:
         """Reads the counters in the round trip that reads the user (a round_trip.Participant):
-        GET and PTTL of each."""
-        for key, _limit in self.counters:
-            pipe.get(key)
-            pipe.pttl(key)
+        GET and PTTL of each, and whether the address is known."""
+        for counter in self._read:
+            pipe.get(counter.key)
+            pipe.pttl(counter.key)
+        if self.known_key is not None:
+            pipe.hget(self.known_key, self.address)
 
     def sent(self, replies: list[Any]) -> None:
-        for i in range(len(self.counters)):
+        for i, counter in enumerate(self._read):
             count, ttl = replies[2 * i], replies[2 * i + 1]
-            self.counts[i] = int(count) if count else 0
-            self.ttls_ms[i] = int(ttl)
+            counter.count = int(count) if count else 0
+            counter.ttl_ms = int(ttl)
+        if self.known_key is not None and replies[-1]:
+            self.known_since = int(replies[-1])
 
     @property
     def retry_after(self) -> int | None:
         """Seconds until this login may be tried again; ``None`` when it may be tried now."""
-        waits = [
-            ttl
-            for (_key, limit), count, ttl in zip(self.counters, self.counts, self.ttls_ms)
-            # A counter without expiry (ttl -1) cannot happen; it is not trusted to refuse, and
-            # the next failure gives it one.
-            if count >= limit and ttl > 0
-        ]
+        waits = [counter.ttl_ms for counter in self.counters if counter.exhausted]
         return math.ceil(max(waits) / 1000) if waits else None
 
     @property
     def reaches_limit(self) -> bool:
         """Whether one more failure uses up a limit (as far as the counters read tell)."""
-        return any(
-            count + 1 >= limit for (_key, limit), count in zip(self.counters, self.counts)
-        )
+        return any(counter.count + 1 >= counter.limit for counter in self.counters)
 
     def count_failure(self, riders: Sequence[Participant] = ()) -> None:
         """Counts this failed login, with the ``riders``, in one round trip."""
 
         def own(pipe: Any) -> None:
-            for key, _limit in self.counters:
-                _COUNT_FAILURE.queue(pipe, [key], [self.limiter.window_ms])
+            for counter in self.counters:
+                _COUNT_FAILURE.queue(pipe, [counter.key], [self.limiter.window_ms])
 
         send(self.limiter.client, own, riders, Change(), self.limiter.SCRIPTS)
 
     def success(self) -> Participant:
-        """The reset of the username's counter, to ride with the login's family creation."""
-        return _ResetCounter(self.user_key)
+        """The reset of the username's counters, to ride with the login's family creation
+        (repeatable; sent whether or not the family then starts)."""
+        return _ResetCounters([c.key for c in (self.pair, self.everyone) if c is not None])
+
+    def remember(self, now_ms: int) -> None:
+        """After a successful login: remembers its address as known for the user, in a round
+        trip of its own, unless it was remembered within the last day (so a user's logins from
+        its usual address cost nothing more)."""
+        if self.known_key is None:
+            return
+        if self.known_since is not None and now_ms - self.known_since < _REMEMBERED_FOR_MS:
+            return
+        limiter = self.limiter
+        _REMEMBER_ADDRESS(
+            limiter.client,
+            [self.known_key],
+            [self.address, limiter.known_ms, limiter.known_addresses],
+        )
 
 
-class _ResetCounter:
-    """Deletes a failure counter (repeatable) in another change's round trip."""
+#: How long a remembered address goes without its time being refreshed.
+_REMEMBERED_FOR_MS = 86_400_000
 
-    def __init__(self, key: str | None) -> None:
-        self.key = key
+
+class _ResetCounters:
+    """Deletes failure counters (repeatable) in another change's round trip."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
 
     def queue(self, pipe: Any, change: Change) -> None:
-        if self.key is not None:
-            pipe.delete(self.key)
+        if self.keys:
+            pipe.delete(*self.keys)
 
     def sent(self, replies: list[Any]) -> None:
         pass

@@ -36,6 +36,8 @@ class Participant(Protocol):
     forgotten is sent again (see :func:`send`) after the commands of the first send ran, so a
     participant must not queue a command that cannot be repeated (an XADD) a second time.
     ``sent`` gets the replies to the commands it queued in the send that went through.
+    A participant that queues Lua scripts names them in a ``scripts`` attribute, so that the
+    round trip can load them when Redis has forgotten them.
     """
 
     def queue(self, pipe: Any, change: Change) -> None: ...
@@ -71,7 +73,7 @@ def send(
     try:
         replies, spans, own_count = attempt()
     except NoScriptError:
-        for script in scripts:
+        for script in [*scripts, *(s for p in participants for s in getattr(p, "scripts", ()))]:
             script.load(client)
         replies, spans, own_count = attempt()
     for participant, start, end in spans:

@@ -70,8 +70,10 @@ class User:
 
 
 def challenge_tokens(fields: dict[str, str]) -> dict[str, int]:
+    """The outstanding challenge tokens of a record: token -> expiry (ms). Each value is
+    ``<expiry ms>|<address it was issued to>`` (store/challenges.py)."""
     return {
-        name[len(CHALLENGE_FIELD_PREFIX) :]: int(value)
+        name[len(CHALLENGE_FIELD_PREFIX) :]: int(value.partition("|")[0])
         for name, value in fields.items()
         if name.startswith(CHALLENGE_FIELD_PREFIX)
     }

@@ -1,0 +1,108 @@
+"""Nobody can lock a user out: an attacker from up to 16 addresses, without the access key,
+cannot make the user's correct login (from its own address, after its own getchallenge) fail or
+be refused, while guessing stays as slow as before (5 checked guesses per username per window).
+
+Over real gunicorn behind one trusted proxy (WSGATE_TRUSTED_PROXIES=1), so that each request's
+X-Forwarded-For names the client address it comes from."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from tests.e2e.conftest import Gateway
+from tests.gunicorn_process import start_gunicorn, stop_gunicorn
+from webservice.standalone.redis_server import RedisServer
+
+pytestmark = pytest.mark.e2e
+ENDPOINT = "/webservice.php"
+USER_ADDRESS = "198.51.100.7"
+ATTACKERS = [f"203.0.113.{n}" for n in range(1, 17)]
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    workdir = tmp_path_factory.mktemp("lockout")
+    with RedisServer(workdir / "redis") as redis_server:
+        process, base_url, env = start_gunicorn(
+            redis_server.url,
+            workdir / "gunicorn.log",
+            extra_env={
+                "WSGATE_TRUSTED_PROXIES": "1",
+                # The flood of getchallenge is the attack: the rate limit would only slow it.
+                "WSGATE_CHALLENGE_RATE_LIMIT": "0",
+                "WSGATE_HIDE_UNKNOWN_USERS": "true",
+            },
+        )
+        try:
+            yield Gateway(base_url, redis_server.url, env, workdir / "gunicorn.log")
+        finally:
+            stop_gunicorn(process)
+
+
+def call(gateway: Gateway, address: str, **params: str) -> dict:
+    return requests.post(
+        gateway.base_url + ENDPOINT, data=params, headers={"X-Forwarded-For": address}, timeout=10
+    ).json()
+
+
+def token_for(gateway: Gateway, address: str, name: str) -> str:
+    return call(gateway, address, operation="getchallenge", username=name)["result"]["token"]
+
+
+def login(gateway: Gateway, address: str, name: str, token: str, key: str) -> dict:
+    proof = hashlib.md5((token + key).encode()).hexdigest()
+    return call(gateway, address, operation="login", username=name, accessKey=proof)
+
+
+def new_user(gateway: Gateway, name: str) -> str:
+    return json.loads(gateway.flask("users", "add", name, "--json").stdout)["accessKey"]
+
+
+def test_a_getchallenge_flood_cannot_push_out_the_users_token(gateway: Gateway) -> None:
+    """The attack: the user asks for its token; then 16 addresses ask getchallenge for the user
+    100 times each. Before, the per-user cap (32, oldest first) dropped the user's token, its
+    login failed as a wrong key from the *user's* address, audited against it, and five of those
+    locked it out. Now the user's login with its token works."""
+    key = new_user(gateway, "flooded")
+    token = token_for(gateway, USER_ADDRESS, "flooded")
+    for attacker in ATTACKERS:
+        for _ in range(100):
+            token_for(gateway, attacker, "flooded")
+    answer = login(gateway, USER_ADDRESS, "flooded", token, key)
+    assert answer["success"], answer
+
+
+def test_wrong_logins_from_16_addresses_cannot_lock_the_user_out(gateway: Gateway) -> None:
+    """The attack: 16 addresses send wrong logins for the username, again and again. Before,
+    five of them locked the user out of correct logins (API and web) for 15 minutes, renewable
+    forever. Now the user's correct login from its own address works, while the attackers
+    together get no more than 5 guesses checked in the window."""
+    key = new_user(gateway, "targeted")
+    assert login(gateway, USER_ADDRESS, "targeted", token_for(gateway, USER_ADDRESS, "targeted"), key)["success"]
+    outcomes: Counter[str] = Counter()
+    for _round in range(3):
+        for attacker in ATTACKERS:
+            answer = login(gateway, attacker, "targeted", token_for(gateway, attacker, "targeted"), "wrong")
+            outcomes[answer["error"]["code"]] += 1
+    assert outcomes["INVALID_USER_CREDENTIALS"] <= 5, outcomes
+    assert outcomes["TOO_MANY_REQUESTS"] >= len(ATTACKERS) * 3 - 5, outcomes
+    for _ in range(3):
+        answer = login(gateway, USER_ADDRESS, "targeted", token_for(gateway, USER_ADDRESS, "targeted"), key)
+        assert answer["success"], answer
+
+
+def test_the_users_own_wrong_logins_still_limit_its_address(gateway: Gateway) -> None:
+    """The user's own address is not a free pass for guessing: five wrong logins from it are
+    refused there too (its own counter), and nobody else is affected."""
+    key = new_user(gateway, "typist")
+    assert login(gateway, USER_ADDRESS, "typist", token_for(gateway, USER_ADDRESS, "typist"), key)["success"]
+    for _ in range(5):
+        login(gateway, USER_ADDRESS, "typist", token_for(gateway, USER_ADDRESS, "typist"), "wrong")
+    limited = login(gateway, USER_ADDRESS, "typist", token_for(gateway, USER_ADDRESS, "typist"), key)
+    assert limited["error"]["code"] == "TOO_MANY_REQUESTS", limited
