@@ -387,6 +387,8 @@ DECOY = re.compile(rf"^\{{{PREFIX}:user:.+\}}:decoy$")
 AUDIT = re.compile(rf"^{PREFIX}:audit$")
 FAILURES = re.compile(rf"^{PREFIX}:login-failures:.+$")
 RATE = re.compile(rf"^{PREFIX}:rate:getchallenge:.+$")
+ADDRESS_CHALLENGES = re.compile(rf"^{PREFIX}:challenges:address:.+$")
+KNOWN_ADDRESSES = re.compile(rf"^{PREFIX}:known-addresses:.+$")
 
 
 def is_touch(change: tuple[tuple[str, Any], tuple[str, Any]]) -> bool:
@@ -428,6 +430,12 @@ def unexplained(
     assert len(ran) <= 1, ran
 
     def ok_added(key: str) -> bool:
+        if op == "getchallenge" and ADDRESS_CHALLENGES.match(key):
+            return True  # the address's capped set of challenges (kept or withdrawn)
+        if op == "login" and success and KNOWN_ADDRESSES.match(key):
+            return True  # the address the user logged in from, remembered
+        if web and web_login and KNOWN_ADDRESSES.match(key):
+            return True
         if op == "getchallenge" and success:
             return bool(PENDING.match(key) or DECOY.match(key) or RATE.match(key))
         if op == "getchallenge":
@@ -448,8 +456,12 @@ def unexplained(
         return False
 
     def ok_removed(key: str) -> bool:
+        if op == "getchallenge" and ADDRESS_CHALLENGES.match(key):
+            return True
         if op == "getchallenge" and success:
-            return bool(PENDING.match(key))  # the oldest of too many outstanding tokens
+            # The oldest of too many outstanding tokens, withdrawn with their pending challenge
+            # (a decoy record whose last token goes goes with it).
+            return bool(PENDING.match(key) or DECOY.match(key))
         if op == "login" and success:
             return bool(PENDING.match(key) or FAILURES.match(key))
         if op in ("logout", "endsession", "endallsessions") and success:
@@ -463,6 +475,10 @@ def unexplained(
 
     def ok_changed(key: str, change: tuple[tuple[str, Any], tuple[str, Any]]) -> bool:
         if FAMILY.match(key) and is_touch(change):
+            return True
+        if op == "getchallenge" and ADDRESS_CHALLENGES.match(key):
+            return True
+        if KNOWN_ADDRESSES.match(key) and ((op == "login" and success) or (web and web_login)):
             return True
         if op == "getchallenge" and success:
             return bool(

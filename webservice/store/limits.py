@@ -1,19 +1,28 @@
-"""Brute-force limits: failed logins per username and per client address, and the rate of
-``getchallenge`` per client address.
+"""Brute-force limits: failed logins, and the rate of ``getchallenge`` per client address.
 
-**Failed logins** (API ``login`` and the web login form count together). Each username and each
-client address has a counter of failures in a fixed window that starts at its first failure and
-lasts ``LOGIN_FAILURE_WINDOW`` seconds (``P:login-failures:...``, see keys.py). Once a counter has
-reached its limit (``LOGIN_FAILURE_LIMIT`` per username, ``LOGIN_ADDRESS_FAILURE_LIMIT`` per
-address) further logins of that name, or from that address, are refused with TOO_MANY_REQUESTS
-until the window ends, before any access key or password is looked at; such refusals are not
-counted, so the window never grows. A successful login deletes the counter of its username (not
-that of the address: one valid account must not clear an address that is trying others). Every
-failed login counts, except one whose proof was right but whose token had just been used.
+**Failed logins** (API ``login`` and the web login form count together) count in three
+counters, each in a fixed window that starts at its first failure and lasts
+``LOGIN_FAILURE_WINDOW`` seconds (``P:login-failures:...``, see keys.py):
 
-A login reads both counters in the round trip that reads the user (GET and PTTL next to HGETALL
-in one pipeline), counts a failure in the round trip that writes its audit entry, and resets in
-the round trip that starts the session, so limits cost a login no round trip. Counting is one
+- the username *at this address* (``LOGIN_FAILURE_LIMIT``);
+- the address, over all usernames (``LOGIN_ADDRESS_FAILURE_LIMIT``);
+- the username, over all addresses (``LOGIN_FAILURE_LIMIT``), except the user's *known
+  addresses*: those it logged in from successfully in the last 30 days (the 16 most recent,
+  ``P:known-addresses:<name>``). Logins from a known address are neither held nor counted by it.
+
+Once a counter that holds a login has reached its limit, the login is refused with
+TOO_MANY_REQUESTS until the window ends, before any access key or password is looked at; such
+refusals are not counted, so the window never grows. So guessing a username stays at the limit
+per window from all unknown addresses together, while nobody elsewhere can lock the user out of
+an address it uses (README: what an attacker can force). A successful login deletes the
+username's counters (not the address's: one valid account must not clear an address that is
+trying others) and remembers the address. Every failed login counts, except one whose proof was
+right but whose token had just been used.
+
+A login reads the counters and its address's entry in the round trip that reads the user (GET
+and PTTL, and HGET, next to HGETALL in one pipeline), counts a failure in the round trip that
+writes its audit entry, and resets in the round trip that starts the session, so limits cost a
+login no round trip; remembering the address costs one, the first time (and once a day). Counting is one
 Lua script per counter (INCR and, for the first failure, PEXPIRE, atomically), so concurrent
 workers never lose a count and a counter can never live without its expiry. The check and the
 count are two round trips apart: logins that are already between them when a counter reaches
@@ -276,8 +285,9 @@ class _ResetCounters:
         self.keys = keys
 
     def queue(self, pipe: Any, change: Change) -> None:
-        if self.keys:
-            pipe.delete(*self.keys)
+        # One DEL each: on a Redis Cluster the counters live in different slots.
+        for key in self.keys:
+            pipe.delete(key)
 
     def sent(self, replies: list[Any]) -> None:
         pass
