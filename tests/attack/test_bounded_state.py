@@ -13,10 +13,8 @@ import pytest
 import redis
 import requests
 
+from tests.attack.conftest import Gateway, serve_gateway
 from tests.attack.test_web_login_secret import web_login
-from tests.e2e.conftest import Gateway
-from tests.gunicorn_process import start_gunicorn, stop_gunicorn
-from webservice.standalone.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
 ENDPOINT = "/webservice.php"
@@ -31,22 +29,14 @@ CHALLENGE_MAX_PER_ADDRESS = 64
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """gunicorn without the getchallenge rate limit (the caps are under test, not the rate)."""
-    workdir = tmp_path_factory.mktemp("bounded")
-    with RedisServer(workdir / "redis") as redis_server:
-        process, base_url, env = start_gunicorn(
-            redis_server.url,
-            workdir / "gunicorn.log",
-            # Decoys on (the default, and the worst case for what an address leaves behind).
-            extra_env={
-                "WSGATE_CHALLENGE_RATE_LIMIT": "0",
-                "WSGATE_HIDE_UNKNOWN_USERS": "true",
-                "WSGATE_MAX_FAMILIES_PER_USER": str(MAX_FAMILIES_PER_USER),
-            },
-        )
-        try:
-            yield Gateway(base_url, redis_server.url, env, workdir / "gunicorn.log")
-        finally:
-            stop_gunicorn(process)
+    # Decoys on (the default, and the worst case for what an address leaves behind).
+    extra_env = {
+        "WSGATE_CHALLENGE_RATE_LIMIT": "0",
+        "WSGATE_HIDE_UNKNOWN_USERS": "true",
+        "WSGATE_MAX_FAMILIES_PER_USER": str(MAX_FAMILIES_PER_USER),
+    }
+    with serve_gateway(tmp_path_factory.mktemp("bounded"), extra_env) as served:
+        yield served
 
 
 def call(gateway: Gateway, **params: str) -> dict:

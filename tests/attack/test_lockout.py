@@ -15,9 +15,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.e2e.conftest import Gateway
-from tests.gunicorn_process import start_gunicorn, stop_gunicorn
-from webservice.standalone.redis_server import RedisServer
+from tests.attack.conftest import Gateway, serve_gateway
 
 pytestmark = pytest.mark.e2e
 ENDPOINT = "/webservice.php"
@@ -27,22 +25,14 @@ ATTACKERS = [f"203.0.113.{n}" for n in range(1, 17)]
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    workdir = tmp_path_factory.mktemp("lockout")
-    with RedisServer(workdir / "redis") as redis_server:
-        process, base_url, env = start_gunicorn(
-            redis_server.url,
-            workdir / "gunicorn.log",
-            extra_env={
-                "WSGATE_TRUSTED_PROXIES": "1",
-                # The flood of getchallenge is the attack: the rate limit would only slow it.
-                "WSGATE_CHALLENGE_RATE_LIMIT": "0",
-                "WSGATE_HIDE_UNKNOWN_USERS": "true",
-            },
-        )
-        try:
-            yield Gateway(base_url, redis_server.url, env, workdir / "gunicorn.log")
-        finally:
-            stop_gunicorn(process)
+    extra_env = {
+        "WSGATE_TRUSTED_PROXIES": "1",
+        # The flood of getchallenge is the attack: the rate limit would only slow it.
+        "WSGATE_CHALLENGE_RATE_LIMIT": "0",
+        "WSGATE_HIDE_UNKNOWN_USERS": "true",
+    }
+    with serve_gateway(tmp_path_factory.mktemp("lockout"), extra_env) as served:
+        yield served
 
 
 def call(gateway: Gateway, address: str, **params: str) -> dict:

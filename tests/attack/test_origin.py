@@ -10,10 +10,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from tests.attack.conftest import Gateway, serve_gateway
 from tests.attack.test_web_login_secret import web_login
-from tests.e2e.conftest import Gateway
-from tests.gunicorn_process import start_gunicorn, stop_gunicorn
-from webservice.standalone.redis_server import RedisServer, free_port
+from webservice.standalone.redis_server import free_port
 
 pytestmark = pytest.mark.e2e
 ENDPOINT = "/webservice.php"
@@ -22,21 +21,10 @@ ENDPOINT = "/webservice.php"
 @pytest.fixture(scope="module")
 def configured_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """gunicorn whose public origin is configured: its own address."""
-    workdir = tmp_path_factory.mktemp("origin")
     port = free_port()
-    origin = f"http://127.0.0.1:{port}"
-    with RedisServer(workdir / "redis") as redis_server:
-        log_path = workdir / "gunicorn.log"
-        process, base_url, env = start_gunicorn(
-            redis_server.url,
-            log_path,
-            extra_env={"WSGATE_PUBLIC_ORIGINS": json.dumps([origin])},
-            port=port,
-        )
-        try:
-            yield Gateway(base_url, redis_server.url, env, log_path)
-        finally:
-            stop_gunicorn(process)
+    extra_env = {"WSGATE_PUBLIC_ORIGINS": json.dumps([f"http://127.0.0.1:{port}"])}
+    with serve_gateway(tmp_path_factory.mktemp("origin"), extra_env, port) as served:
+        yield served
 
 
 def extend(gateway: Gateway, browser: requests.Session, headers: dict[str, str]) -> dict:
