@@ -106,7 +106,7 @@ READY_TIMEOUT = 0.5
 # --- Wire ----------------------------------------------------------------------------------------
 #: The ``version`` / ``vtigerVersion`` strings that login answers with.
 API_VERSION = "0.22"
-VTIGER_VERSION = "5.4.0"
+VTIGER_VERSION = "5.5.0"
 
 # --- Web logins ---------------------------------------------------------------------------------
 #: The origins the app's own pages are served from (``["https://gw.example.com"]``): a page's

@@ -50,6 +50,7 @@ def assert_refused(api: WebServiceClient, session_name: str) -> None:
     assert answer == {
         "success": False,
         "error": {"code": "AUTHENTICATION_REQUIRED", "message": "Authentication required"},
+        "moreinfo": None,
     }
 
 
@@ -102,7 +103,7 @@ def test_api_logout_of_the_linked_session_logs_the_page_out(
     assert_works(api, session_name)
 
     answer = api.call("logout", sessionName=session_name)
-    assert answer == {"success": True, "result": {"message": "successfull"}}
+    assert answer == {"success": True, "result": {"message": "successfull"}, "moreinfo": None}
 
     page.reload()
     expect(page).to_have_url(AT_LOGIN)

@@ -174,7 +174,7 @@ def test_scripts_that_every_node_forgot_are_reloaded_on_demand(
     linked = extended["result"]["sessionName"]
     forget()
     ended = api.authed("endsession", handle=handle_for(linked))
-    assert ended == {"success": True, "result": {"message": "ended"}}, ended
+    assert ended == {"success": True, "result": {"message": "ended"}, "moreinfo": None}, ended
     assert loaded_everywhere("END_OWNED")
     assert browser.page_status("/") == "login", "ending the linked session ended the web login"
     forget()

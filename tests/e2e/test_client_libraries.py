@@ -413,7 +413,7 @@ def test_node_vtiger_login(npm_install, live_gateway):
     logout = requests.post(
         f"{base}/webservice.php", data={"operation": "logout", "sessionName": session}, timeout=10
     ).json()
-    assert logout == {"success": True, "result": {"message": "successfull"}}
+    assert logout == {"success": True, "result": {"message": "successfull"}, "moreinfo": None}
     assert_refused_everywhere(base, session)
 
 
@@ -668,7 +668,7 @@ def test_corebos_angularjs_service_wire(live_gateway):
     assert listed["success"] is True, listed
     assert_types_listed(listed["result"])
     logout = post_json({"operation": "logout", "sessionName": session})  # doInvoke('logout')
-    assert logout == {"success": True, "result": {"message": "successfull"}}
+    assert logout == {"success": True, "result": {"message": "successfull"}, "moreinfo": None}
 
     refused = get({"operation": "listtypes", "sessionName": session})
     assert refused["success"] is False and refused["error"]["code"] == AUTH_REQUIRED, refused

@@ -59,6 +59,7 @@ def test_unknown_or_missing_operation(base):
         assert answer == {
             "success": False,
             "error": {"code": "UNKNOWN_OPERATION", "message": "Unknown operation requested"},
+            "moreinfo": None,
         }
 
 

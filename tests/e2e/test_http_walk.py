@@ -110,7 +110,7 @@ def test_walk_with_the_quirks_of_real_clients(live_gateway):
     logout = send(
         base, "POST", data={"operation": "logout", "sessionName": session}, headers=EMPTY_AUTH
     )
-    assert logout == {"success": True, "result": {"message": "successfull"}}
+    assert logout == {"success": True, "result": {"message": "successfull"}, "moreinfo": None}
 
     for way, request in ways.items():
         assert code(send(base, **request)) == "AUTHENTICATION_REQUIRED", way
@@ -124,7 +124,7 @@ def test_walk_with_the_quirks_of_real_clients(live_gateway):
     ended = send(
         base, "POST", data={"operation": "logout"}, headers={"corebos-authorization": other}
     )
-    assert ended == {"success": True, "result": {"message": "successfull"}}
+    assert ended == {"success": True, "result": {"message": "successfull"}, "moreinfo": None}
     assert code(send(base, **other_listtypes)) == "AUTHENTICATION_REQUIRED"
 
 

@@ -19,9 +19,9 @@ def check_envelope(response: requests.Response) -> dict:
     body = response.json()
     assert isinstance(body, dict) and isinstance(body.get("success"), bool), body
     if body["success"]:
-        assert set(body) == {"success", "result"}, body
+        assert set(body) == {"success", "result", "moreinfo"}, body
     else:
-        assert set(body) == {"success", "error"}, body
+        assert set(body) == {"success", "error", "moreinfo"}, body
         assert set(body["error"]) == {"code", "message"}, body
         assert isinstance(body["error"]["code"], str) and body["error"]["code"], body
         assert isinstance(body["error"]["message"], str), body

@@ -45,9 +45,9 @@ def check_envelope(response, method: str) -> dict | None:
     assert isinstance(body, dict), body
     assert type(body.get("success")) is bool, body
     if body["success"]:
-        assert set(body) == {"success", "result"}, body
+        assert set(body) == {"success", "result", "moreinfo"}, body
     else:
-        assert set(body) == {"success", "error"}, body
+        assert set(body) == {"success", "error", "moreinfo"}, body
         error = body["error"]
         assert isinstance(error, dict) and set(error) == {"code", "message"}, body
         assert error["code"] in KNOWN_CODES, body

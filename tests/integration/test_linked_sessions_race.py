@@ -485,7 +485,7 @@ def by_web_logout(scene: Scene) -> None:
 
 def by_api_logout_of_linked(scene: Scene) -> None:
     answer = scene.api.call("logout", sessionName=scene.linked[0])
-    assert answer == {"success": True, "result": {"message": "successfull"}}
+    assert answer == {"success": True, "result": {"message": "successfull"}, "moreinfo": None}
 
 
 def by_web_end_of_linked_handle(scene: Scene) -> None:
@@ -499,13 +499,13 @@ def by_api_endsession_of_web_handle(scene: Scene) -> None:
     handle = scene.web_root.handle
     assert handle in [view["handle"] for view in scene.api.listing(scene.standalone)]
     answer = scene.api.call("endsession", sessionName=scene.standalone, handle=handle)
-    assert answer == {"success": True, "result": {"message": "ended"}}
+    assert answer == {"success": True, "result": {"message": "ended"}, "moreinfo": None}
 
 
 def by_api_endsession_of_linked_handle(scene: Scene) -> None:
     sibling = handle_for(scene.linked[1])
     answer = scene.api.call("endsession", sessionName=scene.linked[0], handle=sibling)
-    assert answer == {"success": True, "result": {"message": "ended"}}
+    assert answer == {"success": True, "result": {"message": "ended"}, "moreinfo": None}
 
 
 def by_web_end_all(scene: Scene) -> None:
@@ -597,7 +597,7 @@ def test_api_logout_of_a_linked_session_ends_the_web_login_and_its_siblings(
     other = make_scene(linked_app, people["alice"], inspector)
 
     answer = scene.api.call("logout", sessionName=scene.linked[0])
-    assert answer == {"success": True, "result": {"message": "successfull"}}
+    assert answer == {"success": True, "result": {"message": "successfull"}, "moreinfo": None}
 
     # The next page load sends the browser to the login page, and its other link is dead too.
     assert scene.browser.page_status("/") == "login"
@@ -647,7 +647,7 @@ def test_logging_out_a_standalone_login_session_touches_nothing_else(linked_app,
 
     answer = scene.api.call("logout", sessionName=scene.standalone)
 
-    assert answer == {"success": True, "result": {"message": "successfull"}}
+    assert answer == {"success": True, "result": {"message": "successfull"}, "moreinfo": None}
     assert not scene.api.works(scene.standalone)
     assert inspector.live_families() == before - {family_of(scene.standalone)}
     assert scene.browser.page_status("/") == "ok"

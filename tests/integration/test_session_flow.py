@@ -52,13 +52,14 @@ def test_full_walk_getchallenge_login_listtypes_logout(real_ws, real_app, real_r
     assert listed["success"] is True, listed
     assert "Users" in listed["result"]["types"]
 
-    assert real_ws.authed("logout") == {"success": True, "result": {"message": "successfull"}}
+    assert real_ws.authed("logout") == {"success": True, "result": {"message": "successfull"}, "moreinfo": None}
     assert real_redis.exists(family_key(real_app, session_name)) == 0
 
     refused = real_ws.authed("listtypes")
     assert refused == {
         "success": False,
         "error": {"code": "AUTHENTICATION_REQUIRED", "message": "Authentication required"},
+        "moreinfo": None,
     }
     assert error_code(real_ws.authed("logout")) == "AUTHENTICATION_REQUIRED"
     # The token was single use: logging in with it again is refused.

@@ -28,9 +28,9 @@ def envelope(response: Any) -> dict[str, Any]:
     assert isinstance(body, dict), body
     assert type(body.get("success")) is bool, body
     if body["success"]:
-        assert set(body) == {"success", "result"}, body
+        assert list(body) == ["success", "result", "moreinfo"] and body["moreinfo"] is None, body
     else:
-        assert set(body) == {"success", "error"}, body
+        assert list(body) == ["success", "error", "moreinfo"] and body["moreinfo"] is None, body
         assert set(body["error"]) == {"code", "message"}, body
         assert isinstance(body["error"]["code"], str) and body["error"]["code"], body
         assert isinstance(body["error"]["message"], str) and body["error"]["message"], body

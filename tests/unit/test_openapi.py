@@ -118,7 +118,7 @@ def test_every_error_code_is_documented_with_its_meaning(app):
     assert [entry["const"] for entry in documented] == codes
     assert all(entry["description"] == ERROR_MEANINGS[entry["const"]] for entry in documented)
     failure = schemas["Failure"]["properties"]["error"]
-    assert failure["required"] == ["code", "message"]
+    assert failure["required"] == ["message", "code"]
     assert failure["properties"]["code"] == {"$ref": "#/components/schemas/ErrorCode"}
 
 

@@ -272,7 +272,7 @@ def test_success_envelope_is_exact(client, alice):
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("application/json")
     body = json.loads(response.data)
-    assert list(body) == ["success", "result"]
+    assert list(body) == ["success", "result", "moreinfo"]
     assert body["success"] is True
     assert set(body["result"]) == {"token", "serverTime", "expireTime"}
 
@@ -281,10 +281,10 @@ def test_error_envelope_is_exact(client):
     response = client.get("/webservice.php", query_string={"operation": "nope"})
     assert response.status_code == 200
     assert response.mimetype == "application/json"
-    assert json.loads(response.data) == {
-        "success": False,
-        "error": {"code": "UNKNOWN_OPERATION", "message": "Unknown operation requested"},
-    }
+    assert response.data == (
+        b'{"success":false,"error":{"message":"Unknown operation requested",'
+        b'"code":"UNKNOWN_OPERATION"},"moreinfo":null}'
+    ), "coreBOS's exact shape: message before code, and moreinfo"
 
 
 def test_unexpected_exception_is_internal_server_error_without_details(probe_client, caplog):

@@ -1,4 +1,6 @@
-"""The ``{"success": ...}`` envelope every ``webservice.php`` answer is wrapped in (protocol.md §3).
+"""The ``{"success": ...}`` envelope every ``webservice.php`` answer is wrapped in (protocol.md §3),
+in the exact shape a real coreBOS sends: ``{"success": true, "result": …, "moreinfo": null}`` or
+``{"success": false, "error": {"message": …, "code": …}, "moreinfo": null}``.
 
 Always HTTP 200 with ``Content-Type: application/json``: several clients throw away the body of
 any other status, so errors travel inside the envelope.
@@ -17,11 +19,13 @@ _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=st
 
 
 def success(result: Any) -> Response:
-    return _respond({"success": True, "result": result})
+    return _respond({"success": True, "result": result, "moreinfo": None})
 
 
 def failure(error: WebServiceError) -> Response:
-    return _respond({"success": False, "error": {"code": error.code, "message": error.message}})
+    """coreBOS's exact shape: ``message`` before ``code``, and ``moreinfo``."""
+    body = {"message": error.message, "code": error.code}
+    return _respond({"success": False, "error": body, "moreinfo": None})
 
 
 def _respond(body: dict[str, Any]) -> Response:

@@ -332,8 +332,9 @@ def _envelope_schemas() -> dict[str, Any]:
             "properties": {
                 "success": {"const": True},
                 "result": {"description": "What the operation answers."},
+                "moreinfo": {"type": "null", "description": "Always null, as coreBOS sends it."},
             },
-            "required": ["success", "result"],
+            "required": ["success", "result", "moreinfo"],
             "additionalProperties": False,
         },
         "Failure": {
@@ -343,14 +344,15 @@ def _envelope_schemas() -> dict[str, Any]:
                 "error": {
                     "type": "object",
                     "properties": {
-                        "code": {"$ref": "#/components/schemas/ErrorCode"},
                         "message": {"type": "string", "minLength": 1},
+                        "code": {"$ref": "#/components/schemas/ErrorCode"},
                     },
-                    "required": ["code", "message"],
+                    "required": ["message", "code"],
                     "additionalProperties": False,
                 },
+                "moreinfo": {"type": "null", "description": "Always null, as coreBOS sends it."},
             },
-            "required": ["success", "error"],
+            "required": ["success", "error", "moreinfo"],
             "additionalProperties": False,
         },
         "ErrorCode": {
