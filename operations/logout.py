@@ -11,8 +11,8 @@ from webservice.plugin import (
     SessionEvent,
     String,
     WebServiceError,
-    authentication_required,
     operation,
+    session_refused,
 )
 
 
@@ -31,9 +31,9 @@ def logout(context: OperationContext, params: dict[str, Any]) -> dict[str, str]:
     session = caller
     target = params.get("sessionName")
     if target is not None and target != context.session_id:
-        named = context.gateway.sessions.validate(target)
-        if named is None:
-            raise authentication_required()
+        named = context.gateway.sessions.lookup(target)
+        if isinstance(named, str):
+            raise session_refused(named, context.gateway.settings["WIRE_PROFILE"])
         if named.user_id != caller.user_id:
             raise WebServiceError(ErrorCode.ACCESS_DENIED, "That session belongs to another user")
         session = named

@@ -29,6 +29,7 @@ from flask import Flask, current_app
 from webservice import cli, settings
 from webservice.api import endpoint, openapi
 from webservice.api.gateway import EXTENSION_KEY, Gateway, current_gateway, gateway_of
+from webservice.api.errors import wire_profile
 from webservice.api.registry import Operation, OperationRegistry, installed_operations
 from webservice.auth import csrf
 from webservice.auth.trail import record_events
@@ -62,6 +63,7 @@ class WSGate:
         for name, value in settings.defaults().items():
             app.config.setdefault(settings.PREFIX + name, value)
         config = settings.read(app.config)
+        wire_profile(config["WIRE_PROFILE"])
         operations = self._operations if self._operations is not None else installed_operations()
         gateway = Gateway.build(
             config,

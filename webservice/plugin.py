@@ -25,6 +25,7 @@ from webservice.api.errors import (
     ErrorCode,
     WebServiceError,
     authentication_required,
+    session_refused,
     too_many_requests,
     user_not_found,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "WebServiceError",
     "authentication_required",
     "operation",
+    "session_refused",
     "too_many_requests",
     "user_not_found",
     "webservice_user_id",

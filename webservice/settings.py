@@ -104,6 +104,10 @@ PROBES_ENABLED = False
 READY_TIMEOUT = 0.5
 
 # --- Wire ----------------------------------------------------------------------------------------
+#: Whose error codes refused sessions get: ``corebos`` (AUTHENTICATION_REQUIRED for all) or
+#: ``vtiger`` (INVALID_SESSIONID, SESSION_EXPIRED, SESSION_LEFT_IDLE; the official coreBOS
+#: JavaScript client raises its "session expired" event only on INVALID_SESSIONID).
+WIRE_PROFILE = "corebos"
 #: The ``version`` / ``vtigerVersion`` strings that login answers with.
 API_VERSION = "0.22"
 VTIGER_VERSION = "5.5.0"

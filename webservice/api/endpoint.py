@@ -21,10 +21,10 @@ from webservice.api.context import OperationContext
 from webservice.api.errors import (
     ErrorCode,
     WebServiceError,
-    authentication_required,
     internal_error,
     method_not_allowed,
     service_unavailable,
+    session_refused,
     unknown_operation,
 )
 from webservice.api.gateway import current_gateway
@@ -102,9 +102,10 @@ def _dispatch(trace: Trace) -> object:
     trace.operation = op.name
     session = None
     if op.needs_session:
-        session = gateway.sessions.validate(parsed.session_id)
-        if session is None:
-            raise authentication_required()
+        found = gateway.sessions.lookup(parsed.session_id)
+        if isinstance(found, str):
+            raise session_refused(found, settings["WIRE_PROFILE"])
+        session = found
         trace.user = session.username
         trace.session = session.handle
     else:

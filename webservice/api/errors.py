@@ -25,6 +25,42 @@ class ErrorCode:
     # Beyond coreBOS: too many failed logins, or a getchallenge flood, from this client or for this
     # user; the message says how many seconds to wait.
     TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
+    # The vtiger profile's (WIRE_PROFILE = "vtiger"): a dead or unknown session, one past its
+    # absolute timeout, one left idle. The coreBOS profile answers all three
+    # AUTHENTICATION_REQUIRED.
+    INVALID_SESSIONID = "INVALID_SESSIONID"
+    SESSION_EXPIRED = "SESSION_EXPIRED"
+    SESSION_LEFT_IDLE = "SESSION_LEFT_IDLE"
+
+
+#: The answers a wire profile gives about a session it refuses (SessionStore.lookup's reasons).
+WIRE_PROFILES: dict[str, dict[str, tuple[str, str]]] = {
+    "corebos": {
+        reason: (ErrorCode.AUTHENTICATION_REQUIRED, "Authentication required")
+        for reason in ("missing", "unknown", "expired", "idle")
+    },
+    "vtiger": {
+        # vtiger's own spelling, which its clients may compare against.
+        "missing": (ErrorCode.AUTHENTICATION_REQUIRED, "Authencation required"),
+        "unknown": (ErrorCode.INVALID_SESSIONID, "Session Identifier provided is Invalid"),
+        "expired": (ErrorCode.SESSION_EXPIRED, "Session has life span over please login again"),
+        "idle": (ErrorCode.SESSION_LEFT_IDLE, "Session has been invalidated to due lack activity"),
+    },
+}
+
+
+def wire_profile(value: object) -> str:
+    """``WIRE_PROFILE`` checked: raises ValueError for a profile that does not exist."""
+    if value not in WIRE_PROFILES:
+        raise ValueError(f"WIRE_PROFILE must be one of {sorted(WIRE_PROFILES)}, not {value!r}")
+    return str(value)
+
+
+def session_refused(reason: str, profile: str) -> WebServiceError:
+    """The error for a session that is not live, as the wire profile words it; ``reason`` is
+    ``missing``, ``unknown``, ``expired`` or ``idle``."""
+    code, message = WIRE_PROFILES[profile][reason]
+    return WebServiceError(code, message)
 
 
 class WebServiceError(Exception):

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, current_app
 from marshmallow import fields, missing, validate
 
-from webservice.api.errors import ErrorCode
+from webservice.api.errors import WIRE_PROFILES, ErrorCode
 from webservice.api.gateway import current_gateway
 
 if TYPE_CHECKING:
@@ -73,6 +73,12 @@ ERROR_MEANINGS: dict[str, str] = {
     "runs no operation for a body nobody sees) or a method it does not serve (TRACE, CONNECT, ...). PUT, PATCH and DELETE are answered like POST.",
     ErrorCode.TOO_MANY_REQUESTS: "Too many failed logins for this user or from this address, or "
     "too many getchallenge calls from this address; the message says how many seconds to wait.",
+    ErrorCode.INVALID_SESSIONID: "(vtiger profile) The session id names no live session: "
+    "malformed, unknown, logged out or ended earlier.",
+    ErrorCode.SESSION_EXPIRED: "(vtiger profile) The session was found past its absolute "
+    "timeout (and ended); asked again, it is INVALID_SESSIONID.",
+    ErrorCode.SESSION_LEFT_IDLE: "(vtiger profile) The session was found past its idle timeout "
+    "(and ended); asked again, it is INVALID_SESSIONID.",
 }
 
 _EXTENSION_KEY = "wsgate.openapi"
@@ -93,9 +99,17 @@ def openapi_json() -> Response:
     return Response(body, mimetype="application/json")
 
 
-def error_codes() -> list[str]:
-    """Every error code the envelope can carry, in declaration order."""
-    return [value for name, value in vars(ErrorCode).items() if name.isupper()]
+def error_codes(profile: str = "corebos") -> list[str]:
+    """Every error code the envelope can carry under the wire ``profile``, in declaration order."""
+    others = {
+        code
+        for name, answers in WIRE_PROFILES.items()
+        if name != profile
+        for code, _message in answers.values()
+    } - {code for code, _message in WIRE_PROFILES[profile].values()}
+    return [
+        value for name, value in vars(ErrorCode).items() if name.isupper() and value not in others
+    ]
 
 
 def schema_name(operation_name: str) -> str:
@@ -106,8 +120,9 @@ def schema_name(operation_name: str) -> str:
 def build_document(
     registry: OperationRegistry, settings: Mapping[str, Any], cookie: str = "session"
 ) -> dict[str, Any]:
-    """The document; ``cookie`` is the name of the app's session cookie (extendsession's)."""
-    """The OpenAPI document of ``webservice.php`` for the operations in ``registry``."""
+    """The OpenAPI document of ``webservice.php`` for the operations in ``registry``, with the
+    error codes of the settings' wire profile; ``cookie`` is the name of the app's session
+    cookie (extendsession's)."""
     operations = list(registry)
     limits = _Limits.of(settings)
     schemas: dict[str, Any] = {
@@ -124,13 +139,14 @@ def build_document(
             },
         },
     }
-    schemas.update(_envelope_schemas())
+    profile = str(settings.get("WIRE_PROFILE", "corebos"))
+    schemas.update(_envelope_schemas(profile))
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
             "title": "wsgate webservice.php",
             "version": _package_version(),
-            "description": _description(operations, limits),
+            "description": _description(operations, limits, profile),
         },
         "paths": {
             path: _path_item(path, index) for index, path in enumerate(ENDPOINT_PATHS)
@@ -314,8 +330,8 @@ def _apply_validator(schema: dict[str, Any], validator: Any) -> None:
         schema["pattern"] = validator.regex.pattern
 
 
-def _envelope_schemas() -> dict[str, Any]:
-    codes = error_codes()
+def _envelope_schemas(profile: str) -> dict[str, Any]:
+    codes = error_codes(profile)
     missing_meanings = [code for code in codes if code not in ERROR_MEANINGS]
     if missing_meanings:
         raise LookupError(f"error codes without a meaning in openapi.ERROR_MEANINGS: {missing_meanings}")
@@ -434,7 +450,7 @@ def _path_item(path: str, index: int) -> dict[str, Any]:
     }
 
 
-def _description(operations: list[Operation], limits: _Limits) -> str:
+def _description(operations: list[Operation], limits: _Limits, profile: str) -> str:
     rows = "\n".join(
         f"| `{op.name}` | {op.method} | {'yes' if op.needs_session else 'no'} | "
         + (
@@ -447,7 +463,9 @@ def _description(operations: list[Operation], limits: _Limits) -> str:
         + " |"
         for op in operations
     )
-    codes = "\n".join(f"| `{code}` | {ERROR_MEANINGS[code]} |" for code in error_codes())
+    codes = "\n".join(
+        f"| `{code}` | {ERROR_MEANINGS[code]} |" for code in error_codes(profile)
+    )
     return f"""\
 A coreBOS-compatible web service: one endpoint, `webservice.php`, whose parameter `operation`
 names what to do. Parameters come from the query string, a url-encoded or multipart form, or

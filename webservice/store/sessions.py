@@ -103,7 +103,7 @@ class SessionView:
 #: whether ``member`` is its root, if the family ``key`` is before its absolute expiry, ``member``
 #: was used within ``idle`` ms, and ``member`` is of ``kind``: 'web' only for the web login that
 #: roots a web family, 'api' for every other member (so a web login's secret never works as an API
-#: session, nor the reverse); else nil. A member found idle is removed, and the family is deleted
+#: session, nor the reverse); else nil and why: 'expired', 'idle', or nothing (unknown). A member found idle is removed, and the family is deleted
 #: when that member is its root or the family has expired. A live member is marked used, and when
 #: it is the root the key's expiry moves to min(absolute expiry, now + idle).
 #:
@@ -116,13 +116,17 @@ local function check_member(key, member, idle, kind, now)
   if not family[6] then return nil end
   local expiry = tonumber(family[3])
   local is_root = family[4] == member
-  if now >= expiry or (is_root and now - tonumber(family[6]) > idle) then
+  if now >= expiry then
     redis.call('DEL', key)
-    return nil
+    return nil, 'expired'
+  end
+  if is_root and now - tonumber(family[6]) > idle then
+    redis.call('DEL', key)
+    return nil, 'idle'
   end
   if now - tonumber(family[6]) > idle then
     redis.call('HDEL', key, 'l:' .. member, 'i:' .. member)
-    return nil
+    return nil, 'idle'
   end
   if (is_root and family[5] == '1') ~= (kind == 'web') then return nil end
   redis.call('HSET', key, 'l:' .. member, ms(now))
@@ -154,15 +158,16 @@ class SessionStore:
     """Creates, validates, lists and ends session families."""
 
     #: KEYS: the family. ARGV: the member, the idle timeout (ms), the kind asked ('web'|'api').
-    #: Returns {user id, username}, or nil.
+    #: Returns {user id, username}; else 'expired' or 'idle' when this check found it so (and
+    #: ended it), or nil (unknown, or ended earlier).
     #: Guarantees: answers only for a live member of that kind in a live family, enforcing the
     #: absolute and idle timeouts at this very moment (check_member), and marks it used.
     TOUCH = LuaScript(
         CLOCK,
         _FAMILY_FUNCTIONS,
         """
-local family = check_member(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], now_ms())
-if not family then return false end
+local family, why = check_member(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], now_ms())
+if not family then return why or false end
 return {family[1], family[2]}
 """,
     )
@@ -270,18 +275,35 @@ return redis.call('DEL', KEYS[1])
 
         Ids that do not have the exact shape the gateway hands out are refused without asking Redis.
         """
+        found = self.lookup(raw_session_id, kind)
+        return found if isinstance(found, Session) else None
+
+    def lookup(self, raw_session_id: object, kind: str = "api") -> Session | str:
+        """The live session named by ``raw_session_id``, touched; else why not: ``missing`` (no
+        id), ``unknown`` (malformed, unknown or ended before), ``expired`` or ``idle`` (this very
+        check found it past its absolute or idle timeout)."""
+        if raw_session_id is None:
+            return "missing"
         session_id = SessionId.parse(raw_session_id)
-        return self.check(session_id, kind) if session_id is not None else None
+        if session_id is None:
+            return "unknown"
+        return self._touch(session_id, kind)
 
     def check(self, session_id: SessionId, kind: str = "api") -> Session | None:
         """The live ``kind`` ('api' or 'web') session ``session_id``, touched (one round trip);
         ``None`` if it is not live."""
+        found = self._touch(session_id, kind)
+        return found if isinstance(found, Session) else None
+
+    def _touch(self, session_id: SessionId, kind: str) -> Session | str:
         member = session_id.member
         answer = self.TOUCH(
             self.client, [self.keys.family(session_id.family_id)], [member, self.idle_ms, kind]
         )
+        if isinstance(answer, str):
+            return answer
         if not answer:
-            return None
+            return "unknown"
         return Session(int(answer[0]), answer[1], session_id.family_id, member)
 
     # --- starting ------------------------------------------------------------------------------
