@@ -51,7 +51,7 @@ def bulk_load(
             user_id, username = users[index % len(users)]
             session_id = SessionId.new(new_family_id())
             pending = keys.pending_challenge(session_id.family_id)
-            pipe.set(pending, username, px=60_000)
+            pipe.set(pending, username.lower(), px=60_000)
             script.queue(
                 pipe,
                 [pending, keys.family(session_id.family_id)],

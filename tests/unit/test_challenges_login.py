@@ -58,7 +58,7 @@ def test_each_getchallenge_gives_a_new_token(client, alice):
     assert len(set(tokens)) == 10
 
 
-@pytest.mark.parametrize("username", ["nobody", "ALICE", "alice ", "a*", "", "x" * 65, "al:ice", "{alice}"])
+@pytest.mark.parametrize("username", ["nobody", "alice ", "a*", "", "x" * 65, "al:ice", "{alice}"])
 def test_getchallenge_for_unknown_user(client, alice, redis, username):
     before = snapshot(redis)
     body = get(client, operation="getchallenge", username=username)

@@ -62,7 +62,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from webservice.store.client import RedisClient
-from webservice.store.keys import RedisKeys
+from webservice.store.keys import RedisKeys, same_user
 from webservice.store.round_trip import Change
 from webservice.store.sessions import MAX_USER_AGENT, ClientInfo
 from webservice.store.users import is_valid_username
@@ -171,7 +171,7 @@ class AuditTrail:
                 newest = batch[0][0]
             for entry_id, values in batch:
                 entry = AuditEntry.from_stream(entry_id, values)
-                if user is None or entry.event.user == user:
+                if user is None or same_user(entry.event.user) == same_user(user):
                     found.append(entry)
                     if len(found) == count:
                         break
@@ -193,7 +193,7 @@ class AuditTrail:
                 for entry_id, values in entries:
                     last = entry_id
                     entry = AuditEntry.from_stream(entry_id, values)
-                    if user is None or entry.event.user == user:
+                    if user is None or same_user(entry.event.user) == same_user(user):
                         yield entry
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from webservice.store.client import RedisClient
-from webservice.store.keys import RedisKeys
+from webservice.store.keys import RedisKeys, same_user
 from webservice.store.round_trip import send
 from webservice.store.scripts import CLOCK, LuaScript
 from webservice.store.tokens import (
@@ -211,7 +211,7 @@ return dropped
             self.ISSUE.queue(pipe, keys, args)
             # The pending challenge goes in the same round trip; for a decoy it is never
             # consumed (no user record lists the token) and expires with it.
-            pipe.set(pending, username, px=self.ttl_ms)
+            pipe.set(pending, same_user(username), px=self.ttl_ms)
             if address is not None:
                 self.TRACK.queue(
                     pipe,

@@ -23,6 +23,9 @@ Layout (``P`` is ``REDIS_KEY_PREFIX``)::
     P:rate:getchallenge:<addr>       hash    the getchallenge token bucket of one client address
     P:challenges:address:<addr>      zset    the challenges issued to one client address (capped)
 
+Every key built from a username uses its case-folded form (:func:`same_user`): usernames are
+case-insensitive.
+
 Keys that one Lua script touches together share a Redis Cluster hash tag (``{F}``), so the same
 scripts run unchanged on a single Redis and on a cluster. The user keys are never combined with
 other keys in one command or script, so they carry no tag; the decoy record of a name is tagged
@@ -31,6 +34,14 @@ getchallenge script can look at both.
 """
 
 from __future__ import annotations
+
+
+def same_user(username: str) -> str:
+    """The one normalisation of usernames: they are case-insensitive, as in coreBOS (MySQL's
+    collation), so ``ADMIN`` is ``admin``. Every key built from a username goes through it, so no
+    variant of a name has records, tokens or failure counters of its own. (Usernames are ASCII:
+    store/users.py.)"""
+    return username.lower()
 
 
 class RedisKeys:
@@ -46,7 +57,7 @@ class RedisKeys:
         return f"{self.prefix}:{{{family_id}}}:c"
 
     def user(self, username: str) -> str:
-        return f"{self.prefix}:user:{username}"
+        return f"{self.prefix}:user:{same_user(username)}"
 
     def user_ids(self) -> str:
         return f"{self.prefix}:user-ids"
@@ -76,13 +87,13 @@ class RedisKeys:
         return f"{self.prefix}:audit"
 
     def login_failures_of_user(self, username: str) -> str:
-        return f"{self.prefix}:login-failures:user:{username}"
+        return f"{self.prefix}:login-failures:user:{same_user(username)}"
 
     def login_failures_of_user_at(self, username: str, address: str) -> str:
-        return f"{self.prefix}:login-failures:user-address:{username}:{address}"
+        return f"{self.prefix}:login-failures:user-address:{same_user(username)}:{address}"
 
     def known_addresses(self, username: str) -> str:
-        return f"{self.prefix}:known-addresses:{username}"
+        return f"{self.prefix}:known-addresses:{same_user(username)}"
 
     def login_failures_of_address(self, address: str) -> str:
         return f"{self.prefix}:login-failures:address:{address}"

@@ -210,12 +210,13 @@ return {family[1], family[2], ended}
     #: KEYS: the pending challenge, the family it becomes. ARGV: username, user id, the API member,
     #: its packed client info, idle ms, absolute ms. Returns 1, or nil when the challenge is gone.
     #: Guarantees: a challenge yields at most one family, ever: the pending challenge must exist
-    #: for this very user and is deleted in the same step that creates the family.
+    #: for this very user (its name in lower case: keys.same_user) and is deleted in the same
+    #: step that creates the family.
     OPEN_FROM_CHALLENGE = LuaScript(
         CLOCK,
         _FAMILY_FUNCTIONS,
         """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+if redis.call('GET', KEYS[1]) ~= string.lower(ARGV[1]) then return false end
 redis.call('DEL', KEYS[1])
 create_family(KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], '0', tonumber(ARGV[5]),
   tonumber(ARGV[6]), now_ms())

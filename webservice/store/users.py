@@ -1,10 +1,11 @@
 """The user directory in Redis: who may log in, with which access key and password.
 
-One hash per user, ``P:user:<name>``::
+One hash per user, ``P:user:<name in lower case>`` (usernames are case-insensitive)::
 
     id  numeric user id (``19x<id>`` on the wire)    key  access key
     pw  Argon2id password hash (web UI login)        on   "1" active, "0" inactive
-    t:<token>  expiry (ms) of an outstanding challenge token (owned by challenges.py)
+    name  the username as it was created (shown, and in sessions and the audit trail)
+    t:<token>  "<expiry ms>|<address>" of an outstanding challenge token (challenges.py)
 
 The challenge tokens live in the user's own hash so that ``login`` reads the user and its tokens in
 one round trip (with the failure counters, limits.py, and under HIDE_UNKNOWN_USERS the name's decoy
@@ -60,9 +61,11 @@ class User:
 
     @classmethod
     def from_fields(cls, username: str, fields: dict[str, str]) -> User:
+        """The user whose record is ``fields``, found under ``username`` (any case: the record
+        keeps the name as it was created)."""
         return cls(
             id=int(fields["id"]),
-            username=username,
+            username=fields.get("name") or username,
             access_key=fields.get("key") or None,
             password_hash=fields.get("pw") or None,
             active=fields.get("on") == "1",
@@ -114,9 +117,10 @@ return 1
             )
         key = self.keys.user(username)
         if self.client.exists(key):
+            # Names differ from each other in more than case (keys.same_user).
             raise UserError(f"user {username!r} already exists")
         user_id = int(self.client.incr(self.keys.user_sequence()))
-        fields = {"id": str(user_id), "key": new_access_key(), "on": "1"}
+        fields = {"id": str(user_id), "name": username, "key": new_access_key(), "on": "1"}
         if password is not None:
             fields["pw"] = self.hasher.hash(password)
         # The index entry first: a crash in between leaves an id without a user, which all()
