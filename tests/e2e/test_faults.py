@@ -344,9 +344,10 @@ def test_killing_a_worker_under_traffic(tmp_path):
                 f"requests counted before the kill {counted_before_kill:.0f}, at the end {counted_after:.0f}"
             )
 
-            # At most the one request the killed (synchronous) worker was answering is lost,
-            # and it was under way when the signal came.
-            assert len(failures) <= 1, failures
+            # At most the requests the killed worker was answering are lost (a gevent worker
+            # answers several at once: at most one per client thread), each under way when the
+            # signal came.
+            assert len(failures) <= THREADS, failures
             for failure in failures:
                 assert failure.started <= killed <= failure.ended, failure
             assert len(after) >= 50 and {o.code for o in after} == {OK}
