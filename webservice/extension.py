@@ -28,8 +28,8 @@ from flask import Flask, current_app
 
 from webservice import cli, settings
 from webservice.api import endpoint, openapi
-from webservice.api.gateway import EXTENSION_KEY, Gateway, current_gateway, gateway_of
 from webservice.api.errors import wire_profile
+from webservice.api.gateway import EXTENSION_KEY, Gateway, current_gateway, gateway_of
 from webservice.api.registry import Operation, OperationRegistry, installed_operations
 from webservice.auth import csrf
 from webservice.auth.trail import record_events
