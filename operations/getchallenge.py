@@ -31,7 +31,7 @@ def getchallenge(context: OperationContext, params: dict[str, Any]) -> dict[str,
         raise too_many_requests("challenge requests", -(-wait_ms // 1000))
     challenge = gateway.logins.challenge(params["username"], context.client.address)
     if challenge is None:
-        raise user_not_found()
+        raise user_not_found(params["username"])
     return {
         "token": challenge.token,
         "serverTime": challenge.server_time,

@@ -184,7 +184,7 @@ def test_off_gives_the_corebos_answers(make_app):
     app = make_app({"HIDE_UNKNOWN_USERS": False})
     gateway_of(app).users.add("alice")
     client = app.test_client()
-    error(get(client, operation="getchallenge", username="nobody"), "AUTHENTICATION_REQUIRED", "Given user cannot be found")
+    error(get(client, operation="getchallenge", username="nobody"), "AUTHENTICATION_REQUIRED", "Given user cannot be found: nobody")
     error(
         post(client, operation="login", username="nobody", accessKey="0" * 32),
         "AUTHENTICATION_REQUIRED",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from webservice.store.users import is_valid_username
+
 
 class ErrorCode:
     """Codes clients compare against (protocol.md §5), plus the gateway's own few."""
@@ -91,8 +93,13 @@ def service_unavailable() -> WebServiceError:
     )
 
 
-def user_not_found() -> WebServiceError:
-    return WebServiceError(ErrorCode.AUTHENTICATION_REQUIRED, "Given user cannot be found")
+def user_not_found(username: object = None) -> WebServiceError:
+    """coreBOS's answer for a name that is no user; getchallenge's names it, as coreBOS's does
+    (only a name that could be a username: anything else is never looked up or repeated)."""
+    message = "Given user cannot be found"
+    if is_valid_username(username):
+        message += f": {username}"
+    return WebServiceError(ErrorCode.AUTHENTICATION_REQUIRED, message)
 
 
 def too_many_requests(what: str, retry_after: int) -> WebServiceError:
