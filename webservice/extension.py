@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask
 
 from webservice import cli, settings
 from webservice.api import endpoint, openapi
@@ -112,11 +112,6 @@ class WSGate:
     def csrf_token() -> str:
         """The token an in-page script sends in ``X-CSRFToken`` with ``extendsession``."""
         return csrf.csrf_token()
-
-    @staticmethod
-    def gateway(app: Flask | None = None) -> Gateway:
-        """The gateway of ``app`` (default: the running app)."""
-        return gateway_of(app if app is not None else current_app._get_current_object())  # type: ignore[attr-defined]
 
 
 def _link_flask_login(app: Flask) -> None:
