@@ -39,7 +39,7 @@ through their ``cancelled`` method, and ``on_done`` callbacks are not called.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -116,6 +116,13 @@ class RoundTrip:
     def cancel(self) -> None:
         for rider in self.riders:
             rider.cancelled()
+
+
+def connect(app: Any, receivers: Mapping[Any, Callable[..., Any]]) -> None:
+    """Connects each receiver to its signal (ours or Flask-Login's) for ``app`` alone. Strongly:
+    blinker keeps receivers weakly, and these are closures that nothing else holds."""
+    for signal, receiver in receivers.items():
+        signal.connect(receiver, sender=app, weak=False)
 
 
 def announce(signal: Any, event: SessionEvent) -> RoundTrip:

@@ -239,7 +239,7 @@ COUNTING = textwrap.dedent(
     from webservice.serving import metrics
     assert metrics.multiprocess_mode()
     for _ in range(int(sys.argv[1])):
-        metrics.observe_request("listtypes", "ok", 0.002, None)
+        metrics.observe_request("listtypes", "ok", 0.002)
     metrics.count_login("api", "ok")
     """
 )
@@ -248,7 +248,7 @@ SERVING = textwrap.dedent(
     """
     import sys
     from webservice.serving import metrics
-    metrics.observe_request("listtypes", "ok", 0.002, None)
+    metrics.observe_request("listtypes", "ok", 0.002)
     for _ in range(int(sys.argv[1])):
         sys.stdout.write(metrics.exposition().decode() + "\\f")
     """

@@ -78,7 +78,7 @@ def handle() -> Response:
         response = envelope.failure(error)
         code = error.code
     seconds = request_log.finish(trace, code, response, environ)
-    metrics.observe_request(trace.operation, code, seconds, result)
+    metrics.observe_request(trace.operation, code, seconds)
     return response
 
 
@@ -129,7 +129,7 @@ def answered_elsewhere(response: Response) -> None:
         code = f"HTTP_{response.status_code}"
     trace = Trace(request_log.request_id(request.environ))
     seconds = request_log.finish(trace, code, response, request.environ)
-    metrics.observe_request(None, code, seconds, None)
+    metrics.observe_request(None, code, seconds)
 
 
 #: The security headers of every answer (the envelope view never sets these itself: no checks).

@@ -35,7 +35,7 @@ class Endings:
         (``session_ended``, reason ``session_cap``); its own round trip, rare."""
         ended = event.but(handle=handle, reason="session_cap", detail="")
         round_trip = events.announce(events.session_ended, ended)
-        send(self.sessions.client, lambda pipe: None, round_trip.riders)
+        send(self.sessions.client, participants=round_trip.riders)
         round_trip.done()
 
     def oldest_of_user(self, user_id: int, count: int, event: SessionEvent) -> int:

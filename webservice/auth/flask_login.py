@@ -22,6 +22,7 @@ from typing import Any
 
 from flask import Flask, current_app, request, session
 
+from webservice import events
 from webservice.auth.web_login import SESSION_KEY, WebLink
 
 #: The session keys Flask-Login keeps for a logged-in browser (as its logout_user drops them).
@@ -52,14 +53,15 @@ def link_flask_login(app: Flask, link_of: Any) -> None:
         if cookie in request.cookies:
             session["_remember"] = "clear"
 
-    receivers = {
-        signals.user_logged_in: logged_in,
-        signals.user_loaded_from_cookie: logged_in,
-        signals.user_logged_out: logged_out,
-        signals.user_accessed: accessed,
-    }
-    for signal, receiver in receivers.items():
-        signal.connect(receiver, sender=app, weak=False)
+    events.connect(
+        app,
+        {
+            signals.user_logged_in: logged_in,
+            signals.user_loaded_from_cookie: logged_in,
+            signals.user_logged_out: logged_out,
+            signals.user_accessed: accessed,
+        },
+    )
 
 
 def _numeric_id(user: Any) -> int:

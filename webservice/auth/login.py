@@ -270,7 +270,7 @@ class LoginFlow:
         )
         round_trip = events.announce(events.login_failed, event)
         if refused.reason == "token_used":
-            send(self.client, lambda pipe: None, round_trip.riders)
+            send(self.client, participants=round_trip.riders)
         return round_trip
 
     def succeed(

@@ -52,12 +52,13 @@ def record_events(app: Flask, trail: AuditTrail) -> None:
         else:
             entry("end", event, round_trip, event.reason)
 
-    receivers = {
-        events.login_succeeded: login,
-        events.login_failed: failed,
-        events.session_extended: extended,
-        events.family_ended: ended,
-        events.session_ended: ended,
-    }
-    for signal, receiver in receivers.items():
-        signal.connect(receiver, sender=app, weak=False)
+    events.connect(
+        app,
+        {
+            events.login_succeeded: login,
+            events.login_failed: failed,
+            events.session_extended: extended,
+            events.family_ended: ended,
+            events.session_ended: ended,
+        },
+    )

@@ -95,9 +95,9 @@ _request_children: dict[tuple[str, str], Any] = {}
 _latency_children: dict[str, Any] = {}
 
 
-def observe_request(operation: str | None, code: str, seconds: float, result: Any) -> None:
+def observe_request(operation: str | None, code: str, seconds: float) -> None:
     """Counts one webservice.php answer: ``operation`` the registered name (None: unknown),
-    ``code`` "ok" or the error code, ``result`` the operation's result when it succeeded."""
+    ``code`` "ok" or the error code."""
     name = operation or UNKNOWN
     key = (name, code)
     child = _request_children.get(key)
@@ -142,13 +142,15 @@ def count_events(app: Flask) -> None:
         elif event.reason in ("endsession", "endallsessions"):
             round_trip.on_done(lambda: count_revocations(event.via, event.reason, round_trip.count))
 
-    for signal, receiver in (
-        (events.login_succeeded, login),
-        (events.login_failed, failed),
-        (events.session_extended, extended),
-        (events.family_ended, ended),
-    ):
-        signal.connect(receiver, sender=app, weak=False)
+    events.connect(
+        app,
+        {
+            events.login_succeeded: login,
+            events.login_failed: failed,
+            events.session_extended: extended,
+            events.family_ended: ended,
+        },
+    )
 
 
 # --- exposition ----------------------------------------------------------------------------------

@@ -47,13 +47,14 @@ class Participant(Protocol):
 
 def send(
     client: RedisClient,
-    own: Callable[[Any], None],
+    own: Callable[[Any], None] | None = None,
     participants: Sequence[Participant] = (),
     change: Change = Change(),
     scripts: Sequence[LuaScript] = (),
 ) -> list[Any]:
     """Sends the commands ``own`` queues and those of ``participants`` in one round trip (not a
-    transaction); answers the replies to ``own``'s commands.
+    transaction); answers the replies to ``own``'s commands. Without ``own``, the participants
+    ride alone (a change that needs no command of its own, such as a refusal to audit).
 
     When Redis had forgotten one of ``scripts``, they are loaded and the whole pipeline is sent
     again, so every command in it must be safe to repeat.
@@ -61,7 +62,8 @@ def send(
 
     def attempt() -> tuple[list[Any], list[tuple[Participant, int, int]], int]:
         pipe = client.pipeline(transaction=False)
-        own(pipe)
+        if own is not None:
+            own(pipe)
         own_count = len(pipe)
         spans = []
         for participant in participants:
