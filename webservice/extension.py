@@ -8,7 +8,8 @@
 keeps the app's :class:`~webservice.api.gateway.Gateway` in ``app.extensions["wsgate"]`` (the
 extension object itself holds no app, so one ``WSGate`` serves several apps), and registers:
 
-- ``/webservice.php`` and ``/webservice``, and ``/openapi.json`` describing them;
+- ``/webservice.php`` and ``/webservice``, the REST session API under ``/v1`` (unless
+  ``WSGATE_REST_ENABLED`` is off), and ``/openapi.json`` describing them;
 - the operations: every ``wsgate.operations`` entry point (the built-ins among them), or the
   ``operations`` given;
 - the web-login link: with Flask-Login on the app, ``login_user`` / ``logout_user`` start and end
@@ -26,7 +27,7 @@ from typing import Any
 
 from flask import Flask
 
-from webservice import cli, settings
+from webservice import cli, rest, settings
 from webservice.api import endpoint, openapi
 from webservice.api.errors import wire_profile
 from webservice.api.gateway import EXTENSION_KEY, Gateway, current_gateway, gateway_of
@@ -74,7 +75,9 @@ class WSGate:
         app.extensions[EXTENSION_KEY] = gateway
         endpoint.init_app(app)
         app.register_blueprint(openapi.blueprint)
-        csrf.init_app(app, exempt=endpoint.blueprint)
+        csrf.init_app(app, exempt=(endpoint.blueprint, rest.blueprint))
+        if config["REST_ENABLED"]:
+            rest.init_app(app)
         record_events(app, gateway.audit)
         metrics.count_events(app)
         request_log.init_app(app, endpoint.PATHS, endpoint.answered_elsewhere)

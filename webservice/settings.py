@@ -103,6 +103,10 @@ PROBES_ENABLED = False
 #: Seconds /readyz waits for Redis to connect and to answer its PING (one try).
 READY_TIMEOUT = 0.5
 
+# --- REST session API ------------------------------------------------------------------------
+#: Serve the REST session API under /v1 (logout, my sessions: webservice/rest/views.py).
+REST_ENABLED = True
+
 # --- Wire ----------------------------------------------------------------------------------------
 #: Whose error codes refused sessions get: ``corebos`` (AUTHENTICATION_REQUIRED for all) or
 #: ``vtiger`` (INVALID_SESSIONID, SESSION_EXPIRED, SESSION_LEFT_IDLE; the official coreBOS

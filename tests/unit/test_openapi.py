@@ -189,7 +189,9 @@ def test_document_loads_in_schemathesis(app):
     schemathesis = pytest.importorskip("schemathesis")
     schema = schemathesis.openapi.from_dict(document_of(app))
     labels = sorted(result.ok().label for result in schema.get_all_operations())
-    assert labels == ["GET /webservice", "GET /webservice.php",
+    assert labels == ["DELETE /v1/auth/session", "DELETE /v1/me/sessions",
+                      "DELETE /v1/me/sessions/{id}", "GET /v1/me/sessions",
+                      "GET /webservice", "GET /webservice.php", "POST /v1/auth/logout",
                       "POST /webservice", "POST /webservice.php"]
 
 

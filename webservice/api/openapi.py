@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Flask, Response, current_app
 from marshmallow import fields, missing, validate
 
 from webservice.api.errors import WIRE_PROFILES, ErrorCode
@@ -82,6 +82,12 @@ ERROR_MEANINGS: dict[str, str] = {
 }
 
 _EXTENSION_KEY = "wsgate.openapi"
+#: Where an app keeps the descriptions other parts of the gateway add (the REST session API's).
+_PARTS_KEY = "wsgate.openapi.parts"
+
+#: A part of the document: ``{"paths": {...}, "schemas": {...}, "securitySchemes": {...}}``,
+#: built for the app's session cookie name.
+DocumentPart = Callable[[str], Mapping[str, Any]]
 
 blueprint = Blueprint("openapi", __name__)
 
@@ -93,10 +99,16 @@ def openapi_json() -> Response:
     if body is None:
         gateway = current_gateway()
         cookie = current_app.session_interface.get_cookie_name(current_app)
-        document = build_document(gateway.operations, gateway.settings, cookie)
+        parts = [part(cookie) for part in current_app.extensions.get(_PARTS_KEY, [])]
+        document = build_document(gateway.operations, gateway.settings, cookie, parts)
         body = json.dumps(document, ensure_ascii=False, indent=1)
         current_app.extensions[_EXTENSION_KEY] = body
     return Response(body, mimetype="application/json")
+
+
+def add_part(app: Flask, part: DocumentPart) -> None:
+    """Describes more of the app in its document (before its first request)."""
+    app.extensions.setdefault(_PARTS_KEY, []).append(part)
 
 
 def error_codes(profile: str = "corebos") -> list[str]:
@@ -118,11 +130,14 @@ def schema_name(operation_name: str) -> str:
 
 
 def build_document(
-    registry: OperationRegistry, settings: Mapping[str, Any], cookie: str = "session"
+    registry: OperationRegistry,
+    settings: Mapping[str, Any],
+    cookie: str = "session",
+    parts: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The OpenAPI document of ``webservice.php`` for the operations in ``registry``, with the
-    error codes of the settings' wire profile; ``cookie`` is the name of the app's session
-    cookie (extendsession's)."""
+    error codes of the settings' wire profile, and the ``parts`` others add; ``cookie`` is the
+    name of the app's session cookie (extendsession's)."""
     operations = list(registry)
     limits = _Limits.of(settings)
     schemas: dict[str, Any] = {
@@ -141,7 +156,7 @@ def build_document(
     }
     profile = str(settings.get("WIRE_PROFILE", "corebos"))
     schemas.update(_envelope_schemas(profile))
-    return {
+    document = {
         "openapi": OPENAPI_VERSION,
         "info": {
             "title": "wsgate webservice.php",
@@ -190,6 +205,11 @@ def build_document(
             for op in operations
         ],
     }
+    for part in parts:
+        document["paths"].update(part.get("paths", {}))
+        schemas.update(part.get("schemas", {}))
+        document["components"]["securitySchemes"].update(part.get("securitySchemes", {}))
+    return document
 
 
 class _Limits:

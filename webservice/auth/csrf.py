@@ -20,10 +20,12 @@ CSRF_HEADER = "X-CSRFToken"
 TEMPLATE_GLOBAL = "wsgate_csrf_token"
 
 
-def init_app(app: Flask, exempt: Blueprint) -> None:
-    """Offers the token to templates, and exempts ``exempt`` from the host's CSRFProtect: now if
-    it has one, else on the app's first request (a CSRFProtect set up after this extension)."""
+def init_app(app: Flask, exempt: Iterable[Blueprint]) -> None:
+    """Offers the token to templates, and exempts the ``exempt`` blueprints (which check for
+    themselves) from the host's CSRFProtect: now if it has one, else on the app's first request
+    (a CSRFProtect set up after this extension)."""
     app.add_template_global(csrf_token, TEMPLATE_GLOBAL)
+    exempt = tuple(exempt)
     if _exempt(app, exempt):
         return
     done = False
@@ -38,11 +40,12 @@ def init_app(app: Flask, exempt: Blueprint) -> None:
     app.before_request_funcs.setdefault(None, []).insert(0, exempt_once)
 
 
-def _exempt(app: Flask, blueprint: Blueprint) -> bool:
+def _exempt(app: Flask, blueprints: tuple[Blueprint, ...]) -> bool:
     protect: Any = app.extensions.get("csrf")
     if protect is None:
         return False
-    protect.exempt(blueprint)
+    for blueprint in blueprints:
+        protect.exempt(blueprint)
     return True
 
 

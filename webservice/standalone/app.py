@@ -20,6 +20,7 @@ from flask_wtf.csrf import CSRFProtect
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
+from webservice import rest
 from webservice import settings as gate_settings
 from webservice.api import endpoint, envelope
 from webservice.api.errors import (
@@ -64,7 +65,9 @@ def create_app(
     gateway = gateway_of(app)
     init_web_sessions(app, gateway, web_session_client)
     app.before_request(_session_store_error)
-    CSRFProtect(app).exempt(endpoint.blueprint)
+    protect = CSRFProtect(app)
+    protect.exempt(endpoint.blueprint)
+    protect.exempt(rest.blueprint)
     app.register_blueprint(web.blueprint)
     init_security_headers(app)
     proxies.init_app(app)

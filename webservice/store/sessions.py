@@ -81,6 +81,9 @@ class SessionView:
     linked: bool
     created: int
     last_used: int
+    #: When it ends unless used again (ms): its idle timeout, its family's absolute expiry, and
+    #: for a linked member, its family's root's idle timeout, whichever comes first.
+    expires: int
     address: str
     user_agent: str
 
@@ -455,8 +458,11 @@ return redis.call('DEL', KEYS[1])
 
     def _members(self, family: str, record: dict[str, str], now_ms: int) -> Iterable[SessionView]:
         members = [name[2:] for name in record if name.startswith("i:")]
-        if int(record.get("x", 0)) <= now_ms:
+        family_expiry = int(record.get("x", 0))
+        if family_expiry <= now_ms:
             return
+        root_used = int(record.get(f"l:{record.get('r')}", 0))
+        family_expiry = min(family_expiry, root_used + self.idle_ms)
         for member in members:
             last_used = int(record.get(f"l:{member}", 0))
             if now_ms - last_used > self.idle_ms:
@@ -469,6 +475,7 @@ return redis.call('DEL', KEYS[1])
                 linked=len(members) > 1,
                 created=int(created),
                 last_used=last_used,
+                expires=min(family_expiry, last_used + self.idle_ms),
                 address=address,
                 user_agent=agent,
             )
