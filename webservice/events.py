@@ -61,7 +61,8 @@ session_ended = _signals.signal("wsgate.session-ended")
 class SessionEvent:
     """What happened, to whom, from where. Never holds a secret."""
 
-    #: ``api`` (webservice.php), ``web`` (a web login or logout) or ``cli`` (the flask commands).
+    #: ``api`` (webservice.php), ``web`` (a web login or logout), ``rest`` (the /v1 session API)
+    #: or ``cli`` (the flask commands).
     via: str
     #: The username (for a failed login, the name that was tried).
     user: str = ""

@@ -62,29 +62,32 @@ _REMEMBER_COOKIE = ("REMEMBER_COOKIE_NAME", "remember_token")
 
 blueprint = Blueprint("wsgate_rest", __name__, url_prefix=PREFIX)
 Handler = Callable[[Gateway], Response]
+#: The methods each view serves, by endpoint (for the ``Allow`` header).
+ALLOWED: dict[str, str] = {}
 
 
 def route(path: str, handlers: dict[str, Handler]) -> None:
     """Serves ``path``: each method in ``handlers``, 405 (or OPTIONS' 204) for the others."""
-    allowed = sorted({*handlers, *(["HEAD"] if "GET" in handlers else []), "OPTIONS"})
+    allowed = ", ".join(sorted({*handlers, *(["HEAD"] if "GET" in handlers else []), "OPTIONS"}))
+    endpoint = path.strip("/").replace("/", "_").replace("<", "").replace(">", "")
+    ALLOWED[f"{blueprint.name}.{endpoint}"] = allowed
 
     def view(**kwargs: Any) -> Response:
         method = "GET" if request.method == "HEAD" else request.method
         if method == "OPTIONS":
             response = _no_content()
-            response.headers["Allow"] = ", ".join(allowed)
+            response.headers["Allow"] = allowed
             return response
         handler = handlers.get(method)
         if handler is None:
             raise Problem(
                 405,
                 f"{request.method} is not allowed here.",
-                {"Allow": ", ".join(allowed)},
+                {"Allow": allowed},
             )
         _refuse_large_body()
         return handler(current_gateway(), **kwargs)
 
-    endpoint = path.strip("/").replace("/", "_").replace("<", "").replace(">", "")
     blueprint.add_url_rule(
         path, endpoint, view, methods=ALL_METHODS, provide_automatic_options=False
     )
@@ -265,8 +268,20 @@ def _redis_error(error: RedisError) -> Response:
     return problem_response(503, detail, {"Retry-After": "1"})
 
 
+def method_not_allowed(error: HTTPException) -> Response:
+    """A method no route of the app takes at all (TRACE, QUERY, ...) on one of these paths: it
+    fails in routing, before the blueprint is known, so the app's 405 handler asks this."""
+    endpoint = ""
+    try:
+        endpoint, _ = current_app.url_map.bind_to_environ(request.environ).match(method="OPTIONS")
+    except HTTPException:
+        pass
+    headers = {"Allow": ALLOWED[endpoint]} if endpoint in ALLOWED else {}
+    return add_headers(problem_response(405, f"{request.method} is not allowed here.", headers))
+
+
 @blueprint.after_request
-def _add_headers(response: Response) -> Response:
+def add_headers(response: Response) -> Response:
     headers = response.headers
     for name, value in HEADERS:
         if name not in headers:

@@ -445,3 +445,12 @@ def test_the_openapi_document_describes_the_api(env):
     }
     assert schemes["webSession"]["name"] == env.cookie_name
     assert "/webservice.php" in paths
+
+
+@pytest.mark.parametrize("method", ["TRACE", "QUERY", "PROPFIND"])
+def test_a_method_no_route_takes_is_a_405_problem(env, method):
+    response = env.api().open("/v1/me/sessions", method=method)
+    assert_problem(response, 405)
+    assert response.headers["Allow"] == "DELETE, GET, HEAD, OPTIONS"
+    envelope = env.api().open("/webservice.php", method=method)
+    assert envelope.get_json()["error"]["code"] == "METHOD_NOT_ALLOWED"
