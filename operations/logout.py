@@ -20,20 +20,31 @@ class LogoutParams(Params):
     sessionName = String()
 
 
-@operation("logout", params=LogoutParams)
+@operation("logout", params=LogoutParams, ends_sessions=True)
 def logout(context: OperationContext, params: dict[str, Any]) -> dict[str, str]:
     """Ends the session named by sessionName (else the caller's) and its whole family.
 
     A caller authenticated by the header may name another session of the same user. The audit
-    entry goes in the round trip that ends the family.
+    entry goes in the round trip that ends the family. A retry of a logout whose confirmation
+    came too late (REDIS_WAIT_REPLICAS) is told it succeeded, once the replicas confirm it.
     """
     caller = context.require_session()
-    session = caller
+    profile = context.gateway.settings["WIRE_PROFILE"]
     target = params.get("sessionName")
-    if target is not None and target != context.session_id:
+    names_another = target is not None and target != context.session_id
+    if context.session_ended:
+        if names_another:
+            raise session_refused("unknown", profile)
+        return LOGGED_OUT
+    session = caller
+    if names_another:
         named = context.gateway.sessions.lookup(target)
+        if named == "unknown":
+            recent = context.gateway.sessions.recently_ended(target)
+            if recent is not None and recent.user_id == caller.user_id:
+                return LOGGED_OUT
         if isinstance(named, str):
-            raise session_refused(named, context.gateway.settings["WIRE_PROFILE"])
+            raise session_refused(named, profile)
         if named.user_id != caller.user_id:
             raise WebServiceError(ErrorCode.ACCESS_DENIED, "That session belongs to another user")
         session = named
@@ -41,5 +52,8 @@ def logout(context: OperationContext, params: dict[str, Any]) -> dict[str, str]:
     context.gateway.endings.family(
         session, SessionEvent.of_client("api", context.client, reason="logout", detail=by)
     )
-    # The misspelling is what clients compare against.
-    return {"message": "successfull"}
+    return LOGGED_OUT
+
+
+#: The misspelling is what clients compare against.
+LOGGED_OUT = {"message": "successfull"}

@@ -2,7 +2,8 @@
 
 A handle (``listsessions``) names a session publicly; it is never a credential. Ending a session
 ends its whole family: a web login and the API sessions linked to it end together. Every ending is
-in the audit trail, written in the round trip that ends the sessions.
+in the audit trail, written in the round trip that ends the sessions. A retry of an ending whose
+confirmation came too late (REDIS_WAIT_REPLICAS) is told it succeeded, and ends nothing more.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from webservice.plugin import (
     String,
     WebServiceError,
     operation,
+    session_refused,
 )
 
 
@@ -34,10 +36,13 @@ class EndSessionParams(Params):
     handle = String(required=True)
 
 
-@operation("endsession", params=EndSessionParams)
+@operation("endsession", params=EndSessionParams, ends_sessions=True)
 def endsession(context: OperationContext, params: dict[str, Any]) -> dict[str, str]:
     """Ends one of the caller's sessions, named by its handle, with every session linked to it."""
     caller = context.require_session()
+    if context.session_ended and params["handle"].partition(":")[0] != caller.family_id:
+        # The caller's own family ended, and this is no retry of ending it.
+        raise session_refused("unknown", context.gateway.settings["WIRE_PROFILE"])
     event = SessionEvent.of_client(
         "api",
         context.client,
@@ -52,10 +57,13 @@ def endsession(context: OperationContext, params: dict[str, Any]) -> dict[str, s
     return {"message": "ended"}
 
 
-@operation("endallsessions")
+@operation("endallsessions", ends_sessions=True)
 def endallsessions(context: OperationContext, params: dict[str, Any]) -> dict[str, int]:
     """Ends every session of the caller, the caller's own included."""
     caller = context.require_session()
+    if context.session_ended:
+        # A retry: the first try ended them all (and a revoked session ends nothing more).
+        return {"ended": 0}
     event = SessionEvent.of_client(
         "api", context.client, user=caller.username, handle=caller.handle, reason="endallsessions"
     )

@@ -11,5 +11,6 @@ from webservice import events
 from webservice.api.errors import ErrorCode, WebServiceError
 from webservice.auth.users import ApiUser
 from webservice.extension import WSGate
+from webservice.store.confirmation import NotConfirmed
 
-__all__ = ["ApiUser", "ErrorCode", "WebServiceError", "WSGate", "events"]
+__all__ = ["ApiUser", "ErrorCode", "NotConfirmed", "WebServiceError", "WSGate", "events"]

@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 from webservice.api.gateway import current_gateway
 from webservice.events import SessionEvent
 from webservice.store.audit import AuditEntry, AuditEvent
+from webservice.store.confirmation import NotConfirmed
 from webservice.store.users import User, UserError
 
 operations_cli = AppGroup("operations", help="Inspect the operations of webservice.php.")
@@ -34,6 +35,11 @@ def fail_on_errors(action):  # type: ignore[no-untyped-def]
             return action(*args, **kwargs)
         except UserError as error:
             raise click.ClickException(str(error)) from None
+        except NotConfirmed as error:
+            raise click.ClickException(
+                f"{error}: the change is made on the Redis master, but a failover could still "
+                "undo it; run the command again to confirm it"
+            ) from None
         except RedisError as error:
             raise click.ClickException(f"Redis is unreachable: {error}") from None
 
@@ -96,7 +102,10 @@ def revoke_session(handle: str) -> None:
     owner_user = gateway.users.get_by_id(owner) if owner is not None else None
     event = operator_event(user=owner_user.username if owner_user else "", reason="revoke")
     if owner is None or not gateway.endings.by_handle(owner, handle, event):
-        raise click.ClickException(f"no live session has handle {handle!r}")
+        # A retry of a revocation whose confirmation came too late is told it succeeded.
+        ended_owner = gateway.sessions.owner_of(handle, ended=True)
+        if ended_owner is None or not gateway.sessions.ended_by_handle(ended_owner, handle):
+            raise click.ClickException(f"no live session has handle {handle!r}")
     click.echo(f"session {handle} ended, with every session linked to it")
 
 

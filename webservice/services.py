@@ -16,6 +16,7 @@ from webservice.auth.web_login import WebLink
 from webservice.store.audit import AuditTrail
 from webservice.store.challenges import ChallengeStore
 from webservice.store.client import RedisClient, connect
+from webservice.store.confirmation import Replicas
 from webservice.store.keys import RedisKeys
 from webservice.store.limits import ChallengeRateLimit, LoginLimiter
 from webservice.store.sessions import SessionStore
@@ -61,6 +62,7 @@ class Services:
             idle_timeout=settings["SESSION_IDLE_TIMEOUT"],
             absolute_timeout=settings["SESSION_ABSOLUTE_TIMEOUT"],
             max_members=settings["MAX_SESSIONS_PER_FAMILY"],
+            replicas=Replicas.of(settings, keys),
         )
         limits = LoginLimiter(
             client,

@@ -35,6 +35,17 @@ REDIS_SENTINEL_CHECK_INTERVAL = 0.5
 #: SERVICE_UNAVAILABLE. Bounded so that a dead Redis never hangs a worker.
 REDIS_CONNECT_TIMEOUT = 1.0
 REDIS_SOCKET_TIMEOUT = 2.0
+#: Replicas that must confirm (Redis WAIT) every revocation and every new login before the gateway
+#: acknowledges it, so that a failover cannot undo it (README: What a failover may lose). 0: none
+#: (Redis's asynchronous replication: an acknowledged logout can come back after a failover).
+REDIS_WAIT_REPLICAS = 0
+#: Milliseconds to wait for that confirmation; beyond it the client is told SERVICE_UNAVAILABLE
+#: ("Logout not confirmed; retry") while the change stays made on the master. Below
+#: REDIS_SOCKET_TIMEOUT.
+REDIS_WAIT_TIMEOUT = 500
+#: Seconds a revoked family is remembered (hashes only) with REDIS_WAIT_REPLICAS, so that a retry
+#: of its revocation is told it succeeded rather than that the session is unknown.
+REDIS_WAIT_RETRY_GRACE = 120
 #: Every key the gateway writes starts with this prefix (see webservice/store/keys.py).
 REDIS_KEY_PREFIX = "wsgate"
 

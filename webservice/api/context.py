@@ -18,6 +18,11 @@ class OperationContext:
     session: Session | None
     #: The session id as the request named it (header or ``sessionName``), unvalidated.
     session_id: str | None
+    #: For an operation that ``ends_sessions``: ``session`` is no longer live, a revocation ended
+    #: it moments ago (within REDIS_WAIT_RETRY_GRACE) and the replicas have now confirmed that.
+    #: The request is the retry of a revocation whose confirmation came too late: answer what
+    #: the first try would have, and act for nobody.
+    session_ended: bool = False
 
     def require_session(self) -> Session:
         if self.session is None:

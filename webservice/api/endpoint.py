@@ -23,6 +23,7 @@ from webservice.api.errors import (
     WebServiceError,
     internal_error,
     method_not_allowed,
+    not_confirmed,
     service_unavailable,
     session_refused,
     unknown_operation,
@@ -31,6 +32,7 @@ from webservice.api.gateway import current_gateway
 from webservice.api.request_parsing import parse_request
 from webservice.serving import metrics, request_log
 from webservice.serving.request_log import Trace
+from webservice.store.confirmation import NotConfirmed
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,9 @@ def handle() -> Response:
             result = _dispatch(trace)
         except WebServiceError as raised:
             error = raised
+        except NotConfirmed as raised:
+            log.warning("not confirmed by the replicas: %s", raised)
+            error = not_confirmed(raised.what)
         except RedisError as raised:
             log.warning("session store unavailable: %s", type(raised).__name__)
             error = service_unavailable()
@@ -101,8 +106,13 @@ def _dispatch(trace: Trace) -> object:
         raise unknown_operation()
     trace.operation = op.name
     session = None
+    ended = False
     if op.needs_session:
         found = gateway.sessions.lookup(parsed.session_id)
+        if found == "unknown" and op.ends_sessions:
+            # A retry of a revocation whose confirmation came too late (REDIS_WAIT_REPLICAS).
+            recent = gateway.sessions.recently_ended(parsed.session_id)
+            found, ended = (recent, True) if recent is not None else (found, False)
         if isinstance(found, str):
             raise session_refused(found, settings["WIRE_PROFILE"])
         session = found
@@ -111,7 +121,7 @@ def _dispatch(trace: Trace) -> object:
     else:
         request_log.learn_user(trace, parsed.params.get("username"))
     params = op.load_params(parsed.params)
-    context = OperationContext(gateway, parsed.client, session, parsed.session_id)
+    context = OperationContext(gateway, parsed.client, session, parsed.session_id, ended)
     return op.handler(context, params)
 
 

@@ -93,6 +93,12 @@ def service_unavailable() -> WebServiceError:
     )
 
 
+def not_confirmed(what: str) -> WebServiceError:
+    """A change the replicas did not confirm in time (REDIS_WAIT_REPLICAS): it is made, and a
+    retry is safe. ``what``: ``Logout`` or ``Login``."""
+    return WebServiceError(ErrorCode.SERVICE_UNAVAILABLE, f"{what} not confirmed; retry")
+
+
 def user_not_found(username: object = None) -> WebServiceError:
     """coreBOS's answer for a name that is no user; getchallenge's names it, as coreBOS's does
     (only a name that could be a username: anything else is never looked up or repeated)."""

@@ -66,7 +66,9 @@ ERROR_MEANINGS: dict[str, str] = {
     ErrorCode.INTERNAL_SERVER_ERROR: "Something unexpected failed; the details are in the "
     "gateway's log only.",
     ErrorCode.SERVICE_UNAVAILABLE: "The session store (Redis) is unreachable; nothing changed, "
-    "retry shortly.",
+    "retry shortly. Or, with REDIS_WAIT_REPLICAS, \"Logout not confirmed; retry\" (\"Login ...\"): "
+    "the change is made, but its replicas did not confirm it in time; a retried logout is told it "
+    "succeeded.",
     ErrorCode.REQUEST_TOO_LARGE: "The body exceeds MAX_CONTENT_LENGTH bytes, or the request has "
     "more than MAX_FORM_PARTS parameters.",
     ErrorCode.METHOD_NOT_ALLOWED: "OPTIONS (the endpoint answers no CORS preflight), HEAD (it "

@@ -44,6 +44,9 @@ class Operation:
     params: Schema = field(default_factory=Params)
     method: str = "POST"
     needs_session: bool = True
+    #: It ends sessions (logout and the like): a retry whose own session a revocation ended
+    #: moments ago still runs, with ``context.session_ended`` (see OperationContext).
+    ends_sessions: bool = False
     description: str = ""
     #: Where it came from: a distribution and its entry point, else the handler's module.
     source: str = field(default="", compare=False)
@@ -69,8 +72,10 @@ def operation(
     params: type[Schema] = Params,
     method: str = "POST",
     needs_session: bool = True,
+    ends_sessions: bool = False,
 ) -> Callable[[Handler], Operation]:
-    """Makes the decorated handler an :class:`Operation`; its docstring becomes the description."""
+    """Makes the decorated handler an :class:`Operation`; its docstring becomes the description.
+    ``ends_sessions``: see :attr:`Operation.ends_sessions`."""
     if method not in METHODS:
         raise RegistryError(f"operation {name!r}: method must be one of {METHODS}")
 
@@ -81,6 +86,7 @@ def operation(
             params=params(),
             method=method,
             needs_session=needs_session,
+            ends_sessions=ends_sessions,
             description=(handler.__doc__ or "").strip().split("\n")[0],
         )
 

@@ -1,12 +1,30 @@
 """Ending session families, announced: every ending sends ``family_ended`` (webservice.events),
-so the audit trail writes it in the same round trip and metrics and the host hear of it."""
+so the audit trail writes it in the same round trip and metrics and the host hear of it.
+
+With REDIS_WAIT_REPLICAS, an ending the replicas did not confirm in time raises NotConfirmed
+(store/confirmation.py) once it is made on the master: it is announced as done all the same (it
+is in force, and its retry finds nothing left to end), and the caller tells its client to retry.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from webservice import events
-from webservice.events import SessionEvent
+from webservice.events import RoundTrip, SessionEvent
+from webservice.store.confirmation import NotConfirmed
 from webservice.store.round_trip import Change, send
 from webservice.store.sessions import Session, SessionStore
+
+@contextmanager
+def _made(round_trip: RoundTrip) -> Iterator[None]:
+    """Calls the round trip's ``done`` once the change is made, confirmed or not."""
+    try:
+        yield
+    except NotConfirmed:
+        round_trip.done()
+        raise
+    round_trip.done()
 
 
 class Endings:
@@ -18,21 +36,24 @@ class Endings:
         round_trip = events.announce(
             events.family_ended, event.but(user=session.username, handle=session.handle)
         )
-        self.sessions.end_family(session, round_trip.riders)
-        round_trip.done()
+        with _made(round_trip):
+            self.sessions.end_family(session, round_trip.riders)
 
     def by_handle(self, user_id: int, handle: str, event: SessionEvent) -> bool:
         """Ends the family of the member named by ``handle`` if it is user ``user_id``'s; says
-        whether (nothing is announced as done otherwise)."""
+        whether (nothing is announced as done otherwise). A retry of an ending whose
+        confirmation came too late says so too, once the replicas confirm it (announced once,
+        by the first try)."""
         round_trip = events.announce(events.family_ended, event.but(handle=handle))
-        if not self.sessions.end_by_handle(user_id, handle, round_trip.riders):
-            return False
-        round_trip.done()
-        return True
+        ended = _ended_or_not(
+            round_trip, lambda: self.sessions.end_by_handle(user_id, handle, round_trip.riders)
+        )
+        return ended or self.sessions.ended_by_handle(user_id, handle)
 
     def capped_member(self, handle: str, event: SessionEvent) -> None:
         """Announces that the session ``handle`` ended alone, to make room in its family
-        (``session_ended``, reason ``session_cap``); its own round trip, rare."""
+        (``session_ended``, reason ``session_cap``); its own round trip, rare. (The ending
+        itself was made, and confirmed, by the extension that needed the room.)"""
         ended = event.but(handle=handle, reason="session_cap", detail="")
         round_trip = events.announce(events.session_ended, ended)
         send(self.sessions.client, participants=round_trip.riders)
@@ -40,10 +61,12 @@ class Endings:
 
     def oldest_of_user(self, user_id: int, count: int, event: SessionEvent) -> int:
         """Ends the ``count`` oldest families of the user (announced once, ``round_trip.count``
-        of them)."""
+        of them), to make room for a login: not confirmed, it is that login that is not."""
         round_trip = events.announce(events.family_ended, event)
-        round_trip.count = self.sessions.end_oldest_of_user(user_id, count, round_trip.riders)
-        round_trip.done()
+        with _made(round_trip):
+            round_trip.count = self.sessions.end_oldest_of_user(
+                user_id, count, round_trip.riders, what="Login"
+            )
         return round_trip.count
 
     def all_of_user(
@@ -52,8 +75,20 @@ class Endings:
         """Ends every family of the user but ``keep_family``; answers how many ended (announced
         once, with that count in ``round_trip.count``)."""
         round_trip = events.announce(events.family_ended, event)
-        round_trip.count = self.sessions.end_all_for_user(
-            user_id, keep_family, round_trip.riders, Change(event.handle, event.user)
-        )
-        round_trip.done()
+        with _made(round_trip):
+            round_trip.count = self.sessions.end_all_for_user(
+                user_id, keep_family, round_trip.riders, Change(event.handle, event.user)
+            )
         return round_trip.count
+
+
+def _ended_or_not(round_trip: RoundTrip, end: Callable[[], bool]) -> bool:
+    """Runs ``end``; the round trip is done when it ended something (confirmed or not)."""
+    try:
+        ended = end()
+    except NotConfirmed:
+        round_trip.done()
+        raise
+    if ended:
+        round_trip.done()
+    return ended

@@ -85,6 +85,10 @@ class WebLink:
             return None
         login = self.sessions.check(claimed, "web")
         if login is None:
+            # A login that a revocation ended moments ago is forgotten only once the replicas
+            # confirm its end (REDIS_WAIT_REPLICAS; else NotConfirmed, and the browser keeps it,
+            # so that its next request, a retried logout, asks again).
+            self.sessions.recently_ended(claimed, "web")
             session.pop(SESSION_KEY, None)
         return login
 
@@ -128,7 +132,9 @@ class WebLink:
 
     def logout(self) -> bool:
         """Logs this browser out, and with it every API session linked to its login; says
-        whether there was a live login to end."""
+        whether there was a live login to end. When the replicas do not confirm it
+        (REDIS_WAIT_REPLICAS), raises NotConfirmed with the login still named by the session
+        data: logging out again confirms it."""
         login = self.current()
         if login is not None:
             self.end(login, "web_logout", SessionEvent.of_client("web", client_info()))

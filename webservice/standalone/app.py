@@ -28,6 +28,7 @@ from webservice.api.errors import (
     WebServiceError,
     internal_error,
     method_not_allowed,
+    not_confirmed,
     service_unavailable,
 )
 from webservice.api.gateway import gateway_of
@@ -40,6 +41,7 @@ from webservice.standalone.settings import GATE_DEFAULTS, SERVER_DEFAULTS
 from webservice.standalone.web_session import UNAVAILABLE as SESSION_UNAVAILABLE
 from webservice.standalone.web_session import init_web_sessions
 from webservice.store.client import RedisClient
+from webservice.store.confirmation import NotConfirmed
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +135,16 @@ def _http_error(error: HTTPException) -> Any:
 
 def _redis_error(error: RedisError) -> Response | tuple[str, int]:
     """Redis failing outside the endpoint's own handling (page views, the secret-key hook)."""
+    if isinstance(error, NotConfirmed):
+        log.warning("not confirmed by the replicas: %s", error)
+        if request.path in endpoint.PATHS:
+            return envelope.failure(not_confirmed(error.what))
+        title = f"{error.what} not confirmed"
+        message = (
+            f"Your {error.what.lower()} is made, but the session store could not confirm it yet. "
+            "Please try again."
+        )
+        return render_template("error.html", title=title, message=message), 503
     log.warning("session store unavailable: %s", type(error).__name__)
     if request.path in endpoint.PATHS:
         return envelope.failure(service_unavailable())

@@ -4,6 +4,10 @@ Layout (``P`` is ``REDIS_KEY_PREFIX``)::
 
     P:{F}:f              hash    a session family F: user, expiry and its members (see sessions.py)
     P:{F}:c              string  a pending challenge that will become family F when consumed
+    P:{F}:e              hash    family F as it was when a revocation ended it, kept for
+                                 REDIS_WAIT_RETRY_GRACE so that a retry can tell (only with
+                                 REDIS_WAIT_REPLICAS; hashes of secrets, never a secret)
+    P:{F}:w              string  a write in F's slot that Redis WAIT confirms (confirmation.py)
     P:user:<name>        hash    one user: id, access key, password hash, active flag and the
                                  user's outstanding challenge tokens (fields ``t:<token>``)
     P:user-ids           hash    numeric user id -> username (the directory's index)
@@ -55,6 +59,12 @@ class RedisKeys:
 
     def pending_challenge(self, family_id: str) -> str:
         return f"{self.prefix}:{{{family_id}}}:c"
+
+    def ended_family(self, family_id: str) -> str:
+        return f"{self.prefix}:{{{family_id}}}:e"
+
+    def confirmation(self, family_id: str) -> str:
+        return f"{self.prefix}:{{{family_id}}}:w"
 
     def user(self, username: str) -> str:
         return f"{self.prefix}:user:{same_user(username)}"

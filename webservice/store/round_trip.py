@@ -4,7 +4,9 @@ A change (a family started, extended or ended; a failed login counted) is sent a
 Others add their commands to that same pipeline instead of paying a round trip of their own: an
 audit entry, a failure counter's reset, an outbox entry. Each of them is a :class:`Participant`;
 :func:`send` queues the change's own commands, then each participant's, and hands every one of
-them exactly its own replies. Nobody counts reply offsets.
+them exactly its own replies. Nobody counts reply offsets. A change that replicas must confirm
+before it is acknowledged (REDIS_WAIT_REPLICAS) ends its pipeline with the confirmation
+(confirmation.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Protocol
 from redis.exceptions import NoScriptError
 
 from webservice.store.client import RedisClient
+from webservice.store.confirmation import Confirmation, cluster_of
 from webservice.store.scripts import LuaScript
 
 
@@ -51,6 +54,7 @@ def send(
     participants: Sequence[Participant] = (),
     change: Change = Change(),
     scripts: Sequence[LuaScript] = (),
+    confirm: Confirmation | None = None,
 ) -> list[Any]:
     """Sends the commands ``own`` queues and those of ``participants`` in one round trip (not a
     transaction); answers the replies to ``own``'s commands. Without ``own``, the participants
@@ -58,7 +62,13 @@ def send(
 
     When Redis had forgotten one of ``scripts``, they are loaded and the whole pipeline is sent
     again, so every command in it must be safe to repeat.
+
+    With ``confirm``, the replicas must confirm the change: in the same pipeline on one Redis,
+    right after it on each master concerned of a cluster. Once every participant has its replies,
+    raises NotConfirmed when they did not (the change stays made).
     """
+    cluster = cluster_of(client) if confirm is not None else None
+    confirm_here = confirm if cluster is None else None
 
     def attempt() -> tuple[list[Any], list[tuple[Participant, int, int]], int]:
         pipe = client.pipeline(transaction=False)
@@ -70,6 +80,8 @@ def send(
             start = len(pipe)
             participant.queue(pipe, change)
             spans.append((participant, start, len(pipe)))
+        if confirm_here is not None:
+            confirm_here.queue(pipe)
         return (pipe.execute() if len(pipe) else []), spans, own_count
 
     try:
@@ -80,4 +92,8 @@ def send(
         replies, spans, own_count = attempt()
     for participant, start, end in spans:
         participant.sent(replies[start:end])
+    if confirm_here is not None:
+        confirm_here.check(replies)
+    elif confirm is not None and cluster is not None:
+        confirm.on_cluster(cluster)
     return replies[:own_count]

@@ -18,6 +18,11 @@ to add to. Timeouts are enforced on every check: the absolute expiry of the fami
 of each member, and the idle time of the root, which ends the family (the key's own expiry tracks
 it, refreshed whenever the root is used). All times come from the Redis server's clock, so hosts
 with skewed clocks agree.
+
+With REDIS_WAIT_REPLICAS (confirmation.py), every change here is confirmed by the replicas before
+it is acknowledged, and a family that a revocation ends is not deleted but renamed to its *ended
+marker* ``P:{F}:e`` for REDIS_WAIT_RETRY_GRACE: a revocation retried because its confirmation came
+too late finds it there and is told it succeeded (:meth:`SessionStore.recently_ended`).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from webservice.store.client import RedisClient
+from webservice.store.confirmation import NotConfirmed, Replicas
 from webservice.store.keys import RedisKeys
 from webservice.store.round_trip import Change, Participant, send
 from webservice.store.scripts import CLOCK, LuaScript
@@ -240,8 +246,9 @@ return 1
 """,
     )
 
-    #: KEYS: the family. ARGV: the user id, a prefix of a member hash (or '' for any member).
-    #: Returns 1 when it deleted the family, else 0.
+    #: KEYS: the family, its ended marker. ARGV: the user id, a prefix of a member hash (or ''
+    #: for any member), how long the ended marker is kept (ms; 0: none, the family is deleted).
+    #: Returns 1 when it ended the family, else 0.
     #: Guarantees: a user can end only their own families, all members at once.
     END_OWNED = LuaScript(
         """
@@ -253,7 +260,26 @@ if ARGV[2] ~= '' then
   end
   if not found then return 0 end
 end
+if tonumber(ARGV[3]) > 0 then
+  redis.call('RENAME', KEYS[1], KEYS[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  return 1
+end
 return redis.call('DEL', KEYS[1])
+"""
+    )
+
+    #: KEYS: the family, its ended marker. ARGV: how long the marker is kept (ms).
+    #: Returns 1 when it ended the family, else 0 (it was not live).
+    #: Guarantees: the family ends at once, every member with it, as a DEL would end it; what it
+    #: held (its user and the hashes of its members' secrets, never a secret) stays under the
+    #: marker for ARGV[1] ms, so that a retried revocation can tell that it ended.
+    RETIRE = LuaScript(
+        """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+return 1
 """
     )
 
@@ -265,9 +291,12 @@ return redis.call('DEL', KEYS[1])
         idle_timeout: int,
         absolute_timeout: int,
         max_members: int = 100,
+        replicas: Replicas | None = None,
     ) -> None:
         self.client = client
         self.keys = keys
+        #: Whether, and by how many replicas, changes are confirmed (REDIS_WAIT_REPLICAS).
+        self.replicas = replicas if replicas is not None else Replicas(keys)
         self.idle_ms = int(idle_timeout * 1000)
         self.absolute_ms = int(absolute_timeout * 1000)
         self.max_members = max(2, int(max_members))
@@ -392,6 +421,7 @@ return redis.call('DEL', KEYS[1])
             riders,
             Change(handle=handle_of(root.family_id, added.member)),
             [self.EXTEND],
+            self.replicas.of_change("Login", [root.family_id]),
         )
         if not answer:
             return None
@@ -425,6 +455,7 @@ return redis.call('DEL', KEYS[1])
             riders,
             Change(handle=handle_of(family, session_id.member), username=username),
             [script],
+            self.replicas.of_change("Login", [family]),
         )[0]
         if not opened and not self.client.exists(self.keys.family(family)):
             # Nothing was opened and no family of that id lives (a replayed token names one that
@@ -487,15 +518,38 @@ return redis.call('DEL', KEYS[1])
         carries the ``riders``)."""
 
         def own(pipe: Any) -> None:
-            pipe.delete(self.keys.family(session.family_id))
+            self._queue_end(pipe, session.family_id)
             pipe.zrem(self.keys.user_families(session.user_id), session.family_id)
 
-        send(self.client, own, riders, Change(session.handle, session.username))
+        send(
+            self.client,
+            own,
+            riders,
+            Change(session.handle, session.username),
+            [self.RETIRE],
+            self.replicas.of_change("Logout", [session.family_id]),
+        )
 
-    def owner_of(self, handle: str) -> int | None:
-        """The user id of the family a handle names, while it lives."""
+    def _queue_end(self, pipe: Any, family: str) -> None:
+        """Queues the end of ``family`` (its reply: 1 when it was live, else 0): a DEL, or with
+        confirmation on, the rename to its ended marker."""
+        if self.replicas.enabled:
+            self.RETIRE.queue(
+                pipe,
+                [self.keys.family(family), self.keys.ended_family(family)],
+                [self.replicas.grace_ms],
+            )
+        else:
+            pipe.delete(self.keys.family(family))
+
+    def owner_of(self, handle: str, ended: bool = False) -> int | None:
+        """The user id of the family a handle names, while it lives (``ended``: while its ended
+        marker does, see :meth:`ended_by_handle`)."""
         family = handle.partition(":")[0]
-        owner = self.client.hget(self.keys.family(family), "u") if is_family_id(family) else None
+        if not is_family_id(family):
+            return None
+        key = self.keys.ended_family(family) if ended else self.keys.family(family)
+        owner = self.client.hget(key, "u")
         return int(owner) if owner else None
 
     def end_by_handle(
@@ -508,27 +562,47 @@ return redis.call('DEL', KEYS[1])
         family, _, member_prefix = handle.partition(":")
         if not is_family_id(family) or len(member_prefix) != HANDLE_MEMBER_CHARS:
             return False
+        grace = self.replicas.grace_ms if self.replicas.enabled else 0
         ended = self.END_OWNED(
-            self.client, [self.keys.family(family)], [str(user_id), member_prefix]
+            self.client,
+            [self.keys.family(family), self.keys.ended_family(family)],
+            [str(user_id), member_prefix, grace],
         )
         if ended:
             index_key = self.keys.user_families(user_id)
-            send(self.client, lambda pipe: pipe.zrem(index_key, family), riders, Change(handle))
+            send(
+                self.client,
+                lambda pipe: pipe.zrem(index_key, family),
+                riders,
+                Change(handle),
+                confirm=self.replicas.of_change("Logout", [family]),
+            )
         return bool(ended)
 
     def end_oldest_of_user(
-        self, user_id: int, count: int, riders: Sequence[Participant] = ()
+        self,
+        user_id: int,
+        count: int,
+        riders: Sequence[Participant] = (),
+        what: str = "Logout",
     ) -> int:
         """Ends the user's ``count`` oldest families (by their absolute expiry, which their
-        creation sets); answers how many were still alive."""
+        creation sets); answers how many were still alive. ``what`` the change is called when it
+        is not confirmed (NotConfirmed)."""
         index_key = self.keys.user_families(user_id)
         families = self.client.zrange(index_key, 0, count - 1)
 
         def own(pipe: Any) -> None:
             for family in families:
-                pipe.delete(self.keys.family(family))
+                self._queue_end(pipe, family)
 
-        deleted = send(self.client, own, [*riders, _Unindex(index_key, families)])
+        deleted = send(
+            self.client,
+            own,
+            [*riders, _Unindex(index_key, families)],
+            scripts=[self.RETIRE],
+            confirm=self.replicas.of_change(what, families),
+        )
         return sum(deleted)
 
     def end_all_for_user(
@@ -551,10 +625,101 @@ return redis.call('DEL', KEYS[1])
 
         def own(pipe: Any) -> None:
             for family in families:
-                pipe.delete(self.keys.family(family))
+                self._queue_end(pipe, family)
 
-        deleted = send(self.client, own, [*riders, _Unindex(index_key, families)], change)
+        deleted = send(
+            self.client,
+            own,
+            [*riders, _Unindex(index_key, families)],
+            change,
+            [self.RETIRE],
+            self.replicas.of_change("Logout", families),
+        )
         return sum(deleted)
+
+    # --- a revocation retried -------------------------------------------------------------------
+
+    def recently_ended(self, raw_session_id: object, kind: str = "api") -> Session | None:
+        """The ``kind`` session ``raw_session_id`` as it was when a revocation ended its family
+        within REDIS_WAIT_RETRY_GRACE, once the replicas confirm that ending (again: the retry
+        of a revocation whose confirmation came too late); ``None`` for anything else, and always
+        without confirmation (no round trip). Raises NotConfirmed when the replicas still do
+        not confirm it."""
+        if not self.replicas.enabled:
+            return None
+        session_id = (
+            raw_session_id
+            if isinstance(raw_session_id, SessionId)
+            else SessionId.parse(raw_session_id)
+        )
+        if session_id is None:
+            return None
+        member = session_id.member
+        fields = ["u", "n", "r", "w", f"l:{member}"]
+
+        def matches(record: list[Any]) -> bool:
+            user, _, root, web, used = record
+            return bool(user and used) and ((root == member and web == "1") == (kind == "web"))
+
+        record = self._confirmed_ended(
+            session_id.family_id, lambda pipe, key: pipe.hmget(key, fields), matches
+        )
+        if record is None:
+            return None
+        return Session(int(record[0]), record[1], session_id.family_id, member)
+
+    def ended_by_handle(self, user_id: int, handle: str) -> bool:
+        """Whether a revocation ended the family of the member ``handle`` names, the user's,
+        within REDIS_WAIT_RETRY_GRACE, confirmed by the replicas (again); False without
+        confirmation. Raises NotConfirmed when the replicas still do not confirm it."""
+        family, _, member_prefix = handle.partition(":")
+        if not self.replicas.enabled or not is_family_id(family):
+            return False
+        if len(member_prefix) != HANDLE_MEMBER_CHARS:
+            return False
+
+        def read(pipe: Any, key: str) -> None:
+            pipe.hget(key, "u")
+            pipe.hkeys(key)
+
+        def matches(replies: list[Any]) -> bool:
+            owner, names = replies
+            return owner == str(user_id) and any(n.startswith(f"i:{member_prefix}") for n in names)
+
+        return self._confirmed_ended(family, read, matches) is not None
+
+    def _confirmed_ended(
+        self,
+        family: str,
+        read: Any,
+        matches: Any,
+    ) -> list[Any] | None:
+        """Reads ``family``'s ended marker (``read(pipe, key)`` queues the reads) and has the
+        replicas confirm, in one round trip (two on a cluster); answers the replies when
+        ``matches`` them, else ``None``. NotConfirmed is raised only for a match: a marker that is
+        not there is nothing to confirm."""
+        reader = _Reader(lambda pipe: read(pipe, self.keys.ended_family(family)))
+        try:
+            send(self.client, participants=[reader], confirm=self.replicas.of_change("Logout", [family]))
+        except NotConfirmed:
+            if matches(reader.replies):
+                raise
+            return None
+        return reader.replies if matches(reader.replies) else None
+
+
+class _Reader:
+    """Reads in a round trip (one that confirms, see ``_confirmed_ended``)."""
+
+    def __init__(self, queue: Any) -> None:
+        self._queue = queue
+        self.replies: list[Any] = []
+
+    def queue(self, pipe: Any, change: Change) -> None:
+        self._queue(pipe)
+
+    def sent(self, replies: list[Any]) -> None:
+        self.replies = replies[0] if len(replies) == 1 else replies
 
 
 class _Unindex:
