@@ -271,3 +271,18 @@ def test_more_replicas_asked_than_there_are_is_never_confirmed(pair: Replicated)
     access_key = strict.extensions["wsgate"].users.get(USERNAME).access_key
     answer = client_of(strict).login(USERNAME, access_key)
     assert answer["error"] == {"code": "SERVICE_UNAVAILABLE", "message": "Login not confirmed; retry"}
+
+
+def test_an_unconfirmed_rest_logout_is_retried(pair: Replicated):
+    app = durable_app(pair)
+    ws, session = logged_in(app)
+    rest = app.test_client()
+    bearer = {"Authorization": f"Bearer {session}"}
+    with pair.replica_stopped():
+        first = rest.post("/v1/auth/logout", headers=bearer)
+        assert first.status_code == 503
+        assert first.json["detail"] == "Logout not confirmed; retry."
+        assert error_code(ws.authed("listtypes")) == "AUTHENTICATION_REQUIRED"
+        assert rest.post("/v1/auth/logout", headers=bearer).status_code == 503
+    again = rest.post("/v1/auth/logout", headers=bearer)
+    assert again.status_code == 200, again.json

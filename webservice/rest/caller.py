@@ -95,6 +95,10 @@ def sessions_named(gateway: Gateway) -> list[Session]:
         session = gateway.sessions.validate(token)
         if session is not None:
             named.append(session)
+        else:
+            # The retry of a logout that its replicas did not confirm in time (REDIS_WAIT_REPLICAS)
+            # succeeds only once they do (else NotConfirmed). The cookie's: WebLink.current.
+            gateway.sessions.recently_ended(token)
     if gateway.web.has_cookie():
         login = gateway.web.current()
         if login is not None and all(s.family_id != login.family_id for s in named):

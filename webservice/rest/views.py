@@ -42,6 +42,7 @@ from webservice.auth.web_login import client_info
 from webservice.events import SessionEvent
 from webservice.rest.caller import Caller, require_caller, sessions_named
 from webservice.rest.problems import Problem, problem_response
+from webservice.store.confirmation import NotConfirmed
 from webservice.store.sessions import SessionView
 
 log = logging.getLogger(__name__)
@@ -263,6 +264,10 @@ def _http_error(error: HTTPException) -> Response:
 
 @blueprint.errorhandler(RedisError)
 def _redis_error(error: RedisError) -> Response:
+    if isinstance(error, NotConfirmed):
+        # Made on the master; its replicas did not confirm it in time (REDIS_WAIT_REPLICAS).
+        log.warning("not confirmed by the replicas: %s", error)
+        return problem_response(503, f"{error.what} not confirmed; retry.", {"Retry-After": "1"})
     log.warning("session store unavailable: %s", type(error).__name__)
     detail = "The session store is unreachable. Nothing is lost; try again shortly."
     return problem_response(503, detail, {"Retry-After": "1"})
