@@ -14,7 +14,10 @@ signal                 sent when
                        ``web_logout``, ``endsession`` (by handle), ``endallsessions``, ``revoke``,
                        ``revoke_user``, ``user_disabled``, ``web_relogin`` (replaced by a new
                        login in the same browser), ``family_cap`` (the user had
-                       MAX_FAMILIES_PER_USER live logins: the oldest ended)
+                       MAX_FAMILIES_PER_USER live logins: the oldest ended), ``idle_timeout`` /
+                       ``absolute_timeout`` (a request found the family past a timeout; sent
+                       after the check that ended it, so its riders go in a round trip of
+                       their own)
 ``session_ended``      one session ended alone, its family going on: ``session_cap`` (the family
                        had MAX_SESSIONS_PER_FAMILY members: the oldest ended for a new one)
 =====================  ===========================================================================

@@ -15,7 +15,10 @@ extension object itself holds no app, so one ``WSGate`` serves several apps), an
 - the web-login link: with Flask-Login on the app, ``login_user`` / ``logout_user`` start and end
   session families (auth/flask_login.py); else :meth:`WSGate.login_web` and friends;
 - the audit trail and the metrics, as receivers of the session events (webservice.events);
-- the ``flask operations``, ``flask sessions`` and ``flask audit`` commands;
+- with ``WSGATE_LOGOUT_RECEIVERS``, the logout notifications (webservice.notifications): their
+  outbox entries ride with every ending, and ``/.well-known/jwks.json`` publishes their keys;
+- the ``flask operations``, ``flask sessions``, ``flask audit`` and ``flask notifications``
+  commands;
 - ``/healthz``, ``/readyz`` and ``/metrics`` only when ``WSGATE_PROBES_ENABLED`` /
   ``WSGATE_METRICS_ENABLED`` say so.
 """
@@ -35,6 +38,10 @@ from webservice.api.registry import Operation, OperationRegistry, installed_oper
 from webservice.auth import csrf
 from webservice.auth.trail import record_events
 from webservice.auth.users import ApiUserLoader
+from webservice.notifications import cli as notifications_cli
+from webservice.notifications import jwks
+from webservice.notifications import metrics as notification_metrics
+from webservice.notifications.announce import notify_on_endings
 from webservice.serving import health, metrics, request_log
 from webservice.store.client import RedisClient
 from webservice.store.sessions import Session
@@ -80,13 +87,19 @@ class WSGate:
             rest.init_app(app)
         record_events(app, gateway.audit)
         metrics.count_events(app)
+        notify_on_endings(app, gateway.outbox, gateway.notifications.receivers)
+        if gateway.notifications.enabled:
+            app.register_blueprint(jwks.blueprint)
         request_log.init_app(app, endpoint.PATHS, endpoint.answered_elsewhere)
         if config["PROBES_ENABLED"]:
             health.init_app(app, config, self._redis_client)
         if config["METRICS_ENABLED"]:
             metrics.init_app(app)
+            if gateway.notifications.enabled:
+                metrics.add_source(app, lambda: notification_metrics.exposition(gateway.outbox))
         _link_flask_login(app)
         cli.register(app)
+        notifications_cli.register(app)
 
     # --- host users -------------------------------------------------------------------------
 

@@ -13,13 +13,16 @@ from webservice.auth.endings import Endings
 from webservice.auth.login import LoginFlow
 from webservice.auth.users import ApiUserLoader, HostOrDirectoryUsers, UserSource
 from webservice.auth.web_login import WebLink
+from webservice.notifications.config import NotificationSettings
 from webservice.store.audit import AuditTrail
 from webservice.store.challenges import ChallengeStore
 from webservice.store.client import RedisClient, connect
 from webservice.store.confirmation import Replicas
 from webservice.store.keys import RedisKeys
 from webservice.store.limits import ChallengeRateLimit, LoginLimiter
+from webservice.store.outbox import LogoutOutbox
 from webservice.store.sessions import SessionStore
+from webservice.store.signing_keys import SigningKeys
 from webservice.store.users import UserDirectory
 
 
@@ -42,6 +45,11 @@ class Services:
     logins: LoginFlow
     endings: Endings
     web: WebLink
+    #: Logout notifications (README: Logout notifications): their settings, the outbox, and the
+    #: keys that sign them.
+    notifications: NotificationSettings
+    outbox: LogoutOutbox
+    signing_keys: SigningKeys
 
     @classmethod
     def build(
@@ -80,6 +88,8 @@ class Services:
             max_per_user=settings["CHALLENGE_MAX_PER_USER"],
         )
         endings = Endings(sessions)
+        sessions.on_timeout = endings.timed_out
+        notifications = NotificationSettings.of(settings)
         logins = LoginFlow(
             client,
             keys,
@@ -110,5 +120,8 @@ class Services:
             logins=logins,
             endings=endings,
             web=WebLink(sessions, logins, endings),
+            notifications=notifications,
+            outbox=LogoutOutbox(client, keys, max_entries=notifications.max_entries),
+            signing_keys=SigningKeys(client, keys, keep_seconds=notifications.key_keep_seconds),
             **more,
         )

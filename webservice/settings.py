@@ -95,6 +95,32 @@ CHALLENGE_RATE_BURST = 100
 #: Entries kept in the audit stream (approximately: Redis trims it in whole blocks).
 AUDIT_MAX_ENTRIES = 100000
 
+# --- Logout notifications (README: Logout notifications) ----------------------------------------
+#: Services told when a session family ends (OpenID Connect Back-Channel Logout 1.0): a JSON list
+#: of URLs, or of {"url": ..., "audience": ...} (the audience defaults to the URL). Empty: no
+#: notifications, nothing written, no JWKS served.
+LOGOUT_RECEIVERS: list[Any] = []
+#: The logout tokens' ``iss``: the gateway's public URL (unset: the first of PUBLIC_ORIGINS).
+LOGOUT_ISSUER = ""
+#: Seconds a logout token is valid (``exp - iat``); at most 120.
+LOGOUT_TOKEN_TTL = 120
+#: Seconds a receiver has to answer one POST before it counts as a failed try.
+LOGOUT_DELIVERY_TIMEOUT = 5.0
+#: The first retry waits this many seconds, each next one twice as long, up to RETRY_MAX.
+LOGOUT_RETRY_INITIAL = 1.0
+LOGOUT_RETRY_MAX = 60.0
+#: Seconds after the logout past which a notification that still fails is given up on (recorded
+#: in the failed list: ``flask notifications list --failed``).
+LOGOUT_GIVE_UP_AFTER = 3600
+#: Notifications kept waiting at most (approximately; the oldest are dropped beyond it), and
+#: failed ones kept for operators.
+LOGOUT_OUTBOX_MAX_ENTRIES = 100000
+#: POSTs one delivery process has in flight at once.
+LOGOUT_DELIVERY_CONCURRENCY = 8
+#: Seconds after which a notification held by a delivery process that stopped renewing its claim
+#: (it died) is taken over by another process.
+LOGOUT_DELIVERY_LEASE = 30.0
+
 # --- Requests ------------------------------------------------------------------------------------
 #: Largest request body accepted by webservice.php, in bytes.
 MAX_CONTENT_LENGTH = 1024 * 1024

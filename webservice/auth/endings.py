@@ -14,7 +14,10 @@ from webservice import events
 from webservice.events import RoundTrip, SessionEvent
 from webservice.store.confirmation import NotConfirmed
 from webservice.store.round_trip import Change, send
-from webservice.store.sessions import Session, SessionStore
+from webservice.store.sessions import Session, SessionStore, TimedOut
+
+#: ``family_ended`` reasons of the families a check found past a timeout (TimedOut.why).
+TIMEOUT_REASONS = {"expired": "absolute_timeout", "idle": "idle_timeout"}
 
 @contextmanager
 def _made(round_trip: RoundTrip) -> Iterator[None]:
@@ -49,6 +52,23 @@ class Endings:
             round_trip, lambda: self.sessions.end_by_handle(user_id, handle, round_trip.riders)
         )
         return ended or self.sessions.ended_by_handle(user_id, handle)
+
+    def timed_out(self, ended: TimedOut) -> None:
+        """Announces a family that a check found past a timeout and ended (``family_ended``,
+        ``idle_timeout`` or ``absolute_timeout``). Its riders (logout notifications) go in a
+        round trip of their own, only when there are any: the check itself could not carry them
+        (it learns of the timeout from its own answer)."""
+        event = SessionEvent(
+            ended.kind,
+            user=ended.username,
+            handle=ended.handle,
+            reason=TIMEOUT_REASONS[ended.why],
+        )
+        round_trip = events.announce(events.family_ended, event)
+        if round_trip.riders:
+            change = Change(ended.handle, ended.username, ended.user_id, (ended.family_id,))
+            send(self.sessions.client, participants=round_trip.riders, change=change)
+        round_trip.done()
 
     def capped_member(self, handle: str, event: SessionEvent) -> None:
         """Announces that the session ``handle`` ended alone, to make room in its family

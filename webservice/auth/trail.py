@@ -8,11 +8,14 @@ from typing import Any
 from flask import Flask
 
 from webservice import events
+from webservice.auth.endings import TIMEOUT_REASONS
 from webservice.events import RoundTrip, SessionEvent
 from webservice.store.audit import AuditEvent, AuditTrail
 
 #: The audit entry's ``event`` for a family that its own holder ended.
 _LOGOUTS = frozenset({"logout", "web_logout"})
+#: Families that timed out are not in the trail (store/audit.py), as before they were announced.
+_TIMEOUTS = frozenset(TIMEOUT_REASONS.values())
 
 
 def record_events(app: Flask, trail: AuditTrail) -> None:
@@ -47,6 +50,8 @@ def record_events(app: Flask, trail: AuditTrail) -> None:
         entry("extend", event, round_trip)
 
     def ended(sender: Any, event: SessionEvent, round_trip: RoundTrip, **extra: Any) -> None:
+        if event.reason in _TIMEOUTS:
+            return
         if event.reason in _LOGOUTS:
             entry("logout", event, round_trip)
         else:

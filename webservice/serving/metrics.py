@@ -42,9 +42,10 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, current_app
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -230,8 +231,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
+#: ``app.extensions`` key of the app's other metric sources (:func:`add_source`).
+_SOURCES = "wsgate.metric-sources"
+
+
 def metrics_view() -> Response:
-    return Response(exposition(), status=200, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    text = exposition() + b"".join(source() for source in app.extensions.get(_SOURCES, ()))
+    return Response(text, status=200, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def add_source(app: Flask, source: Callable[[], bytes]) -> None:
+    """Adds ``source()``, more metrics in the text format, to every scrape of ``app``: metrics
+    read from elsewhere at scrape time (the logout outbox in Redis), not counted here."""
+    app.extensions.setdefault(_SOURCES, []).append(source)
 
 
 def init_app(app: Flask) -> None:

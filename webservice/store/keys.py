@@ -20,6 +20,13 @@ Layout (``P`` is ``REDIS_KEY_PREFIX``)::
     {P:user:<name>}:tokens hash  the challenge tokens of a host app's user (api_user_loader: no
                                  user hash to keep them in), expiring with the newest
     P:audit              stream  the audit trail of logins, extensions and logouts (see audit.py)
+    P:logout-outbox      stream  logout notifications not yet delivered, one per family and
+                                 receiver; consumer group ``delivery`` (see outbox.py)
+    P:logout-outbox:failed     stream  notifications given up on, with why (capped)
+    P:logout-outbox:delivered  string  notifications delivered, ever (a counter)
+    P:logout-outbox:given-up   string  notifications given up on, ever (a counter)
+    P:logout-keys        hash    the logout tokens' signing keys: kid -> JSON, and ``current``
+                                 (see signing_keys.py)
     P:login-failures:user:<name>     string  failed logins of one username in the current window
     P:login-failures:address:<addr>  string  failed logins from one client address (limits.py)
     P:login-failures:user-address:<name>:<addr>  string  failed logins of a username from an address
@@ -95,6 +102,21 @@ class RedisKeys:
 
     def audit_log(self) -> str:
         return f"{self.prefix}:audit"
+
+    def logout_outbox(self) -> str:
+        return f"{self.prefix}:logout-outbox"
+
+    def logout_outbox_failed(self) -> str:
+        return f"{self.prefix}:logout-outbox:failed"
+
+    def logout_outbox_delivered(self) -> str:
+        return f"{self.prefix}:logout-outbox:delivered"
+
+    def logout_outbox_given_up(self) -> str:
+        return f"{self.prefix}:logout-outbox:given-up"
+
+    def logout_signing_keys(self) -> str:
+        return f"{self.prefix}:logout-keys"
 
     def login_failures_of_user(self, username: str) -> str:
         return f"{self.prefix}:login-failures:user:{same_user(username)}"

@@ -30,6 +30,11 @@ class Change:
     handle: str = ""
     #: The username concerned, when the store knows it.
     username: str = ""
+    #: The numeric id of the user concerned, when the store knows it.
+    user_id: int | None = None
+    #: The families a change ends (their ids), as far as the store knows them when it queues the
+    #: change: a family that ended on its own a moment earlier may be among them.
+    ended_families: tuple[str, ...] = ()
 
 
 class Participant(Protocol):

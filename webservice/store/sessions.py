@@ -28,8 +28,8 @@ too late finds it there and is told it succeeded (:meth:`SessionStore.recently_e
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from webservice.store.client import RedisClient
@@ -113,8 +113,9 @@ class SessionView:
 #: was used within ``idle`` ms, and ``member`` is of ``kind``: 'web' only for the web login that
 #: roots a web family, 'api' for every other member (so a web login's secret never works as an API
 #: session, nor the reverse); else nil and why: 'expired', 'idle', or nothing (unknown). A member found idle is removed, and the family is deleted
-#: when that member is its root or the family has expired. A live member is marked used, and when
-#: it is the root the key's expiry moves to min(absolute expiry, now + idle).
+#: when that member is its root or the family has expired; then a third value is the record it
+#: deleted. A live member is marked used, and when it is the root the key's expiry moves to
+#: min(absolute expiry, now + idle).
 #:
 #: ``create_family(key, username, user_id, member, info, web, idle, absolute, now)``: writes a new
 #: family with root ``member`` ('1' in ``web`` for a web login); the key expires when the root
@@ -127,11 +128,11 @@ local function check_member(key, member, idle, kind, now)
   local is_root = family[4] == member
   if now >= expiry then
     redis.call('DEL', key)
-    return nil, 'expired'
+    return nil, 'expired', family
   end
   if is_root and now - tonumber(family[6]) > idle then
     redis.call('DEL', key)
-    return nil, 'idle'
+    return nil, 'idle', family
   end
   if now - tonumber(family[6]) > idle then
     redis.call('HDEL', key, 'l:' .. member, 'i:' .. member)
@@ -155,6 +156,24 @@ end
 
 
 @dataclass(frozen=True)
+class TimedOut:
+    """A family that a check found past its absolute timeout ('expired') or its root past its
+    idle timeout ('idle'), and ended."""
+
+    family_id: str
+    #: The public handle and the kind ('api' or 'web') of the member whose check found it.
+    handle: str
+    kind: str
+    user_id: int
+    username: str
+    why: str
+
+
+#: The first element of a script's answer that says the family timed out (see TOUCH).
+_TIMED_OUT = "ended"
+
+
+@dataclass(frozen=True)
 class Extension:
     """What ``SessionStore.extend`` did: the session added, and the handle of the member that
     ended to make room for it, if the family was at its cap."""
@@ -167,15 +186,17 @@ class SessionStore:
     """Creates, validates, lists and ends session families."""
 
     #: KEYS: the family. ARGV: the member, the idle timeout (ms), the kind asked ('web'|'api').
-    #: Returns {user id, username}; else 'expired' or 'idle' when this check found it so (and
-    #: ended it), or nil (unknown, or ended earlier).
+    #: Returns {user id, username}; else {'ended', 'expired' or 'idle', user id, username} when
+    #: this check found the whole family timed out (and ended it), 'expired' or 'idle' when it
+    #: found the member so (and removed it), or nil (unknown, or ended earlier).
     #: Guarantees: answers only for a live member of that kind in a live family, enforcing the
     #: absolute and idle timeouts at this very moment (check_member), and marks it used.
     TOUCH = LuaScript(
         CLOCK,
         _FAMILY_FUNCTIONS,
         """
-local family, why = check_member(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], now_ms())
+local family, why, ended = check_member(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], now_ms())
+if ended then return {'ended', why, ended[1], ended[2]} end
 if not family then return why or false end
 return {family[1], family[2]}
 """,
@@ -183,7 +204,8 @@ return {family[1], family[2]}
 
     #: KEYS: the family. ARGV: its root member, the idle timeout (ms), the new API member, its
     #: packed client info, the root's kind ('web' for extendsession), the most members a family
-    #: may have. Returns {user id, username, the member ended to make room or ''}, or nil.
+    #: may have. Returns {user id, username, the member ended to make room or ''}; else
+    #: {'ended', why, user id, username} when the family timed out (as TOUCH), or nil.
     #: Guarantees: the member is added only if the family is live and ARGV[1] is its live root of
     #: that kind, in the same step: a family that a logout has deleted can never gain a member.
     #: A family never holds more than ARGV[6] members: at the cap, its oldest member other than
@@ -193,7 +215,8 @@ return {family[1], family[2]}
         _FAMILY_FUNCTIONS,
         """
 local now = now_ms()
-local family, is_root = check_member(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[5], now)
+local family, is_root, timed_out = check_member(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[5], now)
+if timed_out then return {'ended', is_root, timed_out[1], timed_out[2]} end
 if not family or not is_root then return false end
 local ended = ''
 -- Five fixed fields (u n x r w), two per member (l: and i:).
@@ -300,6 +323,8 @@ return 1
         self.idle_ms = int(idle_timeout * 1000)
         self.absolute_ms = int(absolute_timeout * 1000)
         self.max_members = max(2, int(max_members))
+        #: Told of every family a check found timed out and ended (auth/endings.py announces it).
+        self.on_timeout: Callable[[TimedOut], None] | None = None
 
     # --- checking ------------------------------------------------------------------------------
 
@@ -337,7 +362,18 @@ return 1
             return answer
         if not answer:
             return "unknown"
+        if answer[0] == _TIMED_OUT:
+            return self._timed_out(session_id, answer, kind)
         return Session(int(answer[0]), answer[1], session_id.family_id, member)
+
+    def _timed_out(self, session_id: SessionId, answer: list[str], kind: str) -> str:
+        """A script found the family of ``session_id`` (a ``kind`` member) past a timeout and
+        ended it: tells ``on_timeout``; answers why ('expired' or 'idle')."""
+        why, user_id, username = answer[1], int(answer[2]), answer[3]
+        if self.on_timeout is not None:
+            family = session_id.family_id
+            self.on_timeout(TimedOut(family, session_id.handle, kind, user_id, username, why))
+        return why
 
     # --- starting ------------------------------------------------------------------------------
 
@@ -424,6 +460,9 @@ return 1
             self.replicas.of_change("Login", [root.family_id]),
         )
         if not answer:
+            return None
+        if answer[0] == _TIMED_OUT:
+            self._timed_out(root, answer, root_kind)
             return None
         session = Session(int(answer[0]), answer[1], root.family_id, added.member)
         ended = handle_of(root.family_id, answer[2]) if answer[2] else None
@@ -525,7 +564,7 @@ return 1
             self.client,
             own,
             riders,
-            Change(session.handle, session.username),
+            Change(session.handle, session.username, session.user_id, (session.family_id,)),
             [self.RETIRE],
             self.replicas.of_change("Logout", [session.family_id]),
         )
@@ -574,7 +613,7 @@ return 1
                 self.client,
                 lambda pipe: pipe.zrem(index_key, family),
                 riders,
-                Change(handle),
+                Change(handle, user_id=user_id, ended_families=(family,)),
                 confirm=self.replicas.of_change("Logout", [family]),
             )
         return bool(ended)
@@ -600,6 +639,7 @@ return 1
             self.client,
             own,
             [*riders, _Unindex(index_key, families)],
+            Change(user_id=user_id, ended_families=tuple(families)),
             scripts=[self.RETIRE],
             confirm=self.replicas.of_change(what, families),
         )
@@ -631,7 +671,7 @@ return 1
             self.client,
             own,
             [*riders, _Unindex(index_key, families)],
-            change,
+            replace(change, user_id=user_id, ended_families=tuple(families)),
             [self.RETIRE],
             self.replicas.of_change("Logout", families),
         )
