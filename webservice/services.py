@@ -64,6 +64,7 @@ class Services:
         keys = RedisKeys(settings["REDIS_KEY_PREFIX"])
         directory = UserDirectory(client, keys)
         source: UserSource = HostOrDirectoryUsers(api_user_loader, directory, keys)
+        notifications = NotificationSettings.of(settings)
         sessions = SessionStore(
             client,
             keys,
@@ -71,6 +72,7 @@ class Services:
             absolute_timeout=settings["SESSION_ABSOLUTE_TIMEOUT"],
             max_members=settings["MAX_SESSIONS_PER_FAMILY"],
             replicas=Replicas.of(settings, keys),
+            keep_timed_out=notifications.timeout_notice_window,
         )
         limits = LoginLimiter(
             client,
@@ -89,7 +91,6 @@ class Services:
         )
         endings = Endings(sessions)
         sessions.on_timeout = endings.timed_out
-        notifications = NotificationSettings.of(settings)
         logins = LoginFlow(
             client,
             keys,

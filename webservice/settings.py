@@ -115,6 +115,10 @@ LOGOUT_GIVE_UP_AFTER = 3600
 #: Notifications kept waiting at most (approximately; the oldest are dropped beyond it), and
 #: failed ones kept for operators.
 LOGOUT_OUTBOX_MAX_ENTRIES = 100000
+#: With receivers, a family's record outlives its idle or absolute timeout by this many seconds
+#: (dead all the same): a request that comes meanwhile ends it and its end is notified
+#: (``idle_timeout`` / ``absolute_timeout``). A family nobody asks for again is not notified.
+LOGOUT_TIMEOUT_NOTICE_WINDOW = 3600
 #: POSTs one delivery process has in flight at once.
 LOGOUT_DELIVERY_CONCURRENCY = 8
 #: Seconds after which a notification held by a delivery process that stopped renewing its claim

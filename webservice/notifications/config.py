@@ -31,6 +31,8 @@ class NotificationSettings:
     max_entries: int
     concurrency: int
     lease: float
+    #: Seconds a timed-out family's record is kept to be noticed (0 without receivers).
+    timeout_notice_window: float
 
     @property
     def enabled(self) -> bool:
@@ -46,8 +48,9 @@ class NotificationSettings:
     def of(cls, settings: Mapping[str, Any]) -> NotificationSettings:
         origins = settings.get("PUBLIC_ORIGINS") or []
         issuer = str(settings.get("LOGOUT_ISSUER") or (origins[0] if origins else ""))
+        receivers = parse_receivers(settings.get("LOGOUT_RECEIVERS") or [])
         return cls(
-            receivers=parse_receivers(settings.get("LOGOUT_RECEIVERS") or []),
+            receivers=receivers,
             issuer=issuer,
             token_ttl=max(1, min(MAX_TOKEN_TTL, int(settings["LOGOUT_TOKEN_TTL"]))),
             timeout=float(settings["LOGOUT_DELIVERY_TIMEOUT"]),
@@ -57,6 +60,9 @@ class NotificationSettings:
             max_entries=int(settings["LOGOUT_OUTBOX_MAX_ENTRIES"]),
             concurrency=max(1, int(settings["LOGOUT_DELIVERY_CONCURRENCY"])),
             lease=max(1.0, float(settings["LOGOUT_DELIVERY_LEASE"])),
+            timeout_notice_window=(
+                max(0.0, float(settings["LOGOUT_TIMEOUT_NOTICE_WINDOW"])) if receivers else 0.0
+            ),
         )
 
 

@@ -108,20 +108,25 @@ class SessionView:
 #: Lua functions shared by the scripts that act for a member; each script calls them with its own
 #: arguments (``now`` from scripts.CLOCK's ``now_ms()``).
 #:
-#: ``check_member(key, member, idle, kind, now)``: the family record {u, n, x, r, w, l:member} and
+#: ``check_member(key, member, idle, kind, now, keep)``: the family record {u, n, x, r, w, l:member} and
 #: whether ``member`` is its root, if the family ``key`` is before its absolute expiry, ``member``
 #: was used within ``idle`` ms, and ``member`` is of ``kind``: 'web' only for the web login that
 #: roots a web family, 'api' for every other member (so a web login's secret never works as an API
 #: session, nor the reverse); else nil and why: 'expired', 'idle', or nothing (unknown). A member found idle is removed, and the family is deleted
 #: when that member is its root or the family has expired; then a third value is the record it
 #: deleted. A live member is marked used, and when it is the root the key's expiry moves to
-#: min(absolute expiry, now + idle).
+#: min(absolute expiry, now + idle) + keep.
 #:
-#: ``create_family(key, username, user_id, member, info, web, idle, absolute, now)``: writes a new
-#: family with root ``member`` ('1' in ``web`` for a web login); the key expires when the root
-#: idles out.
+#: ``create_family(key, username, user_id, member, info, web, idle, absolute, now, keep)``: writes
+#: a new family with root ``member`` ('1' in ``web`` for a web login); the key expires ``keep`` ms
+#: after the root idles out.
+#:
+#: ``keep`` is 0 unless logout notifications are on (SessionStore's ``keep_timed_out``): Redis then
+#: drops the record the moment it times out. With notifications, the record outlives its timeouts
+#: by ``keep`` ms (dead, as the checks above say), so that a request arriving meanwhile finds it
+#: timed out and the family's end is announced and notified.
 _FAMILY_FUNCTIONS = r"""
-local function check_member(key, member, idle, kind, now)
+local function check_member(key, member, idle, kind, now, keep)
   local family = redis.call('HMGET', key, 'u', 'n', 'x', 'r', 'w', 'l:' .. member)
   if not family[6] then return nil end
   local expiry = tonumber(family[3])
@@ -141,16 +146,16 @@ local function check_member(key, member, idle, kind, now)
   if (is_root and family[5] == '1') ~= (kind == 'web') then return nil end
   redis.call('HSET', key, 'l:' .. member, ms(now))
   if is_root then
-    redis.call('PEXPIREAT', key, ms(math.min(expiry, now + idle)))
+    redis.call('PEXPIREAT', key, ms(math.min(expiry, now + idle) + keep))
   end
   return family, is_root
 end
 
-local function create_family(key, username, user_id, member, info, web, idle, absolute, now)
+local function create_family(key, username, user_id, member, info, web, idle, absolute, now, keep)
   local expiry = now + absolute
   redis.call('HSET', key, 'u', user_id, 'n', username, 'x', ms(expiry), 'r', member, 'w', web,
     'l:' .. member, ms(now), 'i:' .. member, ms(now) .. '\31' .. info)
-  redis.call('PEXPIREAT', key, ms(math.min(expiry, now + idle)))
+  redis.call('PEXPIREAT', key, ms(math.min(expiry, now + idle) + keep))
 end
 """
 
@@ -185,7 +190,8 @@ class Extension:
 class SessionStore:
     """Creates, validates, lists and ends session families."""
 
-    #: KEYS: the family. ARGV: the member, the idle timeout (ms), the kind asked ('web'|'api').
+    #: KEYS: the family. ARGV: the member, the idle timeout (ms), the kind asked ('web'|'api'),
+    #: how long a timed-out record is kept (ms, check_member's ``keep``).
     #: Returns {user id, username}; else {'ended', 'expired' or 'idle', user id, username} when
     #: this check found the whole family timed out (and ended it), 'expired' or 'idle' when it
     #: found the member so (and removed it), or nil (unknown, or ended earlier).
@@ -195,7 +201,8 @@ class SessionStore:
         CLOCK,
         _FAMILY_FUNCTIONS,
         """
-local family, why, ended = check_member(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], now_ms())
+local family, why, ended = check_member(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], now_ms(),
+  tonumber(ARGV[4]))
 if ended then return {'ended', why, ended[1], ended[2]} end
 if not family then return why or false end
 return {family[1], family[2]}
@@ -204,7 +211,8 @@ return {family[1], family[2]}
 
     #: KEYS: the family. ARGV: its root member, the idle timeout (ms), the new API member, its
     #: packed client info, the root's kind ('web' for extendsession), the most members a family
-    #: may have. Returns {user id, username, the member ended to make room or ''}; else
+    #: may have, the ``keep`` ms of check_member.
+    #: Returns {user id, username, the member ended to make room or ''}; else
     #: {'ended', why, user id, username} when the family timed out (as TOUCH), or nil.
     #: Guarantees: the member is added only if the family is live and ARGV[1] is its live root of
     #: that kind, in the same step: a family that a logout has deleted can never gain a member.
@@ -215,7 +223,8 @@ return {family[1], family[2]}
         _FAMILY_FUNCTIONS,
         """
 local now = now_ms()
-local family, is_root, timed_out = check_member(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[5], now)
+local family, is_root, timed_out = check_member(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[5], now,
+  tonumber(ARGV[7]))
 if timed_out then return {'ended', is_root, timed_out[1], timed_out[2]} end
 if not family or not is_root then return false end
 local ended = ''
@@ -240,7 +249,8 @@ return {family[1], family[2], ended}
     )
 
     #: KEYS: the pending challenge, the family it becomes. ARGV: username, user id, the API member,
-    #: its packed client info, idle ms, absolute ms. Returns 1, or nil when the challenge is gone.
+    #: its packed client info, idle ms, absolute ms, keep ms (check_member). Returns 1, or nil when
+    #: the challenge is gone.
     #: Guarantees: a challenge yields at most one family, ever: the pending challenge must exist
     #: for this very user (its name in lower case: keys.same_user) and is deleted in the same
     #: step that creates the family.
@@ -251,7 +261,7 @@ return {family[1], family[2], ended}
 if redis.call('GET', KEYS[1]) ~= string.lower(ARGV[1]) then return false end
 redis.call('DEL', KEYS[1])
 create_family(KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], '0', tonumber(ARGV[5]),
-  tonumber(ARGV[6]), now_ms())
+  tonumber(ARGV[6]), now_ms(), tonumber(ARGV[7]))
 return 1
 """,
     )
@@ -264,7 +274,7 @@ return 1
         """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 create_family(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], '1', tonumber(ARGV[5]),
-  tonumber(ARGV[6]), now_ms())
+  tonumber(ARGV[6]), now_ms(), tonumber(ARGV[7]))
 return 1
 """,
     )
@@ -315,6 +325,7 @@ return 1
         absolute_timeout: int,
         max_members: int = 100,
         replicas: Replicas | None = None,
+        keep_timed_out: float = 0,
     ) -> None:
         self.client = client
         self.keys = keys
@@ -323,6 +334,8 @@ return 1
         self.idle_ms = int(idle_timeout * 1000)
         self.absolute_ms = int(absolute_timeout * 1000)
         self.max_members = max(2, int(max_members))
+        #: How long a family's record outlives its timeouts (ms; see check_member's ``keep``).
+        self.keep_ms = int(keep_timed_out * 1000)
         #: Told of every family a check found timed out and ended (auth/endings.py announces it).
         self.on_timeout: Callable[[TimedOut], None] | None = None
 
@@ -356,7 +369,7 @@ return 1
     def _touch(self, session_id: SessionId, kind: str) -> Session | str:
         member = session_id.member
         answer = self.TOUCH(
-            self.client, [self.keys.family(session_id.family_id)], [member, self.idle_ms, kind]
+            self.client, [self.keys.family(session_id.family_id)], [member, self.idle_ms, kind, self.keep_ms]
         )
         if isinstance(answer, str):
             return answer
@@ -450,6 +463,7 @@ return 1
             client_info.packed("api"),
             root_kind,
             self.max_members,
+            self.keep_ms,
         ]
         (answer,) = send(
             self.client,
@@ -481,7 +495,10 @@ return 1
         family = session_id.family_id
         index_key = self.keys.user_families(user_id)
         expiry_estimate = int(time.time() * 1000) + self.absolute_ms
-        args = [username, user_id, session_id.member, packed_info, self.idle_ms, self.absolute_ms]
+        args = [
+            username, user_id, session_id.member, packed_info, self.idle_ms, self.absolute_ms,
+            self.keep_ms,
+        ]  # fmt: skip
 
         def own(pipe: Any) -> None:
             script.queue(pipe, keys, args)
