@@ -18,7 +18,13 @@ class GetChallengeParams(Params):
     username = String(required=True)
 
 
-@operation("getchallenge", params=GetChallengeParams, method="GET", needs_session=False)
+@operation(
+    "getchallenge",
+    params=GetChallengeParams,
+    method="GET",
+    needs_session=False,
+    uses_flask_request=False,
+)
 def getchallenge(context: OperationContext, params: dict[str, Any]) -> dict[str, Any]:
     """Hands out a new challenge token for a user, valid once within CHALLENGE_TTL seconds.
 

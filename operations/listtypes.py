@@ -10,7 +10,7 @@ from webservice.plugin import OperationContext, operation
 ENTITY_TYPES = {"Users": {"isEntity": True, "label": "Users", "singular": "User"}}
 
 
-@operation("listtypes", method="GET")
+@operation("listtypes", method="GET", uses_flask_request=False)
 def listtypes(context: OperationContext, params: dict[str, Any]) -> dict[str, Any]:
     """Lists the entity types available to the caller."""
     return {"types": sorted(ENTITY_TYPES), "information": ENTITY_TYPES}

@@ -43,7 +43,7 @@ _ANSWERS = {
 }
 
 
-@operation("login", params=LoginParams, needs_session=False)
+@operation("login", params=LoginParams, needs_session=False, uses_flask_request=False)
 def login(context: OperationContext, params: dict[str, Any]) -> dict[str, str]:
     """Starts an API session for a user that proves its access key against a challenge token.
 

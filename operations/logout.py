@@ -20,7 +20,7 @@ class LogoutParams(Params):
     sessionName = String()
 
 
-@operation("logout", params=LogoutParams, ends_sessions=True)
+@operation("logout", params=LogoutParams, ends_sessions=True, uses_flask_request=False)
 def logout(context: OperationContext, params: dict[str, Any]) -> dict[str, str]:
     """Ends the session named by sessionName (else the caller's) and its whole family.
 

@@ -22,7 +22,7 @@ from webservice.plugin import (
 )
 
 
-@operation("listsessions", method="GET")
+@operation("listsessions", method="GET", uses_flask_request=False)
 def listsessions(context: OperationContext, params: dict[str, Any]) -> list[dict[str, Any]]:
     """Lists the caller's live sessions, web and API, newest first; the caller's is marked current."""
     caller = context.require_session()
@@ -36,7 +36,9 @@ class EndSessionParams(Params):
     handle = String(required=True)
 
 
-@operation("endsession", params=EndSessionParams, ends_sessions=True)
+@operation(
+    "endsession", params=EndSessionParams, ends_sessions=True, uses_flask_request=False
+)
 def endsession(context: OperationContext, params: dict[str, Any]) -> dict[str, str]:
     """Ends one of the caller's sessions, named by its handle, with every session linked to it."""
     caller = context.require_session()
@@ -57,7 +59,7 @@ def endsession(context: OperationContext, params: dict[str, Any]) -> dict[str, s
     return {"message": "ended"}
 
 
-@operation("endallsessions", ends_sessions=True)
+@operation("endallsessions", ends_sessions=True, uses_flask_request=False)
 def endallsessions(context: OperationContext, params: dict[str, Any]) -> dict[str, int]:
     """Ends every session of the caller, the caller's own included."""
     caller = context.require_session()

@@ -295,42 +295,55 @@ def wsgi_loop(redis_url: str, secret_key: str, session_id: str, seconds: float) 
 
 
 def wsgi_cpu_per_request(
-    redis_url: str, secret_key: str, session_id: str, dead_id: str, *, rounds: int, requests: int
+    redis_url: str,
+    secret_key: str,
+    api_user: tuple[str, str],
+    web_user: tuple[str, str],
+    session_ids: list[str],
+    dead_id: str,
+    *,
+    rounds: int,
+    requests: int,
 ) -> dict[str, Any]:
     """CPU time this process spends per request calling each WSGI app directly (no gunicorn, no
-    HTTP socket; the real Redis), in interleaved rounds: what the gateway's own Python work costs
-    next to the reference's, counted in CPU time and so hardly moved by other load on the
-    machine. Answers, per case, the median over rounds of CPU and wall microseconds."""
+    HTTP socket; the real Redis), for every workload of the bench, in interleaved rounds: what
+    the gateway's own Python work costs next to the reference's, counted in CPU time and so
+    hardly moved by other load on the machine. Answers, per workload, the median over rounds of
+    CPU and wall microseconds per request.
+
+    ``api_user`` (username, access key) logs in (getchallenge + login alternating: per request,
+    the client's reading of the token and its MD5 included, a few µs); ``web_user`` (username,
+    password) logs in to the web UI once, and extendsession runs with its cookie and page token;
+    ``session_ids`` (at least ``rounds * requests`` live ones) are logged out, one per request.
+    """
     from webservice.standalone import create_app
+    from webservice.store.challenges import login_proof
     from werkzeug.test import EnvironBuilder
 
     import bench_reference
 
     gateway = create_app(
-        {"SECRET_KEY": secret_key, "SESSION_COOKIE_SECURE": False, "REDIS_URL": redis_url}
+        {
+            "SECRET_KEY": secret_key,
+            "SESSION_COOKIE_SECURE": False,
+            "REDIS_URL": redis_url,
+            "CHALLENGE_RATE_LIMIT": 0,
+            # One web login extends thousands of times here: no family cap to make room.
+            "MAX_SESSIONS_PER_FAMILY": 10**9,
+        }
     )
 
-    def environ(path: str, query: dict[str, str] | None = None) -> dict[str, Any]:
+    def environ(
+        path: str, query: dict[str, str] | None = None, method: str = "GET", **headers: str
+    ) -> dict[str, Any]:
         builder = EnvironBuilder(
             path=path,
+            method=method,
             query_string=query,
-            environ_base={"REMOTE_ADDR": "127.0.0.1", "HTTP_USER_AGENT": LOADER_AGENT},
+            environ_base={"REMOTE_ADDR": "127.0.0.1", "HTTP_USER_AGENT": LOADER_AGENT, **headers},
         )
         return builder.get_environ()
 
-    cases = {
-        "reference": (bench_reference.app, environ("/reference"), '{"success":true'),
-        "listtypes": (
-            gateway,
-            environ("/webservice.php", {"operation": "listtypes", "sessionName": session_id}),
-            '{"success":true',
-        ),
-        "dead": (
-            gateway,
-            environ("/webservice.php", {"operation": "listtypes", "sessionName": dead_id}),
-            '"AUTHENTICATION_REQUIRED"',
-        ),
-    }
     status: list[str] = []
 
     def start_response(code: str, headers: Any, exc_info: Any = None) -> None:
@@ -344,19 +357,72 @@ def wsgi_cpu_per_request(
             if hasattr(answer, "close"):
                 answer.close()
 
+    def ws(query: dict[str, str], method: str = "GET", **headers: str) -> dict[str, Any]:
+        return environ("/webservice.php", query, method, **headers)
+
+    username, access_key = api_user
+    challenge = ws({"operation": "getchallenge", "username": username})
+    login_base = ws({"operation": "login", "username": username, "accessKey": "x"})
+
+    def login_pair() -> bytes:
+        answer = call(gateway, challenge)
+        token = json.loads(answer)["result"]["token"]
+        query = urllib.parse.urlencode(
+            {"operation": "login", "username": username, "accessKey": login_proof(token, access_key)}
+        )
+        return call(gateway, {**login_base, "QUERY_STRING": query})
+
+    to_log_out = iter(session_ids)
+    logout_base = ws({"operation": "logout", "sessionName": session_ids[0]})
+
+    def logout() -> bytes:
+        query = urllib.parse.urlencode({"operation": "logout", "sessionName": next(to_log_out)})
+        return call(gateway, {**logout_base, "QUERY_STRING": query})
+
+    cookie, page_token = _web_login_in_process(gateway, web_user)
+    extend = ws(
+        {"operation": "extendsession"},
+        "POST",
+        HTTP_COOKIE=cookie,
+        HTTP_X_CSRFTOKEN=page_token,
+    )
+
+    def fixed(app: Any, base: dict[str, Any]) -> Callable[[], bytes]:
+        return lambda: call(app, base)
+
+    live = session_ids[-1]
+    #: name: (one request, how many requests it is, what its answer holds).
+    cases: dict[str, tuple[Callable[[], bytes], int, str]] = {
+        "reference": (fixed(bench_reference.app, environ("/reference")), 1, '{"success":true'),
+        "login": (login_pair, 2, '{"success":true'),
+        "listtypes": (
+            fixed(gateway, ws({"operation": "listtypes", "sessionName": live})),
+            1,
+            '{"success":true',
+        ),
+        "extendsession": (fixed(gateway, extend), 1, '{"success":true'),
+        "logout": (logout, 1, '{"success":true'),
+        "dead": (
+            fixed(gateway, ws({"operation": "listtypes", "sessionName": dead_id})),
+            1,
+            '"AUTHENTICATION_REQUIRED"',
+        ),
+    }
     cpu: dict[str, list[float]] = {name: [] for name in cases}
     wall: dict[str, list[float]] = {name: [] for name in cases}
-    for app, base, expected in cases.values():
-        body = call(app, base).decode()  # warm: Lua scripts loaded, caches filled
+    for name, (one, _per_call, expected) in cases.items():
+        body = one().decode()  # warm: Lua scripts loaded, caches filled
         if expected not in body:
-            raise RuntimeError(f"in-process WSGI call answered {body[:200]}")
+            raise RuntimeError(f"in-process {name} answered {body[:200]}")
     for _ in range(rounds):
-        for name, (app, base, _expected) in cases.items():
+        for name, (one, per_call, _expected) in cases.items():
+            calls = max(1, requests // per_call)
             cpu_start, wall_start = time.process_time(), time.perf_counter()
-            for _ in range(requests):
-                call(app, base)
-            cpu[name].append((time.process_time() - cpu_start) * 1e6 / requests)
-            wall[name].append((time.perf_counter() - wall_start) * 1e6 / requests)
+            for _ in range(calls):
+                one()
+            done = calls * per_call
+            cpu[name].append((time.process_time() - cpu_start) * 1e6 / done)
+            wall[name].append((time.perf_counter() - wall_start) * 1e6 / done)
     if any(code != "200 OK" for code in status):
         raise RuntimeError("an in-process WSGI call did not answer 200")
     return {
@@ -365,3 +431,18 @@ def wsgi_cpu_per_request(
         "cpu_us": {name: round(statistics.median(values), 1) for name, values in cpu.items()},
         "wall_us": {name: round(statistics.median(values), 1) for name, values in wall.items()},
     }
+
+
+def _web_login_in_process(app: Any, web_user: tuple[str, str]) -> tuple[str, str]:
+    """Logs ``web_user`` in through the web UI's form with a test client; answers (Cookie
+    header, the CSRF token of the page it lands on)."""
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    form_token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    client.post(
+        "/login", data={"username": web_user[0], "password": web_user[1], "csrf_token": form_token}
+    )
+    page = client.get("/").get_data(as_text=True)
+    page_token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
+    cookies = "; ".join(f"{c.key}={c.value}" for c in client._cookies.values())
+    return cookies, page_token

@@ -53,8 +53,9 @@ _SOCKET_CALLS = {
     "socket.py:socket._real_close",
     "socket.py:socket.accept",
 }
-#: The gunicorn frame that spans one request: reading it, the WSGI app, writing the answer.
-_REQUEST_FRAME = "SyncWorker.handle "
+#: The gunicorn frame that spans one connection's requests: reading them, the WSGI app, writing
+#: the answers (gevent workers, the config's; py-spy sees each greenlet as the worker's thread).
+_REQUEST_FRAME = "GeventWorker.handle "
 
 
 def summarize_profile(
@@ -134,8 +135,9 @@ def render(report: dict[str, Any]) -> str:
     settings = report["settings"]
     out.append(
         f"wsgate benchmark: wrk -t{settings['wrk_threads']} -c{settings['connections']} "
-        f"-d{settings['duration_s']:g}s per workload; {settings['gunicorn_workers']} gunicorn sync "
-        f"workers per app; {settings['cpus']} CPUs shared by wrk, both apps and Redis"
+        f"-d{settings['duration_s']:g}s per workload; {settings['gunicorn_workers']} gunicorn "
+        f"workers per app (config/gunicorn.conf.py's class); {settings['cpus']} CPUs shared by "
+        "wrk, both apps and Redis"
     )
     if settings.get("challenge_rate_limit", "config default") != "config default":
         out.append(
@@ -252,12 +254,15 @@ def render(report: dict[str, Any]) -> str:
         out.append("")
         out.append(
             f"In-process WSGI calls (no gunicorn, no HTTP socket, real Redis; median of "
-            f"{wsgi['rounds']} interleaved rounds of {wsgi['requests_per_round']}): CPU per "
-            f"request reference {cpu['reference']:.0f} us, listtypes {cpu['listtypes']:.0f} us "
-            f"({cpu['listtypes'] - cpu['reference']:+.0f} us, "
-            f"{cpu['reference'] / cpu['listtypes']:.2f}x), dead session {cpu['dead']:.0f} us; "
-            f"wall {wall['reference']:.0f} / {wall['listtypes']:.0f} / {wall['dead']:.0f} us"
+            f"{wsgi['rounds']} interleaved rounds of {wsgi['requests_per_round']}), per request:"
         )
+        out.append(f"  {'workload':<28} {'CPU us':>7} {'x ref':>6} {'wall us':>8}")
+        for name in WORKLOADS:
+            if name in cpu:
+                out.append(
+                    f"  {LABELS[name]:<28} {cpu[name]:>7.0f} "
+                    f"{cpu['reference'] / cpu[name]:>6.2f} {wall[name]:>8.0f}"
+                )
     client_side = report.get("client_side_round_trips")
     if client_side:
         out.append("")

@@ -718,14 +718,19 @@ class Bench:
             )
         if args.wsgi_cost:
             say("CPU per request of both WSGI apps called in-process")
-            live = sessions_via_login(self.gateway, self.pool, 1)[0]
+            rounds, requests = 5, 1000
+            to_log_out = bulk_load(self.loader, self.gateway, self.pool, rounds * requests + 2)
+            to_log_out[-1] = sessions_via_login(self.gateway, self.pool, 1)[0]
+            api_user = self.api_users[0]
             self.report["wsgi_in_process"] = wsgi_cpu_per_request(
                 self.redis_url,
                 self.secret_key,
-                live,
+                (api_user.username, api_user.access_key),
+                ("bench-web", self.web_password),
+                to_log_out,
                 dead_session_ids(1)[0],
-                rounds=5,
-                requests=1000,
+                rounds=rounds,
+                requests=requests,
             )
         if args.end_all:
             say("timing SessionStore.end_all_for_user on users with 1,000 sessions")

@@ -8,8 +8,9 @@
 keeps the app's :class:`~webservice.api.gateway.Gateway` in ``app.extensions["wsgate"]`` (the
 extension object itself holds no app, so one ``WSGate`` serves several apps), and registers:
 
-- ``/webservice.php`` and ``/webservice``, the REST session API under ``/v1`` (unless
-  ``WSGATE_REST_ENABLED`` is off), and ``/openapi.json`` describing them;
+- ``/webservice.php`` and ``/webservice`` (requests without a cookie take the lean path around
+  Flask, api/lean_path.py), the REST session API under ``/v1`` (unless ``WSGATE_REST_ENABLED``
+  is off), and ``/openapi.json`` describing them;
 - the operations: every ``wsgate.operations`` entry point (the built-ins among them), or the
   ``operations`` given;
 - the web-login link: with Flask-Login on the app, ``login_user`` / ``logout_user`` start and end
@@ -31,7 +32,7 @@ from typing import Any
 from flask import Flask
 
 from webservice import cli, rest, settings
-from webservice.api import endpoint, openapi
+from webservice.api import endpoint, lean_path, openapi
 from webservice.api.errors import wire_profile
 from webservice.api.gateway import EXTENSION_KEY, Gateway, current_gateway, gateway_of
 from webservice.api.registry import Operation, OperationRegistry, installed_operations
@@ -81,6 +82,7 @@ class WSGate:
         )
         app.extensions[EXTENSION_KEY] = gateway
         endpoint.init_app(app)
+        lean_path.init_app(app)
         app.register_blueprint(openapi.blueprint)
         csrf.init_app(app, exempt=(endpoint.blueprint, rest.blueprint))
         if config["REST_ENABLED"]:

@@ -135,6 +135,11 @@ MAX_FORM_PARTS = 200
 MAX_PARAMETER_LENGTH = 64 * 1024
 #: Longest parameter name, in characters (INVALID_PARAMETER beyond).
 MAX_PARAMETER_NAME_LENGTH = 256
+#: Answer webservice.php requests that carry no cookie without Flask's request context (the
+#: operations that declare they need none: webservice/api/lean_path.py). The app's own
+#: before/after-request hooks keep every request on Flask's path anyway; turn it off when a
+#: receiver of the session events reads ``flask.request``.
+LEAN_PATH = True
 
 # --- Monitoring (opt-in for a host app; the standalone server turns both on) -------------------
 #: Serve Prometheus metrics at /metrics (webservice/serving/metrics.py).

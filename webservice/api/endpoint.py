@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Flask, Response, request
+from flask import Blueprint, Flask, Request, Response, request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -28,7 +29,7 @@ from webservice.api.errors import (
     session_refused,
     unknown_operation,
 )
-from webservice.api.gateway import current_gateway
+from webservice.api.gateway import Gateway, current_gateway
 from webservice.api.request_parsing import parse_request
 from webservice.serving import metrics, request_log
 from webservice.serving.request_log import Trace
@@ -49,15 +50,41 @@ blueprint = Blueprint("webservice", __name__)
 
 
 def handle() -> Response:
-    environ = request.environ
+    """The view (a request with a cookie, or one the lean path passed on: lean_path.py)."""
+    answer = respond(current_gateway(), request._get_current_object())  # type: ignore[attr-defined]
+    assert answer is not None  # only the lean path is ever handed back a request
+    response = envelope.response(answer.body)
+    response.headers[request_log.REQUEST_ID_HEADER] = answer.request_id
+    return response
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The envelope's bytes and the request id they are sent with."""
+
+    body: bytes
+    request_id: str
+
+
+class NeedsFlaskRequest(Exception):
+    """The lean path met an operation that reads Flask's request context (lean_path.py)."""
+
+
+def respond(gateway: Gateway, req: Request, lean: bool = False) -> Answer | None:
+    """Answers a webservice.php request: the envelope, logged and counted. ``lean``: called by
+    the lean path without Flask's request context; answers None, before anything has happened,
+    when the operation needs that context (Operation.uses_flask_request)."""
+    environ = req.environ
     trace = Trace(request_log.request_id(environ))
     result: Any = None
     error: WebServiceError | None = None
-    if request.method in NOT_DISPATCHED:
-        error = method_not_allowed(request.method)
+    if req.method in NOT_DISPATCHED:
+        error = method_not_allowed(req.method)
     else:
         try:
-            result = _dispatch(trace)
+            result = _dispatch(gateway, req, trace, lean)
+        except NeedsFlaskRequest:
+            return None
         except WebServiceError as raised:
             error = raised
         except NotConfirmed as raised:
@@ -67,7 +94,7 @@ def handle() -> Response:
             log.warning("session store unavailable: %s", type(raised).__name__)
             error = service_unavailable()
         except RequestEntityTooLarge:
-            error = request_too_large()
+            error = request_too_large(gateway)
         except HTTPException as raised:
             error = WebServiceError(
                 ErrorCode.INVALID_PARAMETER, f"Malformed request: {raised.description}"
@@ -76,32 +103,33 @@ def handle() -> Response:
             log.exception("operation failed (request %s)", trace.request_id)
             error = internal_error()
     if error is None:
-        response = envelope.success(result)
+        body = envelope.success_body(result)
         code = metrics.OK
         request_log.learn_result(trace, result)
     else:
-        response = envelope.failure(error)
+        body = envelope.failure_body(error)
         code = error.code
-    seconds = request_log.finish(trace, code, response, environ)
+    seconds = request_log.finish(trace, code, environ)
     metrics.observe_request(trace.operation, code, seconds)
-    return response
+    return Answer(body, trace.request_id)
 
 
-def _dispatch(trace: Trace) -> object:
-    gateway = current_gateway()
+def _dispatch(gateway: Gateway, req: Request, trace: Trace, lean: bool) -> object:
     settings = gateway.settings
     # The endpoint's own bounds, whatever the host app allows its other views (Flask 3.1).
-    request.max_content_length = settings["MAX_CONTENT_LENGTH"]
-    request.max_form_parts = settings["MAX_FORM_PARTS"]
+    req.max_content_length = settings["MAX_CONTENT_LENGTH"]
+    req.max_form_parts = settings["MAX_FORM_PARTS"]
     parsed = parse_request(
-        request,
+        req,
         settings["MAX_FORM_PARTS"],
         settings["MAX_PARAMETER_NAME_LENGTH"],
         settings["MAX_PARAMETER_LENGTH"],
     )
+    op = gateway.operations.get(parsed.operation) if parsed.operation else None
+    if lean and op is not None and op.uses_flask_request:
+        raise NeedsFlaskRequest
     trace.requested = parsed.operation
     trace.address = parsed.client.address
-    op = gateway.operations.get(parsed.operation) if parsed.operation else None
     if op is None:
         raise unknown_operation()
     trace.operation = op.name
@@ -125,8 +153,8 @@ def _dispatch(trace: Trace) -> object:
     return op.handler(context, params)
 
 
-def request_too_large() -> WebServiceError:
-    limit = current_gateway().settings["MAX_CONTENT_LENGTH"]
+def request_too_large(gateway: Gateway | None = None) -> WebServiceError:
+    limit = (gateway or current_gateway()).settings["MAX_CONTENT_LENGTH"]
     return WebServiceError(ErrorCode.REQUEST_TOO_LARGE, f"Request body exceeds {limit} bytes")
 
 
@@ -138,7 +166,8 @@ def answered_elsewhere(response: Response) -> None:
     except (ValueError, KeyError, TypeError):
         code = f"HTTP_{response.status_code}"
     trace = Trace(request_log.request_id(request.environ))
-    seconds = request_log.finish(trace, code, response, request.environ)
+    seconds = request_log.finish(trace, code, request.environ)
+    response.headers[request_log.REQUEST_ID_HEADER] = trace.request_id
     metrics.observe_request(None, code, seconds)
 
 

@@ -15,18 +15,27 @@ from flask import Response
 
 from webservice.api.errors import WebServiceError
 
+MIMETYPE = "application/json"
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 
 
 def success(result: Any) -> Response:
-    return _respond({"success": True, "result": result, "moreinfo": None})
+    return response(success_body(result))
 
 
 def failure(error: WebServiceError) -> Response:
+    return response(failure_body(error))
+
+
+def success_body(result: Any) -> bytes:
+    return _encode({"success": True, "result": result, "moreinfo": None}).encode()
+
+
+def failure_body(error: WebServiceError) -> bytes:
     """coreBOS's exact shape: ``message`` before ``code``, and ``moreinfo``."""
     body = {"message": error.message, "code": error.code}
-    return _respond({"success": False, "error": body, "moreinfo": None})
+    return _encode({"success": False, "error": body, "moreinfo": None}).encode()
 
 
-def _respond(body: dict[str, Any]) -> Response:
-    return Response(_encode(body), status=200, mimetype="application/json")
+def response(body: bytes) -> Response:
+    return Response(body, status=200, mimetype=MIMETYPE)

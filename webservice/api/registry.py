@@ -47,6 +47,10 @@ class Operation:
     #: It ends sessions (logout and the like): a retry whose own session a revocation ended
     #: moments ago still runs, with ``context.session_ended`` (see OperationContext).
     ends_sessions: bool = False
+    #: Whether the handler reads Flask's request context (``flask.request``, ``session``, ``g``)
+    #: beyond its OperationContext. Those that do not are answered on the lean path
+    #: (lean_path.py) when the request carries no cookie.
+    uses_flask_request: bool = True
     description: str = ""
     #: Where it came from: a distribution and its entry point, else the handler's module.
     source: str = field(default="", compare=False)
@@ -73,9 +77,14 @@ def operation(
     method: str = "POST",
     needs_session: bool = True,
     ends_sessions: bool = False,
+    uses_flask_request: bool = True,
 ) -> Callable[[Handler], Operation]:
     """Makes the decorated handler an :class:`Operation`; its docstring becomes the description.
-    ``ends_sessions``: see :attr:`Operation.ends_sessions`."""
+    ``ends_sessions``: see :attr:`Operation.ends_sessions`.
+
+    ``uses_flask_request=False`` declares that the handler reads nothing of Flask's request
+    context but its OperationContext: it is then answered without one, which is faster (see
+    webservice/api/lean_path.py)."""
     if method not in METHODS:
         raise RegistryError(f"operation {name!r}: method must be one of {METHODS}")
 
@@ -87,6 +96,7 @@ def operation(
             method=method,
             needs_session=needs_session,
             ends_sessions=ends_sessions,
+            uses_flask_request=uses_flask_request,
             description=(handler.__doc__ or "").strip().split("\n")[0],
         )
 

@@ -115,9 +115,10 @@ def _parameters(
     request: Request, max_parameters: int, max_name_length: int, max_value_length: int
 ) -> dict[str, Any]:
     merged = _last_values(request.args) if request.query_string else {}
-    if request.mimetype == URLENCODED:
+    mimetype = request.mimetype
+    if mimetype == URLENCODED:
         merged.update(_urlencoded(_body(request), max_parameters))
-    else:
+    elif mimetype:  # without a Content-Type Werkzeug reads no form: nothing to ask it
         form = _last_values(_form(request))
         # A multipart part whose Content-Disposition names nothing Werkzeug reads: not a parameter.
         form.pop(None, None)  # type: ignore[call-overload]

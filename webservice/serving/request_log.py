@@ -96,12 +96,12 @@ def learn_result(trace: Trace, result: Any) -> None:
             trace.session = handle_of(session_id.family_id, session_id.member)
 
 
-def finish(trace: Trace, code: str, response: Response, environ: dict[str, Any]) -> float:
-    """Writes the line, sets the response's X-Request-Id; answers the duration in seconds."""
+def finish(trace: Trace, code: str, environ: dict[str, Any]) -> float:
+    """Writes the line; answers the duration in seconds. The caller sends ``trace.request_id``
+    back in the answer's X-Request-Id."""
     now = time.perf_counter()
     seconds = now - environ.get(STARTED, now)
     environ[_LOGGED] = True
-    response.headers[REQUEST_ID_HEADER] = trace.request_id
     if log.isEnabledFor(logging.INFO):
         line = _encode(
             {
@@ -112,7 +112,7 @@ def finish(trace: Trace, code: str, response: Response, environ: dict[str, Any])
                 "duration_ms": round(seconds * 1000, 3),
                 "user": trace.user,
                 "session": trace.session,
-                "address": trace.address if trace.address is not None else request.remote_addr,
+                "address": trace.address if trace.address is not None else environ.get("REMOTE_ADDR"),
             }
         )
         _write(line)

@@ -1,0 +1,212 @@
+"""The lean path (webservice/api/lean_path.py): cookieless webservice.php requests answered
+without Flask's request context, byte for byte as Flask's path answers them, and everything else
+left to Flask.
+
+Which path answered is seen by counting calls of the endpoint's Flask view; the same request is
+sent both ways (a cookie that names nothing sends it through Flask) with a fixed X-Request-Id,
+and the two answers compared whole: status, every header in order, body.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import fakeredis
+import pytest
+from flask import Flask, signals
+
+from tests.conftest import TEST_SETTINGS
+from tests.host.hostapp import ACCESS_KEYS, create_host_app
+from tests.unit.support import TEST_OPERATIONS
+from webservice.api.registry import installed_operations
+from webservice.standalone import create_app
+from webservice.store.challenges import login_proof
+
+VIEW = "webservice.webservice_php"
+
+
+def with_unrelated_cookie(app: Flask) -> Any:
+    """A test client that sends a cookie the app does not know: it takes the request through
+    Flask, and changes nothing else."""
+    client = app.test_client()
+    client.set_cookie("unrelated", "1")
+    return client
+
+
+class ViewCalls:
+    def __init__(self, app: Flask) -> None:
+        self.count = 0
+        view = app.view_functions[VIEW]
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return view(*args, **kwargs)
+
+        app.view_functions[VIEW] = counted
+
+
+def standalone(**settings: Any) -> Flask:
+    server = fakeredis.FakeServer()
+    return create_app(
+        {**TEST_SETTINGS, "CHALLENGE_RATE_LIMIT": 0, **settings},
+        redis_client=fakeredis.FakeRedis(server=server, decode_responses=True),
+        web_session_client=fakeredis.FakeRedis(server=server),
+        operations=[*installed_operations(), *TEST_OPERATIONS],
+    )
+
+
+@pytest.fixture
+def app() -> Iterator[Flask]:
+    yield standalone()
+
+
+def live_session(app: Flask, username: str = "alice") -> str:
+    gateway = app.extensions["wsgate"]
+    user = gateway.users.add(username)
+    client = app.test_client()
+    token = client.get(
+        "/webservice.php", query_string={"operation": "getchallenge", "username": username}
+    ).get_json()["result"]["token"]
+    answer = client.post(
+        "/webservice.php",
+        data={"operation": "login", "username": username,
+              "accessKey": login_proof(token, user.access_key)},
+    ).get_json()  # fmt: skip
+    return answer["result"]["sessionName"]
+
+
+def both_ways(app: Flask, method: str, **request: Any) -> tuple[Any, Any, int]:
+    """The same request without a cookie and through Flask: (lean answer, Flask answer, how many
+    of the two the Flask view answered)."""
+    calls = ViewCalls(app)
+    headers = {"X-Request-Id": "fixed-id-1", **request.pop("headers", {})}
+    lean = app.test_client().open("/webservice.php", method=method, headers=headers, **request)
+    flask = with_unrelated_cookie(app).open(
+        "/webservice.php", method=method, headers=headers, **request
+    )
+    return lean, flask, calls.count
+
+
+def answer_of(response: Any) -> tuple[str, list[tuple[str, str]], bytes]:
+    return response.status, list(response.headers.items()), response.get_data()
+
+
+def test_the_lean_path_answers_exactly_as_flask_does(app: Flask) -> None:
+    session = live_session(app)
+    cases: list[tuple[str, dict[str, Any]]] = [
+        ("GET", {"query_string": {"operation": "listtypes", "sessionName": session}}),
+        ("POST", {"data": {"operation": "listtypes", "sessionName": session}}),
+        ("GET", {"query_string": {"operation": "listtypes", "sessionName": session[:-1] + "x"}}),
+        ("GET", {"query_string": {"operation": "listtypes"}}),
+        ("GET", {"query_string": {"operation": "nosuchoperation"}}),
+        ("GET", {}),
+        ("HEAD", {"query_string": {"operation": "listtypes", "sessionName": session}}),
+        ("OPTIONS", {}),
+        ("DELETE", {"query_string": {"operation": "listtypes", "sessionName": session}}),
+        ("POST", {"data": json.dumps({"operation": "listtypes", "sessionName": session}),
+                  "content_type": "application/json"}),
+        ("POST", {"data": "{not json", "content_type": "application/json"}),
+        ("POST", {"data": {f"p{i}": "v" for i in range(300)}}),
+        ("POST", {"data": {"operation": "listtypes", "x": "v" * 70000}}),
+        ("POST", {"data": b"x" * (2 * 1024 * 1024), "content_type": "text/plain"}),
+        ("GET", {"query_string": {"operation": "probe", "a": "1"}}),
+        ("GET", {"query_string": {"operation": "typed", "text": "t", "amount": "nan"}}),
+        ("GET", {"query_string": {"operation": "boom"}}),
+        ("POST", {"data": {"operation": "login", "username": "alice", "accessKey": "0" * 32}}),
+    ]  # fmt: skip
+    for method, request in cases:
+        lean, flask, flask_answered = both_ways(app, method, **request)
+        assert answer_of(lean) == answer_of(flask), (method, request)
+        assert flask_answered >= 1
+
+
+def test_cookieless_api_operations_skip_the_flask_view(app: Flask) -> None:
+    session = live_session(app)
+    calls = ViewCalls(app)
+    client = app.test_client()
+    assert client.get("/webservice.php", query_string={
+        "operation": "listtypes", "sessionName": session}).get_json()["success"]  # fmt: skip
+    assert client.post("/webservice.php", data={
+        "operation": "logout", "sessionName": session}).get_json()["success"]  # fmt: skip
+    assert calls.count == 0
+    assert client.get("/webservice.php", query_string={
+        "operation": "listtypes", "sessionName": session}).get_json()["error"]["code"] == (
+        "AUTHENTICATION_REQUIRED")  # fmt: skip
+    assert calls.count == 0
+
+
+def test_a_plugin_that_reads_flasks_request_is_handed_to_flask_with_its_body(app: Flask) -> None:
+    calls = ViewCalls(app)
+    answer = app.test_client().post(
+        "/webservice.php", data={"operation": "probe", "a": "1", "b": "two"}
+    ).get_json()
+    assert answer["result"]["params"] == {"a": "1", "b": "two"}
+    assert calls.count == 1
+
+
+def test_anything_with_a_cookie_goes_through_flask(app: Flask) -> None:
+    calls = ViewCalls(app)
+    with_unrelated_cookie(app).get("/webservice.php", query_string={"operation": "listtypes"})
+    assert calls.count == 1
+
+
+def test_an_unknown_hook_or_a_request_signal_keeps_flasks_path() -> None:
+    hooked = standalone()
+    seen: list[str] = []
+    hooked.before_request(lambda: seen.append("hook"))
+    calls = ViewCalls(hooked)
+    hooked.test_client().get("/webservice.php", query_string={"operation": "listtypes"})
+    assert (calls.count, seen) == (1, ["hook"])
+
+    plain = standalone()
+    calls = ViewCalls(plain)
+
+    def listener(sender: Any, **extra: Any) -> None:
+        seen.append("signal")
+
+    signals.request_started.connect(listener)
+    try:
+        plain.test_client().get("/webservice.php", query_string={"operation": "listtypes"})
+    finally:
+        signals.request_started.disconnect(listener)
+    assert (calls.count, seen) == (1, ["hook", "signal"])
+    plain.test_client().get("/webservice.php", query_string={"operation": "listtypes"})
+    assert calls.count == 1
+
+
+def test_lean_path_off() -> None:
+    app = standalone(LEAN_PATH=False)
+    calls = ViewCalls(app)
+    app.test_client().get("/webservice.php", query_string={"operation": "listtypes"})
+    assert calls.count == 1
+
+
+@pytest.mark.parametrize("csrf", [False, True])
+def test_a_host_app_with_flask_login_and_csrfprotect_takes_the_lean_path(csrf: bool) -> None:
+    host = create_host_app(
+        redis_client=fakeredis.FakeRedis(decode_responses=True), csrf=csrf
+    )
+    calls = ViewCalls(host)
+    client = host.test_client()
+    token = client.get("/webservice.php", query_string={
+        "operation": "getchallenge", "username": "alice"}).get_json()["result"]["token"]  # fmt: skip
+    answer = client.post("/webservice.php", data={
+        "operation": "login", "username": "alice",
+        "accessKey": login_proof(token, ACCESS_KEYS["alice"])}).get_json()  # fmt: skip
+    assert answer["success"], answer
+    assert calls.count == 0
+
+
+def test_a_host_that_wrapped_wsgi_app_first_keeps_flasks_path() -> None:
+    from werkzeug.middleware.proxy_fix import ProxyFix
+    from webservice import WSGate
+
+    host = Flask(__name__)
+    host.config.update(TEST_SETTINGS)
+    host.wsgi_app = ProxyFix(host.wsgi_app)  # type: ignore[method-assign]
+    WSGate(host, redis_client=fakeredis.FakeRedis(decode_responses=True))
+    calls = ViewCalls(host)
+    host.test_client().get("/webservice.php", query_string={"operation": "listtypes"})
+    assert calls.count == 1

@@ -1,0 +1,159 @@
+"""The lean path: ``webservice.php`` requests that carry no cookie, answered without Flask's
+request context.
+
+Why it exists. An API call is a short burst of Python around one Redis round trip, and most of
+that burst was Flask and Werkzeug serving the request, not the gateway: routing, pushing the
+request context, opening and saving the session, the before/after-request hooks, building the
+``Response`` and its headers. Measured in-process (``scripts/bench``), a ``listtypes`` cost about
+300 µs of CPU through Flask where a bare Flask view doing one Redis ``GET`` cost 130 µs. API
+clients never send cookies, and nothing an API operation does needs what Flask adds for one
+(the session, ``g``, the request proxy), so such requests skip it.
+
+How it is shaped. A WSGI middleware around the app's own ``wsgi_app``, as Werkzeug's
+``ProxyFix`` is: it takes a request when all of these hold, and passes anything else to Flask
+unchanged:
+
+- the path is ``/webservice.php`` or ``/webservice`` and the method one the endpoint's route
+  takes (else Flask routes it: a 405, a redirect, another view);
+- no ``Cookie`` header (a browser's ``extendsession`` and every page view go through Flask, with
+  their session);
+- no multipart body (read as a stream; Flask reads it, see below);
+- the app's hooks are all known to do nothing for such a request (:data:`HARMLESS_HOOKS`), no
+  one listens to Flask's request signals, and routing does not depend on the host
+  (``SERVER_NAME``, host matching): otherwise Flask's path would do something this one skips;
+- ``LEAN_PATH`` is on.
+
+It then does what the endpoint's view does (endpoint.respond: parse, operation, session check,
+handler, envelope, request log, metrics), inside an app context only (the session events are
+sent with the app as sender), and answers with the same status, headers, in the same order, and
+bytes as the view. An operation whose handler reads Flask's request context
+(``Operation.uses_flask_request``, true unless a plugin says otherwise) is handed to Flask after
+parsing, before anything happened: the body read so far is put back as ``wsgi.input``.
+
+The middleware sits directly around Flask's own ``wsgi_app`` (init_app installs it only then), so
+every other middleware, ``ProxyFix`` among them, runs before it: the client address it sees is
+the one Flask would see. A host that wraps ``app.wsgi_app`` before ``WSGate.init_app`` keeps the
+full path for everything.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask, signals
+
+from webservice.api import endpoint
+from webservice.api.envelope import MIMETYPE
+from webservice.api.gateway import gateway_of
+from webservice.serving.request_log import REQUEST_ID_HEADER
+
+#: The app's hooks that do nothing for a webservice.php request without a cookie, by
+#: ``module.qualname``. Any other hook keeps every request on Flask's path.
+HARMLESS_HOOKS = frozenset(
+    {
+        # The endpoint's own headers: the lean path sends them itself.
+        "webservice.api.endpoint.add_headers",
+        # Logs answers the view did not give: the lean path gives them all.
+        "webservice.serving.request_log.init_app.<locals>.log_unseen",
+        # Exempt webservice.php from a host's CSRFProtect, which then skips it.
+        "webservice.auth.csrf.init_app.<locals>.exempt_once",
+        "flask_wtf.csrf.CSRFProtect.init_app.<locals>.csrf_protect",
+        # Flask-Login's "remember me" refresh: acts only on a session that holds a login.
+        "flask_login.login_manager.LoginManager._update_remember_cookie",
+        # The standalone server: a web session's Redis error (no cookie, no web session), its
+        # page headers (the endpoint's answers carry theirs), its signing key (nothing is signed).
+        "webservice.standalone.app._session_store_error",
+        "webservice.standalone.app._load_shared_secret_key",
+        "webservice.standalone.security_headers.add_security_headers",
+    }
+)
+_HOOK_TABLES = (
+    "before_request_funcs",
+    "after_request_funcs",
+    "teardown_request_funcs",
+    "url_value_preprocessors",
+)
+_REQUEST_SIGNALS = (
+    signals.request_started,
+    signals.request_finished,
+    signals.got_request_exception,
+    signals.request_tearing_down,
+)
+#: The methods the endpoint's route takes (HEAD with GET).
+_METHODS = frozenset([*endpoint.METHODS, "HEAD"])
+_STATUS = "200 OK"
+_FIXED_HEADERS = list(endpoint.HEADERS)
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class LeanPath:
+    """WSGI middleware: answers cookieless webservice.php requests itself, passes the rest on."""
+
+    def __init__(self, app: Flask, wsgi_app: WSGIApp) -> None:
+        self.app = app
+        self.wsgi_app = wsgi_app
+        self._usable: bool | None = None
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if (
+            environ.get("PATH_INFO") not in endpoint.PATHS
+            or "HTTP_COOKIE" in environ
+            or environ.get("REQUEST_METHOD") not in _METHODS
+            or environ.get("CONTENT_TYPE", "").startswith("multipart/")
+            or not self.usable()
+        ):
+            return self.wsgi_app(environ, start_response)
+        app = self.app
+        request = app.request_class(environ)
+        with app.app_context():
+            answer = endpoint.respond(gateway_of(app), request, lean=True)
+        if answer is None:
+            # An operation that reads Flask's request: Flask serves it, from the same bytes.
+            environ["wsgi.input"] = io.BytesIO(request.get_data(cache=True))
+            return self.wsgi_app(environ, start_response)
+        body = answer.body
+        start_response(
+            _STATUS,
+            [
+                ("Content-Type", MIMETYPE),
+                ("Content-Length", str(len(body))),
+                (REQUEST_ID_HEADER, answer.request_id),
+                *_FIXED_HEADERS,
+            ],
+        )
+        return [] if request.method == "HEAD" else [body]
+
+    def usable(self) -> bool:
+        """Whether Flask's path would do nothing more for such a request than this one does."""
+        if self._usable is None:
+            self._usable = self._nothing_else_hooked()
+        return self._usable and not any(signal.receivers for signal in _REQUEST_SIGNALS)
+
+    def _nothing_else_hooked(self) -> bool:
+        app = self.app
+        if not gateway_of(app).settings["LEAN_PATH"]:
+            return False
+        if app.config.get("SERVER_NAME") or app.url_map.host_matching:
+            return False
+        for table in _HOOK_TABLES:
+            for scope, hooks in getattr(app, table).items():
+                if scope not in (None, endpoint.blueprint.name):
+                    continue
+                if any(_name(hook) not in HARMLESS_HOOKS for hook in hooks):
+                    return False
+        return True
+
+
+def _name(hook: Any) -> str:
+    return f"{getattr(hook, '__module__', '')}.{getattr(hook, '__qualname__', '')}"
+
+
+def init_app(app: Flask) -> None:
+    """Puts the lean path around the app's own ``wsgi_app``, unless something wraps it already
+    (then the client address that middleware sets would not be seen: see the module's notes)."""
+    if "wsgi_app" not in vars(app):
+        app.wsgi_app = LeanPath(app, app.wsgi_app)  # type: ignore[method-assign]
