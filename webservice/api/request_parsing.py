@@ -33,6 +33,7 @@ from webservice.auth.web_login import client_info
 from webservice.store.sessions import ClientInfo
 
 SESSION_HEADER = "corebos-authorization"
+_SESSION_HEADER_ENVIRON = "HTTP_COREBOS_AUTHORIZATION"
 URLENCODED = "application/x-www-form-urlencoded"
 NO_SESSION = ("", "null")
 
@@ -114,11 +115,14 @@ def parameter_too_long(name: str, max_length: int) -> WebServiceError:
 def _parameters(
     request: Request, max_parameters: int, max_name_length: int, max_value_length: int
 ) -> dict[str, Any]:
-    merged = _last_values(request.args) if request.query_string else {}
-    mimetype = request.mimetype
+    environ = request.environ
+    merged = _last_values(request.args) if environ.get("QUERY_STRING") else {}
+    mimetype = request.mimetype if environ.get("CONTENT_TYPE") else ""
     if mimetype == URLENCODED:
         merged.update(_urlencoded(_body(request), max_parameters))
-    elif mimetype:  # without a Content-Type Werkzeug reads no form: nothing to ask it
+    elif mimetype or environ.get("CONTENT_LENGTH") not in (None, "", "0"):
+        # (Without a Content-Type Werkzeug reads no form; asking it would only check the
+        # Content-Length against the limit, and there is none.)
         form = _last_values(_form(request))
         # A multipart part whose Content-Disposition names nothing Werkzeug reads: not a parameter.
         form.pop(None, None)  # type: ignore[call-overload]
@@ -250,7 +254,8 @@ def _has_lone_surrogates(body: bytes) -> bool:
 
 def _session_id(request: Request, session_name: Any) -> str | None:
     """The header when it names a session, else ``sessionName`` (already without "null")."""
-    header = request.headers.get(SESSION_HEADER, "").strip()
+    # The header's WSGI name, read straight from the environ (as request.headers would).
+    header = request.environ.get(_SESSION_HEADER_ENVIRON, "").strip()
     if header.lower() not in NO_SESSION:
         return header
     return None if session_name is None else str(session_name)

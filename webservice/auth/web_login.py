@@ -36,8 +36,10 @@ _CHECKED = "_wsgate_web_login"
 def client_info(of: Request | None = None) -> ClientInfo:
     """The client of request ``of`` (default: this request), as session listings and the audit
     trail show it."""
-    req = of if of is not None else request
-    return ClientInfo(address=req.remote_addr or "", user_agent=req.headers.get("User-Agent", ""))
+    environ = (of if of is not None else request).environ
+    return ClientInfo(
+        address=environ.get("REMOTE_ADDR") or "", user_agent=environ.get("HTTP_USER_AGENT", "")
+    )
 
 
 class WebLink:
