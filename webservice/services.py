@@ -72,7 +72,12 @@ class Services:
             absolute_timeout=settings["SESSION_ABSOLUTE_TIMEOUT"],
             max_members=settings["MAX_SESSIONS_PER_FAMILY"],
             replicas=Replicas.of(settings, keys),
-            keep_timed_out=notifications.timeout_notice_window,
+            keep_timed_out=max(
+                notifications.timeout_notice_window,
+                # The vtiger profile tells an expired or idle session from an unknown one: the
+                # record has to outlive it (one idle timeout) for a check to see why it died.
+                settings["SESSION_IDLE_TIMEOUT"] if settings["WIRE_PROFILE"] == "vtiger" else 0,
+            ),
         )
         limits = LoginLimiter(
             client,

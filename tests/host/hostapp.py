@@ -169,7 +169,7 @@ def create_host_app(
                 error="Wrong username or password",
             )  # fmt: skip
             return page, 401
-        login_user(user)
+        login_user(user, remember=request.form.get("remember") == "1")
         target = request.args.get("next") or ""
         # Only local paths: no open redirect.
         return redirect(target if target.startswith("/") and not target.startswith("//") else url_for("index"))

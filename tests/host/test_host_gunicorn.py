@@ -115,3 +115,35 @@ def test_api_logout_logs_the_browser_out(live_host: LiveHost) -> None:
     assert success(login, "API login of alice")["userId"] == "19x7"
     evil = call(live_host, browser_login(live_host), "extendsession", headers={"Origin": "https://evil.example"})
     assert error_code(evil, "foreign Origin over HTTP") == "ACCESS_DENIED"
+
+
+def test_the_rest_api_in_the_host(live_host: LiveHost) -> None:
+    """Over HTTP, the host gets /v1 from WSGate: a browser logged in with "remember me" lists its
+    sessions with the cookie, then logs out by POST /v1/auth/logout: its linked API session ends,
+    the session and remember cookies are expired, and it is anonymous, remember cookie or not."""
+    browser = requests.Session()
+    response = browser.post(
+        f"{live_host.base_url}/login",
+        data={"username": "alice", "password": PASSWORDS["alice"], "remember": "1"},
+        allow_redirects=False, timeout=TIMEOUT,
+    )  # fmt: skip
+    assert response.status_code == 302 and "remember_token" in browser.cookies, response.headers
+    session_name = extended_session(live_host, browser)
+    listing = browser.get(f"{live_host.base_url}/v1/me/sessions", timeout=TIMEOUT)
+    assert listing.status_code == 200, listing.text
+    current = [item for item in listing.json()["data"] if item["current"]]
+    assert len(current) == 1 and current[0]["kind"] == "web" and current[0]["linked"], current
+    by_bearer = requests.get(
+        f"{live_host.base_url}/v1/me/sessions",
+        headers={"Authorization": f"Bearer {session_name}"}, timeout=TIMEOUT,
+    )  # fmt: skip
+    current = [item for item in by_bearer.json()["data"] if item["current"]]
+    assert len(current) == 1 and current[0]["kind"] == "api" and current[0]["linked"], current
+
+    out = browser.post(f"{live_host.base_url}/v1/auth/logout", timeout=TIMEOUT)
+    assert out.status_code == 200 and out.json() == {"message": "Logged out successfully"}
+    expired = [c.lower() for c in out.raw.headers.getlist("Set-Cookie")]
+    assert any(c.startswith("remember_token=;") and "01 jan 1970" in c for c in expired), expired
+    assert "remember_token" not in browser.cookies
+    assert not is_live(live_host, session_name)
+    assert_sent_to_login(live_host, browser)
