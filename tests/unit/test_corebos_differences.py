@@ -194,3 +194,10 @@ def test_every_row_of_the_readme_table_has_its_test():
         if re.match(r"test_d\d+_", name)
     )
     assert [int(row[1:]) for row in rows] == tests == list(range(1, len(rows) + 1))
+
+
+def test_d17_a_rest_session_api_beside_webservice_php(make_app):
+    client = make_app().test_client()
+    answer = client.post("/v1/auth/logout")
+    assert answer.status_code == 200 and answer.get_json() == {"message": "Logged out successfully"}
+    assert client.get("/v1/me/sessions").mimetype == "application/problem+json"
