@@ -28,7 +28,7 @@ def test_access_and_debug_logs_hold_no_secret(tmp_path):
         finally:
             stop_gunicorn(process)
         text = log_path.read_text()
-    assert "GET /webservice.php" in text, "the access log is not on"
+    assert "GET /webservice.php" in text and "GET /v1/me/sessions" in text, "the access log is not on"
     leaks = [what for what, value in secrets.items() if value in text]
     assert not leaks, f"secrets in gunicorn's log: {leaks}"
 
@@ -42,22 +42,35 @@ def exercise(base_url: str, env: dict[str, str]) -> dict[str, str]:
     access_key = json.loads(added.stdout)["accessKey"]
     url = f"{base_url}/webservice.php"
     http = requests.Session()
-    token = http.get(url, params={"operation": "getchallenge", "username": "alice"},
-                     timeout=10).json()["result"]["token"]
-    proof = hashlib.md5((token + access_key).encode()).hexdigest()
-    answer = http.get(url, params={"operation": "login", "username": "alice", "accessKey": proof},
-                      timeout=10).json()
-    session_id = answer["result"]["sessionName"]
+    token, proof, session_id = get_login(http, url, access_key)
     assert http.get(url, params={"operation": "listtypes", "sessionName": session_id},
                     timeout=10).json()["success"]
     assert http.post(url, data={"operation": "listtypes"},
                      headers={"corebos-authorization": session_id}, timeout=10).json()["success"]
     assert http.get(url, params={"operation": "logout", "sessionName": session_id},
                     timeout=10).json()["success"]
+    # The REST session API, by bearer session: a live one, then the same after its logout.
+    _token, _proof, bearer = get_login(http, url, access_key)
+    headers = {"Authorization": f"Bearer {bearer}"}
+    assert http.get(f"{base_url}/v1/me/sessions", headers=headers, timeout=10).status_code == 200
+    assert http.post(f"{base_url}/v1/auth/logout", headers=headers, timeout=10).status_code == 200
+    assert http.get(f"{base_url}/v1/me/sessions", headers=headers, timeout=10).status_code == 401
     return {
         "access key": access_key,
         "challenge token": token,
         "login proof": proof,
         "session id": session_id,
         "session secret": session_id.partition(".")[2],
+        "bearer session": bearer,
+        "bearer secret": bearer.partition(".")[2],
     }
+
+
+def get_login(http: requests.Session, url: str, access_key: str) -> tuple[str, str, str]:
+    """getchallenge + login, both by GET (secrets in the query string): token, proof, session."""
+    token = http.get(url, params={"operation": "getchallenge", "username": "alice"},
+                     timeout=10).json()["result"]["token"]
+    proof = hashlib.md5((token + access_key).encode()).hexdigest()
+    answer = http.get(url, params={"operation": "login", "username": "alice", "accessKey": proof},
+                      timeout=10).json()
+    return token, proof, answer["result"]["sessionName"]
