@@ -43,6 +43,18 @@ def csrf_of(gateway: Gateway, browser: requests.Session) -> str:
     return re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
 
 
+def extend(gateway: Gateway, browser: requests.Session) -> str:
+    """extendsession from the browser's page: an API session linked to its web login."""
+    answer = browser.post(
+        gateway.base_url + "/webservice.php",
+        data={"operation": "extendsession"},
+        headers={"X-CSRFToken": csrf_of(gateway, browser)},
+        timeout=TIMEOUT,
+    ).json()
+    assert answer["success"], answer
+    return answer["result"]["sessionName"]
+
+
 def test_an_api_client_lists_and_logs_out_by_bearer(live_gateway: Gateway) -> None:
     key = add_user(live_gateway, "restapi")
     first, second = api_login(live_gateway, "restapi", key), api_login(live_gateway, "restapi", key)
@@ -65,13 +77,7 @@ def test_an_api_client_lists_and_logs_out_by_bearer(live_gateway: Gateway) -> No
 
 def test_a_browser_logs_out_with_its_linked_sessions(live_gateway: Gateway) -> None:
     browser = web_login(live_gateway, "restweb")
-    extended = browser.post(
-        live_gateway.base_url + "/webservice.php",
-        data={"operation": "extendsession"},
-        headers={"X-CSRFToken": csrf_of(live_gateway, browser)},
-        timeout=TIMEOUT,
-    ).json()
-    linked = extended["result"]["sessionName"]
+    linked = extend(live_gateway, browser)
     assert alive(live_gateway, linked)
     out = browser.delete(live_gateway.base_url + "/v1/auth/session", timeout=TIMEOUT)
     assert out.status_code == 204
@@ -83,12 +89,7 @@ def test_a_browser_logs_out_with_its_linked_sessions(live_gateway: Gateway) -> N
 
 def test_a_linked_api_session_logs_the_browser_out(live_gateway: Gateway) -> None:
     browser = web_login(live_gateway, "restlinked")
-    linked = browser.post(
-        live_gateway.base_url + "/webservice.php",
-        data={"operation": "extendsession"},
-        headers={"X-CSRFToken": csrf_of(live_gateway, browser)},
-        timeout=TIMEOUT,
-    ).json()["result"]["sessionName"]
+    linked = extend(live_gateway, browser)
     out = requests.delete(live_gateway.base_url + "/v1/auth/session", headers=bearer(linked), timeout=TIMEOUT)
     assert out.status_code == 204
     home = browser.get(live_gateway.base_url + "/", timeout=TIMEOUT, allow_redirects=False)

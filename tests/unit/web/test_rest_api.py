@@ -22,21 +22,6 @@ SECURITY_HEADERS = {
 }
 
 
-@pytest.fixture
-def env() -> Env:
-    return make_env()
-
-
-@pytest.fixture
-def alice(env: Env):
-    return env.add_user("alice")
-
-
-@pytest.fixture
-def bob(env: Env):
-    return env.add_user("bob")
-
-
 def bearer(session_name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {session_name}"}
 
@@ -165,7 +150,7 @@ def test_options_lists_the_methods_and_grants_no_cors(env):
     )
     assert response.status_code == 204
     assert response.headers["Allow"] == "DELETE, GET, HEAD, OPTIONS"
-    assert not [h for h in response.headers.keys() if h.lower().startswith("access-control-")]
+    assert not [h for h, _ in response.headers.items() if h.lower().startswith("access-control-")]
 
 
 def test_logout_is_in_the_audit_trail(env, alice):
