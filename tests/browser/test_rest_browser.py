@@ -10,7 +10,14 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import WebUser
-from tests.browser.test_web_ui import AT_HOME, AT_LOGIN, api_access, assert_refused, assert_works, log_in
+from tests.browser.test_web_ui import (
+    AT_HOME,
+    AT_LOGIN,
+    api_access,
+    assert_refused,
+    assert_works,
+    log_in,
+)
 from tests.wsclient import WebServiceClient
 
 pytestmark = pytest.mark.browser
