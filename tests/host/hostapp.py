@@ -111,14 +111,16 @@ def create_host_app(
     session_redis: Any = None,
     csrf_after_gate: bool = False,
     secret_key: str = DEFAULT_SECRET_KEY,
+    config: dict[str, Any] | None = None,
 ) -> Flask:
     """The host app. ``redis_url`` or ``redis_client`` (a ``decode_responses=True`` client, e.g.
     fakeredis) is the gateway's Redis. ``session="flask-session"`` keeps the session data in
     Redis with Flask-Session, in ``session_redis`` (a bytes client), else in ``redis_url``.
     ``csrf`` adds Flask-WTF's ``CSRFProtect``, before ``WSGate`` or, with ``csrf_after_gate``,
-    after it."""
+    after it. ``config``: more of the host's settings (``WSGATE_*`` among them), set before
+    ``WSGate`` reads them."""
     app = Flask(__name__)
-    app.config.update(SECRET_KEY=secret_key)
+    app.config.update(SECRET_KEY=secret_key, **(config or {}))
     if redis_url is not None:
         app.config["WSGATE_REDIS_URL"] = redis_url
     _init_sessions(app, session, redis_url, session_redis)

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 USER_AGENT = "wsgate-logout-notifier"
 #: The longest a read of new entries blocks (ms): well inside the Redis socket timeout.
 _MAX_BLOCK_MS = 500
+#: Consumers of the group that hold nothing and have been silent this long are removed.
+_FORGET_CONSUMERS_AFTER_MS = 3600 * 1000
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,7 @@ class Delivery:
             for entry in self.outbox.take_over(self.consumer, self.lease_ms, free):
                 if entry.id not in self._in_flight:
                     self._waiting.setdefault(entry.id, _Held(entry))
+            self.outbox.forget_idle_consumers(_FORGET_CONSUMERS_AFTER_MS)
             self._next_take_over = now + self.settings.lease / 2
         for held in sorted(self._waiting.values(), key=lambda h: h.next_try):
             if len(self._in_flight) >= self.settings.concurrency or held.next_try > now:

@@ -161,6 +161,13 @@ class LogoutOutbox:
                 break
         return claimed
 
+    def forget_idle_consumers(self, idle_ms: int) -> None:
+        """Removes from the group the consumers that hold nothing and have not asked for
+        anything for ``idle_ms`` (stopped processes: every process gets a name of its own)."""
+        for consumer in self.client.xinfo_consumers(self.key, GROUP):
+            if int(consumer["pending"]) == 0 and int(consumer["idle"]) > idle_ms:
+                self.client.xgroup_delconsumer(self.key, GROUP, consumer["name"])
+
     def renew(self, consumer: str, entry_ids: Sequence[str]) -> None:
         """Tells the others that ``consumer`` is still at work on these entries (resets their
         idle time, so :meth:`take_over` leaves them alone)."""

@@ -1,0 +1,268 @@
+"""Logout notifications on a real redis-server, with a real receiver over HTTP: what the outbox
+costs a logout, how a delivery process answers each kind of answer, the operators' commands, key
+rotation, and a host app's ``logout_user``. The receiver verifies the tokens against the JWKS the
+app serves over HTTP (a werkzeug server in a thread). End to end under gunicorn, with every kind
+of ending and real delivery processes: tests/e2e/test_logout_notifications.py."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import jwt
+import pytest
+from flask import Flask
+from werkzeug.serving import make_server
+
+from tests.conftest import TEST_SETTINGS
+from tests.host.hostapp import PASSWORDS, create_host_app
+from tests.integration.conftest import USERNAME, client_of, gateway_of
+from tests.integration.test_round_trips import Tally, counting_client
+from tests.logout_receiver import LogoutReceiver, TokenVerifier
+from tests.wsclient import WebServiceClient
+from webservice.notifications.delivery import Delivery
+from webservice.notifications.tokens import LogoutTokens
+from webservice.standalone import create_app
+from webservice.standalone.redis_server import free_port
+from webservice.store.outbox import Notice
+from webservice.store.signing_keys import SigningKeys
+
+pytestmark = pytest.mark.integration
+
+FAST_RETRIES = {"LOGOUT_RETRY_INITIAL": 0.1, "LOGOUT_RETRY_MAX": 0.3, "LOGOUT_DELIVERY_TIMEOUT": 1}
+
+
+@pytest.fixture
+def receiver() -> Iterator[LogoutReceiver]:
+    started = LogoutReceiver(free_port()).start()
+    yield started
+    started.stop()
+
+
+@contextmanager
+def served(app: Flask) -> Iterator[str]:
+    """``app`` over HTTP on a free loopback port; yields its base URL."""
+    server = make_server("127.0.0.1", free_port(), app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
+@contextmanager
+def delivering(app: Flask) -> Iterator[None]:
+    """A delivery process's loop for ``app``, in a thread."""
+    gateway = gateway_of(app)
+    settings = gateway.notifications
+    tokens = LogoutTokens(gateway.signing_keys, settings.issuer, settings.token_ttl)
+    delivery = Delivery(gateway.outbox, tokens, settings, f"test-{free_port()}")
+    stop = threading.Event()
+    thread = threading.Thread(target=delivery.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 10, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what or check}"
+        time.sleep(0.05)
+    return found
+
+
+@pytest.fixture
+def notifying_app(make_app, receiver: LogoutReceiver) -> Callable[..., Flask]:
+    def build(**settings: Any) -> Flask:
+        return make_app(
+            LOGOUT_RECEIVERS=[{"url": receiver.url, "audience": "rp"}],
+            LOGOUT_ISSUER="https://gw.example",
+            **{**FAST_RETRIES, **settings},
+        )
+
+    return build
+
+
+def log_in_and_out(app: Flask, access_key: str) -> str:
+    """An API login logged out; answers its family id."""
+    client = client_of(app)
+    assert client.login(USERNAME, access_key)["success"]
+    family = client.session_name.partition(".")[0]
+    assert client.authed("logout")["success"]
+    return family
+
+
+def test_without_receivers_nothing_is_written_and_no_keys_are_published(real_app, alice, real_redis):
+    log_in_and_out(real_app, alice.access_key)
+    keys = gateway_of(real_app).keys
+    assert real_redis.exists(keys.logout_outbox(), keys.logout_signing_keys()) == 0
+    assert real_app.test_client().get("/.well-known/jwks.json").status_code == 404
+
+
+def test_the_notifications_ride_in_the_logouts_own_round_trips(redis_server, real_redis, receiver):
+    """Two receivers: two outbox entries, written in the round trips a logout makes anyway."""
+    tally = Tally()
+    app = create_app(
+        {
+            **TEST_SETTINGS,
+            "REDIS_URL": redis_server.url,
+            "LOGOUT_RECEIVERS": [receiver.url, {"url": receiver.url + "?second", "audience": "b"}],
+            "LOGOUT_ISSUER": "https://gw.example",
+        },
+        redis_client=counting_client(redis_server, tally),
+    )
+    access_key = gateway_of(app).users.add(USERNAME).access_key
+    client = client_of(app)
+    assert client.login(USERNAME, access_key)["success"]
+    before = tally.round_trips
+    assert client.authed("logout")["success"]
+    assert tally.round_trips - before == 2  # tests/integration/test_round_trips.py: as without
+    entries = gateway_of(app).outbox.undelivered()
+    family = client.session_name.partition(".")[0]
+    assert [(e.notice.sid, e.notice.aud, e.notice.reason) for e in entries] == [
+        (family, receiver.url, "logout"),
+        (family, "b", "logout"),
+    ]
+    assert {e.notice.sub for e in entries} == {f"19x{gateway_of(app).users.get(USERNAME).id}"}
+
+
+def test_a_4xx_is_given_up_at_once_and_5xx_and_429_are_tried_again(notifying_app, receiver):
+    app = notifying_app()
+    outbox = gateway_of(app).outbox
+    access_key = gateway_of(app).users.add(USERNAME).access_key
+    with served(app) as base_url, delivering(app):
+        verifier = TokenVerifier(base_url, "https://gw.example", "rp")
+        receiver.mode = 400
+        refused = log_in_and_out(app, access_key)
+        [failed] = wait_until(outbox.failed, what="the refused notification in the failed list")
+        assert (failed.notice.sid, failed.why) == (refused, "HTTP 400 after 1 tries")
+        assert len(receiver.arrivals) == 1
+
+        receiver.mode = 503
+        flaky = log_in_and_out(app, access_key)
+        wait_until(lambda: len(receiver.arrivals) >= 3, what="two tries answered 503")
+        receiver.mode = 429
+        wait_until(lambda: len(receiver.arrivals) >= 5, what="two tries answered 429")
+        receiver.mode = "ok"
+        [received] = receiver.wait_for(1, timeout=5)
+        assert verifier.verify(received.token)["sid"] == flaky
+        wait_until(lambda: not outbox.undelivered(), what="the outbox to empty")
+        assert [entry.notice.sid for entry in outbox.failed()] == [refused]
+        stats = outbox.stats()
+        assert (stats.queued, stats.delivered, stats.failed) == (0, 1, 1)
+
+
+def test_given_up_after_its_age_then_retried_by_an_operator(notifying_app, receiver):
+    app = notifying_app(LOGOUT_GIVE_UP_AFTER=1)
+    gateway = gateway_of(app)
+    access_key = gateway.users.add(USERNAME).access_key
+    cli = app.test_cli_runner()
+    receiver.mode = 503
+    with served(app) as base_url, delivering(app):
+        family = log_in_and_out(app, access_key)
+        [failed] = wait_until(gateway.outbox.failed, what="the notification to be given up on")
+        assert failed.why.startswith("HTTP 503 after "), failed.why
+        tries = int(failed.why.split()[3])
+        assert 2 <= tries <= len(receiver.arrivals)
+        listed = cli.invoke(args=["notifications", "list", "--failed", "--json"])
+        assert listed.exit_code == 0, listed.output
+        [row] = [json.loads(line) for line in listed.output.splitlines()]
+        assert (row["id"], row["sid"], row["why"]) == (failed.id, family, failed.why)
+
+        receiver.mode = "ok"
+        again = cli.invoke(args=["notifications", "retry", failed.id])
+        assert again.exit_code == 0 and "queued again" in again.output, again.output
+        [received] = receiver.wait_for(1, timeout=5)
+        claims = TokenVerifier(base_url, "https://gw.example", "rp").verify(received.token)
+        assert claims["sid"] == family
+    assert gateway.outbox.failed() == []
+    missing = cli.invoke(args=["notifications", "retry", failed.id])
+    assert missing.exit_code == 1 and "no failed notification" in missing.output
+
+
+def test_a_rotated_key_signs_at_once_and_the_old_one_stays_published_for_a_while(
+    notifying_app, real_redis
+):
+    app = notifying_app()
+    gateway = gateway_of(app)
+    keys = SigningKeys(gateway.redis, gateway.keys, keep_seconds=0.5)
+    first = keys.current().kid
+    jwks = app.test_client().get("/.well-known/jwks.json")
+    assert jwks.headers["Cache-Control"].startswith("public, max-age=")
+    assert [key["kid"] for key in jwks.get_json()["keys"]] == [first]
+    assert set(jwks.get_json()["keys"][0]) == {"kty", "crv", "x", "y", "kid", "use", "alg"}
+
+    rotated = app.test_cli_runner().invoke(args=["notifications", "rotate-key"])
+    assert rotated.exit_code == 0 and f"(replaces {first})" in rotated.output, rotated.output
+    published = [key["kid"] for key in keys.published()]
+    second = published[0]
+    assert published == [second, first]
+    tokens = LogoutTokens(SigningKeys(gateway.redis, gateway.keys, 0.5), "https://gw.example", 120)
+    signed = tokens.sign(Notice("fam", "19x1", "", "logout", "http://rp", "rp"))
+    assert jwt.get_unverified_header(signed)["kid"] == second
+
+    time.sleep(0.6)
+    assert [key["kid"] for key in keys.published()] == [second]
+    third, replaced = keys.rotate()
+    assert replaced == second
+    stored = real_redis.hkeys(gateway.keys.logout_signing_keys())
+    assert f"k:{first}" not in stored and f"k:{second}" in stored and f"k:{third}" in stored
+
+
+def test_a_host_apps_logout_user_sends_one_token(redis_server, real_redis, receiver):
+    """Flask-Login's logout_user ends the family (its web login and the API session that
+    extendsession linked to it): one token, for that family, with alice's wire userId."""
+    app = create_host_app(
+        redis_url=redis_server.url,
+        config={
+            "TESTING": True,
+            "WSGATE_LOGOUT_RECEIVERS": [receiver.url],
+            "WSGATE_LOGOUT_ISSUER": "https://host.example",
+        },
+    )
+    browser = app.test_client()
+    response = browser.post("/login", data={"username": "alice", "password": PASSWORDS["alice"]})
+    assert response.status_code == 302
+    extended = browser.post(
+        "/webservice.php", data={"operation": "extendsession"}, headers={"Origin": "http://localhost"}
+    ).get_json()
+    assert extended["success"], extended
+    family = extended["result"]["sessionName"].partition(".")[0]
+    assert browser.post("/logout").status_code == 302
+    with served(app) as base_url, delivering(app):
+        [received] = receiver.wait_for(1, timeout=5)
+        verifier = TokenVerifier(base_url, "https://host.example", receiver.url)
+        claims = verifier.verify(received.token)
+        time.sleep(0.3)  # room for a second token to show up
+    assert (claims["sid"], claims["sub"]) == (family, "19x7")
+    assert len(receiver.tokens()) == 1
+
+
+def test_an_idle_timeout_noticed_by_a_request_is_notified(notifying_app, receiver):
+    app = notifying_app(SESSION_IDLE_TIMEOUT=1)
+    gateway = gateway_of(app)
+    access_key = gateway.users.add(USERNAME).access_key
+    client: WebServiceClient = client_of(app)
+    assert client.login(USERNAME, access_key)["success"]
+    family = client.session_name.partition(".")[0]
+    time.sleep(1.2)
+    assert client.authed("listtypes")["error"]["code"] == "AUTHENTICATION_REQUIRED"
+    [entry] = gateway.outbox.undelivered()
+    assert (entry.notice.sid, entry.notice.reason) == (family, "idle_timeout")
+    # Only once: the family is gone now.
+    assert client.authed("listtypes")["success"] is False
+    assert len(gateway.outbox.undelivered()) == 1
+    with served(app) as base_url, delivering(app):
+        [received] = receiver.wait_for(1, timeout=5)
+        assert TokenVerifier(base_url, "https://gw.example", "rp").verify(received.token)[
+            "sid"
+        ] == family
