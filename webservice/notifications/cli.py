@@ -53,7 +53,8 @@ def deliver(consumer: str | None) -> None:
     logging.getLogger("webservice").setLevel(logging.INFO)
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    click.echo(f"delivering logout notifications as {name} to {len(settings.receivers)} receiver(s)")
+    count = len(settings.receivers)
+    click.echo(f"delivering logout notifications as {name} to {count} receiver(s)")
     delivery.run(stop)
     click.echo("stopped")
 

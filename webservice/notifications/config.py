@@ -79,10 +79,13 @@ def parse_receivers(raw: Any) -> tuple[Receiver, ...]:
             audience = str(item.get("audience") or url)
         else:
             raise NotificationSettingsError(
-                f"WSGATE_LOGOUT_RECEIVERS: {item!r} is neither a URL nor {{\"url\": ..., \"audience\": ...}}"
+                f"WSGATE_LOGOUT_RECEIVERS: {item!r} is neither a URL nor"
+                ' {"url": ..., "audience": ...}'
             )
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise NotificationSettingsError(f"WSGATE_LOGOUT_RECEIVERS: {url!r} is not an http(s) URL")
+            raise NotificationSettingsError(
+                f"WSGATE_LOGOUT_RECEIVERS: {url!r} is not an http(s) URL"
+            )
         receivers.append(Receiver(url, audience))
     return tuple(receivers)

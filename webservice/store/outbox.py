@@ -7,7 +7,7 @@ One entry per ended family and receiver, flat strings:
               the ``:`` of each of its public handles; never a secret
 ``sub``       the wire ``userId`` of its user (``19x<id>``)
 ``user``      the username, when the change knew it (for operators; not sent)
-``reason``    why the family ended (webservice.events: ``logout``, ``revoke``, ``idle_timeout``, ...)
+``reason``    why the family ended (webservice.events: ``logout``, ``revoke``, ...)
 ``url``       where the logout token goes
 ``aud``       the token's audience for that receiver
 

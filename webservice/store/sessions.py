@@ -108,8 +108,8 @@ class SessionView:
 #: Lua functions shared by the scripts that act for a member; each script calls them with its own
 #: arguments (``now`` from scripts.CLOCK's ``now_ms()``).
 #:
-#: ``check_member(key, member, idle, kind, now, keep)``: the family record {u, n, x, r, w, l:member} and
-#: whether ``member`` is its root, if the family ``key`` is before its absolute expiry, ``member``
+#: ``check_member(key, member, idle, kind, now, keep)``: the family record
+#: {u, n, x, r, w, l:member} and whether ``member`` is its root, if the family ``key`` is before its absolute expiry, ``member``
 #: was used within ``idle`` ms, and ``member`` is of ``kind``: 'web' only for the web login that
 #: roots a web family, 'api' for every other member (so a web login's secret never works as an API
 #: session, nor the reverse); else nil and why: 'expired', 'idle', or nothing (unknown). A member found idle is removed, and the family is deleted
@@ -369,7 +369,9 @@ return 1
     def _touch(self, session_id: SessionId, kind: str) -> Session | str:
         member = session_id.member
         answer = self.TOUCH(
-            self.client, [self.keys.family(session_id.family_id)], [member, self.idle_ms, kind, self.keep_ms]
+            self.client,
+            [self.keys.family(session_id.family_id)],
+            [member, self.idle_ms, kind, self.keep_ms],
         )
         if isinstance(answer, str):
             return answer
