@@ -10,10 +10,8 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import redis
 from flask import Flask
 from redis.cluster import RedisCluster
 
