@@ -22,6 +22,7 @@ import redis
 from flask import Flask
 
 from tests.conftest import TEST_SETTINGS
+from tests.host.hostapp import PASSWORDS, create_host_app
 from tests.integration.conftest import USERNAME, client_of, error_code
 from tests.integration.test_linked_sessions_race import (
     CHEAP_HASHER,
@@ -286,3 +287,24 @@ def test_an_unconfirmed_rest_logout_is_retried(pair: Replicated):
         assert rest.post("/v1/auth/logout", headers=bearer).status_code == 503
     again = rest.post("/v1/auth/logout", headers=bearer)
     assert again.status_code == 200, again.json
+
+
+def test_an_unconfirmed_host_logout_keeps_the_browser_logged_in_until_it_is_confirmed(
+    pair: Replicated,
+):
+    """A host's ``logout_user()`` raises NotConfirmed (the host answers 500 here: it does not
+    handle RedisError); the browser is still logged in as far as its session says, every page
+    says the logout is not confirmed, and logging out again, once the replica is back, works."""
+    app = create_host_app(
+        pair.master.url,
+        config={"WSGATE_REDIS_WAIT_REPLICAS": 1, "WSGATE_REDIS_WAIT_TIMEOUT": WAIT_TIMEOUT_MS},
+    )
+    browser = app.test_client()
+    login = browser.post("/login", data={"username": "alice", "password": PASSWORDS["alice"]})
+    assert login.status_code == 302
+    assert browser.get("/whoami").json == {"anonymous": False, "username": "alice"}
+    with pair.replica_stopped():
+        assert browser.post("/logout").status_code == 500
+        assert browser.get("/whoami").status_code == 500
+    assert browser.post("/logout").status_code == 302
+    assert browser.get("/whoami").json == {"anonymous": True, "username": None}

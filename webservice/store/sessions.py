@@ -716,16 +716,17 @@ return 1
         member = session_id.member
         fields = ["u", "n", "r", "w", f"l:{member}"]
 
-        def matches(record: list[Any]) -> bool:
-            user, _, root, web, used = record
+        def matches(replies: list[Any]) -> bool:
+            user, _, root, web, used = replies[0]
             return bool(user and used) and ((root == member and web == "1") == (kind == "web"))
 
-        record = self._confirmed_ended(
+        replies = self._confirmed_ended(
             session_id.family_id, lambda pipe, key: pipe.hmget(key, fields), matches
         )
-        if record is None:
+        if replies is None:
             return None
-        return Session(int(record[0]), record[1], session_id.family_id, member)
+        user_id, username = replies[0][:2]
+        return Session(int(user_id), username, session_id.family_id, member)
 
     def ended_by_handle(self, user_id: int, handle: str) -> bool:
         """Whether a revocation ended the family of the member ``handle`` names, the user's,
@@ -750,13 +751,13 @@ return 1
     def _confirmed_ended(
         self,
         family: str,
-        read: Any,
-        matches: Any,
+        read: Callable[[Any, str], Any],
+        matches: Callable[[list[Any]], bool],
     ) -> list[Any] | None:
         """Reads ``family``'s ended marker (``read(pipe, key)`` queues the reads) and has the
-        replicas confirm, in one round trip (two on a cluster); answers the replies when
-        ``matches`` them, else ``None``. NotConfirmed is raised only for a match: a marker that is
-        not there is nothing to confirm."""
+        replicas confirm, in one round trip (two on a cluster); answers the replies to the reads
+        when they ``match``, else ``None``. NotConfirmed is raised only for a match: a marker
+        that is not there is nothing to confirm."""
         reader = _Reader(lambda pipe: read(pipe, self.keys.ended_family(family)))
         try:
             send(self.client, participants=[reader], confirm=self.replicas.of_change("Logout", [family]))
@@ -770,7 +771,7 @@ return 1
 class _Reader:
     """Reads in a round trip (one that confirms, see ``_confirmed_ended``)."""
 
-    def __init__(self, queue: Any) -> None:
+    def __init__(self, queue: Callable[[Any], None]) -> None:
         self._queue = queue
         self.replies: list[Any] = []
 
@@ -778,7 +779,7 @@ class _Reader:
         self._queue(pipe)
 
     def sent(self, replies: list[Any]) -> None:
-        self.replies = replies[0] if len(replies) == 1 else replies
+        self.replies = replies
 
 
 class _Unindex:
