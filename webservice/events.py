@@ -37,7 +37,10 @@ clearing its caches) passes a callback to ``round_trip.on_done``::
 
 The few changes that can still fail once their round trip is sent (a login whose token was used a
 moment earlier, an extension whose web login has just ended) are taken back: riders hear of it
-through their ``cancelled`` method, and ``on_done`` callbacks are not called.
+through their ``cancelled`` method, and ``on_done`` callbacks are not called. An ending that the
+replicas did not confirm in time (REDIS_WAIT_REPLICAS) is made all the same, in force on the
+master: its ``on_done`` callbacks are called, and then its caller is told to retry (a retry ends
+nothing more and announces nothing).
 """
 
 from __future__ import annotations
