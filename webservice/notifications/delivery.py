@@ -27,7 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -163,7 +163,8 @@ class Delivery:
             self._start(pool, held)
         free = self.settings.concurrency - len(self._in_flight)
         if free <= 0:
-            time.sleep(0.01)
+            in_flight = [future for _held, future in self._in_flight.values()]
+            wait(in_flight, timeout=_MAX_BLOCK_MS / 1000, return_when=FIRST_COMPLETED)
             return
         due = min((h.next_try for h in self._waiting.values()), default=now + 1.0)
         block_ms = int(min(_MAX_BLOCK_MS, max(1.0, (due - now) * 1000)))

@@ -33,6 +33,9 @@ What is counted (every name starts with ``wsgate_``):
 Logins, logouts, extensions and revocations are counted from the session events
 (webservice.events), once their change is made.
 
+With logout notifications on, each scrape also shows what the outbox holds, read from Redis
+(webservice/notifications/metrics.py, added with :func:`add_source`).
+
 Labels take only values from fixed sets (operation names come from the registry), so a client
 cannot make the series grow.
 """

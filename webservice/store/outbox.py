@@ -29,6 +29,7 @@ once it has been left alone for the lease (:meth:`LogoutOutbox.take_over`, ``XAU
 from __future__ import annotations
 
 from collections.abc import Sequence
+import time
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -221,18 +222,18 @@ class LogoutOutbox:
         return str(new_id)
 
     def stats(self) -> OutboxStats:
-        """One round trip."""
+        """One round trip (on a cluster, one per node concerned). The age is by this host's
+        clock against the Redis server's."""
         pipe = self.client.pipeline(transaction=False)
         pipe.xlen(self.key)
         pipe.xrange(self.key, count=1)
         pipe.get(self.keys.logout_outbox_delivered())
         pipe.get(self.keys.logout_outbox_given_up())
-        pipe.time()
-        queued, oldest, delivered, failed, (seconds, micros) = pipe.execute()
+        queued, oldest, delivered, failed = pipe.execute()
         age = 0.0
         if oldest:
-            now_ms = int(seconds) * 1000 + int(micros) // 1000
-            age = max(0.0, (now_ms - int(oldest[0][0].partition("-")[0])) / 1000)
+            written_ms = int(oldest[0][0].partition("-")[0])
+            age = max(0.0, time.time() - written_ms / 1000)
         return OutboxStats(int(queued), int(delivered or 0), int(failed or 0), age)
 
 
