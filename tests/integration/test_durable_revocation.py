@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import redis
 from flask import Flask
+from prometheus_client import REGISTRY
 
 from tests.conftest import TEST_SETTINGS
 from tests.host.hostapp import PASSWORDS, create_host_app
@@ -198,6 +199,14 @@ def test_a_retried_logout_needs_the_session_secret(pair: Replicated):
     assert ws.authed("logout")["success"]
 
 
+def revocations(reason: str) -> float:
+    """``wsgate_session_revocations_total`` of API revocations for ``reason``, in this process."""
+    value = REGISTRY.get_sample_value(
+        "wsgate_session_revocations_total", {"via": "api", "reason": reason}
+    )
+    return value or 0.0
+
+
 def test_unconfirmed_endsession_and_endallsessions_are_retried(pair: Replicated):
     app = durable_app(pair)
     ws, session = logged_in(app)
@@ -209,11 +218,14 @@ def test_unconfirmed_endsession_and_endallsessions_are_retried(pair: Replicated)
     assert ws.authed("endsession", handle=handle_for(victim))["result"] == {"message": "ended"}
 
     _, third = logged_in(app)
+    counted = revocations("endallsessions")
     with pair.replica_stopped():
         assert ws.authed("endallsessions")["error"] == NOT_CONFIRMED
         assert not Api(FlaskTransport(app, cookies=False)).works(third)
-    # The retry's own session has ended: it is told of success and ends nothing more.
+    # The retry's own session has ended: it is told of success and ends nothing more. The two
+    # logins were counted once, by the first try (made on the master, if not confirmed).
     assert ws.authed("endallsessions")["result"] == {"ended": 0}
+    assert revocations("endallsessions") - counted == 2
     # Nobody else's revoked session gets that far.
     stranger = client_of(app)
     stranger.session_name = third

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
 from webservice import events
 from webservice.events import RoundTrip, SessionEvent
 from webservice.store.confirmation import NotConfirmed
@@ -19,12 +20,15 @@ from webservice.store.sessions import Session, SessionStore, TimedOut
 #: ``family_ended`` reasons of the families a check found past a timeout (TimedOut.why).
 TIMEOUT_REASONS = {"expired": "absolute_timeout", "idle": "idle_timeout"}
 
+
 @contextmanager
 def _made(round_trip: RoundTrip) -> Iterator[None]:
     """Calls the round trip's ``done`` once the change is made, confirmed or not."""
     try:
         yield
-    except NotConfirmed:
+    except NotConfirmed as unconfirmed:
+        if unconfirmed.ended is not None:
+            round_trip.count = unconfirmed.ended
         round_trip.done()
         raise
     round_trip.done()

@@ -47,6 +47,10 @@ class NotConfirmed(RedisError):
         self.what = what
         self.confirmed = confirmed
         self.wanted = wanted
+        #: The replies to the change's own commands (round_trip.send sets them).
+        self.replies: list[Any] = []
+        #: How many families the change ended, when it counts them (SessionStore sets it).
+        self.ended: int | None = None
 
 
 @dataclass(frozen=True)

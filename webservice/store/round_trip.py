@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from redis.exceptions import NoScriptError
 
 from webservice.store.client import RedisClient
-from webservice.store.confirmation import Confirmation, cluster_of
+from webservice.store.confirmation import Confirmation, NotConfirmed, cluster_of
 from webservice.store.scripts import LuaScript
 
 
@@ -97,8 +97,12 @@ def send(
         replies, spans, own_count = attempt()
     for participant, start, end in spans:
         participant.sent(replies[start:end])
-    if confirm_here is not None:
-        confirm_here.check(replies)
-    elif confirm is not None and cluster is not None:
-        confirm.on_cluster(cluster)
+    try:
+        if confirm_here is not None:
+            confirm_here.check(replies)
+        elif confirm is not None and cluster is not None:
+            confirm.on_cluster(cluster)
+    except NotConfirmed as unconfirmed:
+        unconfirmed.replies = replies[:own_count]
+        raise
     return replies[:own_count]

@@ -654,15 +654,16 @@ return 1
             for family in families:
                 self._queue_end(pipe, family)
 
-        deleted = send(
-            self.client,
-            own,
-            [*riders, _Unindex(index_key, families)],
-            Change(user_id=user_id, ended_families=tuple(families)),
-            scripts=[self.RETIRE],
-            confirm=self.replicas.of_change(what, families),
+        return _counted(
+            lambda: send(
+                self.client,
+                own,
+                [*riders, _Unindex(index_key, families)],
+                Change(user_id=user_id, ended_families=tuple(families)),
+                scripts=[self.RETIRE],
+                confirm=self.replicas.of_change(what, families),
+            )
         )
-        return sum(deleted)
 
     def end_all_for_user(
         self,
@@ -686,15 +687,16 @@ return 1
             for family in families:
                 self._queue_end(pipe, family)
 
-        deleted = send(
-            self.client,
-            own,
-            [*riders, _Unindex(index_key, families)],
-            replace(change, user_id=user_id, ended_families=tuple(families)),
-            [self.RETIRE],
-            self.replicas.of_change("Logout", families),
+        return _counted(
+            lambda: send(
+                self.client,
+                own,
+                [*riders, _Unindex(index_key, families)],
+                replace(change, user_id=user_id, ended_families=tuple(families)),
+                [self.RETIRE],
+                self.replicas.of_change("Logout", families),
+            )
         )
-        return sum(deleted)
 
     # --- a revocation retried -------------------------------------------------------------------
 
@@ -766,6 +768,16 @@ return 1
                 raise
             return None
         return reader.replies if matches(reader.replies) else None
+
+
+def _counted(end: Callable[[], list[Any]]) -> int:
+    """How many families ``end`` ended (its replies: 1 for each that was live); an ending that is
+    not confirmed says so as NotConfirmed.ended."""
+    try:
+        return sum(end())
+    except NotConfirmed as unconfirmed:
+        unconfirmed.ended = sum(unconfirmed.replies)
+        raise
 
 
 class _Reader:
