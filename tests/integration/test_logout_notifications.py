@@ -266,3 +266,15 @@ def test_an_idle_timeout_noticed_by_a_request_is_notified(notifying_app, receive
         assert TokenVerifier(base_url, "https://gw.example", "rp").verify(received.token)[
             "sid"
         ] == family
+
+
+def test_the_jwks_answers_503_while_redis_is_down(receiver):
+    """A host app (no error handler of its own for Redis): a clear 503, no traceback."""
+    app = create_host_app(
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        config={"TESTING": True, "WSGATE_LOGOUT_RECEIVERS": [receiver.url]},
+    )
+    answer = app.test_client().get("/.well-known/jwks.json")
+    assert answer.status_code == 503
+    assert answer.get_json() == {"error": "temporarily unavailable"}
+    assert answer.headers["Retry-After"] == "1"

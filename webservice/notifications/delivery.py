@@ -104,7 +104,6 @@ class _Held:
     entry: OutboxEntry
     tries: int = 0
     next_try: float = 0.0
-    last: str = ""
 
 
 class Delivery:
@@ -141,8 +140,12 @@ class Delivery:
                 except RedisError as error:
                     log.warning("logout notifications: Redis unavailable (%s); retrying", error)
                     stop.wait(1.0)
-            for held, future in self._in_flight.values():
-                self._settle(held, future.result())
+            try:
+                for held, future in self._in_flight.values():
+                    self._settle(held, future.result())
+            except RedisError as error:
+                # What was not settled is sent again by whoever takes it over.
+                log.warning("logout notifications: Redis unavailable at exit (%s)", error)
 
     def step(self, pool: ThreadPoolExecutor) -> None:
         now = time.monotonic()
@@ -188,7 +191,6 @@ class Delivery:
     def _settle(self, held: _Held, answer: Answer) -> None:
         entry = held.entry
         held.tries += 1
-        held.last = str(answer)
         if answer.delivered:
             self.outbox.delivered(entry.id)
             log.debug("logout notification %s delivered to %s", entry.id, entry.notice.url)
