@@ -69,3 +69,11 @@ def test_without_confirmation_an_ended_family_leaves_nothing_behind(make_app):
     family = session.split(".")[0]
     assert not gateway.redis.exists(gateway.keys.ended_family(family))
     assert not gateway.redis.exists(gateway.keys.confirmation(family))
+
+
+def test_the_standalone_server_reads_them_from_the_environment(make_app, monkeypatch):
+    monkeypatch.setenv("WSGATE_REDIS_WAIT_REPLICAS", "1")
+    monkeypatch.setenv("WSGATE_REDIS_WAIT_TIMEOUT", "250")
+    monkeypatch.setenv("WSGATE_REDIS_WAIT_RETRY_GRACE", "60")
+    replicas = gateway_of(make_app()).sessions.replicas
+    assert (replicas.count, replicas.timeout_ms, replicas.grace_ms) == (1, 250, 60_000)
