@@ -278,3 +278,41 @@ def test_the_jwks_answers_503_while_redis_is_down(receiver):
     assert answer.status_code == 503
     assert answer.get_json() == {"error": "temporarily unavailable"}
     assert answer.headers["Retry-After"] == "1"
+
+
+def test_linked_api_sessions_end_with_their_idle_web_login_while_its_record_is_kept(
+    redis_server, real_redis, receiver
+):
+    """With notifications on, a family's record outlives its timeouts (to be noticed): an API
+    session that extendsession linked to a web login that has idled out must not live on in it,
+    however busy; its next call ends the family and notifies it."""
+    app = create_host_app(
+        redis_url=redis_server.url,
+        config={
+            "TESTING": True,
+            "WSGATE_LOGOUT_RECEIVERS": [receiver.url],
+            "WSGATE_SESSION_IDLE_TIMEOUT": 1,
+        },
+    )
+    browser = app.test_client()
+    assert browser.post(
+        "/login", data={"username": "alice", "password": PASSWORDS["alice"]}
+    ).status_code == 302
+    extended = browser.post(
+        "/webservice.php", data={"operation": "extendsession"}, headers={"Origin": "http://localhost"}
+    ).get_json()
+    linked = extended["result"]["sessionName"]
+    api = app.test_client()  # no cookie: the web login is left alone
+
+    def listtypes() -> dict:
+        return api.post("/webservice.php", data={"operation": "listtypes", "sessionName": linked}).get_json()
+
+    started = time.monotonic()
+    while time.monotonic() - started < 0.8:
+        assert listtypes()["success"]
+        time.sleep(0.2)
+    time.sleep(0.5)  # the web login has now been idle for more than a second; the API session not
+    assert listtypes()["error"]["code"] == "AUTHENTICATION_REQUIRED"
+    [entry] = gateway_of(app).outbox.undelivered()
+    assert (entry.notice.sid, entry.notice.reason) == (linked.partition(".")[0], "idle_timeout")
+    assert gateway_of(app).sessions.list_for_user(7) == []

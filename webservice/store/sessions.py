@@ -109,12 +109,13 @@ class SessionView:
 #: arguments (``now`` from scripts.CLOCK's ``now_ms()``).
 #:
 #: ``check_member(key, member, idle, kind, now, keep)``: the family record
-#: {u, n, x, r, w, l:member} and whether ``member`` is its root, if the family ``key`` is before its absolute expiry, ``member``
-#: was used within ``idle`` ms, and ``member`` is of ``kind``: 'web' only for the web login that
-#: roots a web family, 'api' for every other member (so a web login's secret never works as an API
-#: session, nor the reverse); else nil and why: 'expired', 'idle', or nothing (unknown). A member found idle is removed, and the family is deleted
-#: when that member is its root or the family has expired; then a third value is the record it
-#: deleted. A live member is marked used, and when it is the root the key's expiry moves to
+#: {u, n, x, r, w, l:member} and whether ``member`` is its root, if the family ``key`` is before
+#: its absolute expiry, its root and ``member`` were used within ``idle`` ms, and ``member`` is of
+#: ``kind``: 'web' only for the web login that roots a web family, 'api' for every other member (so
+#: a web login's secret never works as an API session, nor the reverse); else nil and why:
+#: 'expired', 'idle', or nothing (unknown). A member found idle is removed; the family is deleted
+#: when it has expired or its root is idle, and then a third value is the record it deleted. A live
+#: member is marked used, and when it is the root the key's expiry moves to
 #: min(absolute expiry, now + idle) + keep.
 #:
 #: ``create_family(key, username, user_id, member, info, web, idle, absolute, now, keep)``: writes
@@ -135,7 +136,9 @@ local function check_member(key, member, idle, kind, now, keep)
     redis.call('DEL', key)
     return nil, 'expired', family
   end
-  if is_root and now - tonumber(family[6]) > idle then
+  local root_used = family[6]
+  if not is_root then root_used = redis.call('HGET', key, 'l:' .. family[4]) end
+  if not root_used or now - tonumber(root_used) > idle then
     redis.call('DEL', key)
     return nil, 'idle', family
   end
@@ -552,6 +555,8 @@ return 1
             return
         root_used = int(record.get(f"l:{record.get('r')}", 0))
         family_expiry = min(family_expiry, root_used + self.idle_ms)
+        if family_expiry <= now_ms:
+            return  # its root idled out: the record outlives it only to be noticed (keep)
         for member in members:
             last_used = int(record.get(f"l:{member}", 0))
             if now_ms - last_used > self.idle_ms:
