@@ -55,7 +55,10 @@ def bulk_load(
             script.queue(
                 pipe,
                 [pending, keys.family(session_id.family_id)],
-                [username, user_id, session_id.member, packed, store.idle_ms, store.absolute_ms],
+                [
+                    username, user_id, session_id.member, packed, store.idle_ms,
+                    store.absolute_ms, store.keep_ms,
+                ],  # fmt: skip
             )
             pipe.zadd(keys.user_families(user_id), {session_id.family_id: expiry_estimate})
             ids.append(str(session_id))
