@@ -77,6 +77,8 @@ from bench_report import LABELS, WORKLOADS, render, summarize_profile
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
 DEFAULT_SCALE = "10000,100000,1000000"
+#: wrk threads (so users) of the login workload, at least: see Bench.start.
+LOGIN_THREADS = 4
 
 
 class Interrupted(SystemExit):
@@ -144,7 +146,13 @@ class Bench:
         # Users: one per wrk thread for the login workload, one with a password for the web UI,
         # and a pool that the pre-made sessions are spread over.
         users = self.gateway.users
-        self.api_users = [users.add(f"bench-api-{i}") for i in range(max(1, args.threads))]
+        # The login workload runs LOGIN_THREADS wrk threads at least, each logging in as its own
+        # user: a user keeps CHALLENGE_MAX_OUTSTANDING tokens per address, so one user flooded
+        # from one address at ~700 getchallenges/s keeps a token for only ~45 ms, and a login
+        # in the latency tail would find its token pushed out (INVALID_USER_CREDENTIALS, then
+        # the address's failure limit refusing every login).
+        self.login_threads = max(args.threads, min(LOGIN_THREADS, args.connections))
+        self.api_users = [users.add(f"bench-api-{i}") for i in range(self.login_threads)]
         self.web_password = secrets.token_urlsafe(12)
         users.add("bench-web", self.web_password)
         self.pool = [
@@ -209,7 +217,7 @@ class Bench:
             self.children,
             url or self.base,
             workload,
-            threads=self.args.threads,
+            threads=self.login_threads if workload == "login" else self.args.threads,
             connections=self.args.connections,
             duration=duration,
             data=data,
@@ -692,6 +700,7 @@ class Bench:
             "duration_s": args.duration,
             "connections": args.connections,
             "wrk_threads": args.threads,
+            "wrk_threads_login": self.login_threads,
             "warmup_s": args.warmup,
             "ab_rounds": args.ab_rounds,
             "ab_seconds": args.ab_seconds,
