@@ -57,6 +57,10 @@ class Operation:
 
     def load_params(self, raw: dict[str, Any]) -> dict[str, Any]:
         """The handler's parameters, validated; raises the envelope's parameter errors."""
+        if type(self.params) is Params:
+            # The base schema declares nothing and excludes the rest: nothing to load (the
+            # hot path of listtypes-like operations skips marshmallow's machinery).
+            return {}
         try:
             return self.params.load(raw)
         except ValidationError as error:
