@@ -31,6 +31,8 @@ class LogoutReceiver:
 
     port: int
     mode: Any = "ok"
+    #: Sent as ``Retry-After`` with an error status, when set.
+    retry_after: str | None = None
     received: list[Received] = field(default_factory=list)
     #: Every POST that arrived, whatever it was answered (its arrival time).
     arrivals: list[float] = field(default_factory=list)
@@ -64,6 +66,8 @@ class LogoutReceiver:
                     self.send_response(200)
                 else:
                     self.send_response(int(mode))
+                    if receiver.retry_after is not None:
+                        self.send_header("Retry-After", receiver.retry_after)
                 self.send_header("Cache-Control", "no-store")
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -254,6 +254,16 @@ def test_every_kind_of_ending_sends_one_verified_token_with_its_sid_and_sub(setu
     assert asker.authed("endsession", handle=handle_of(target))["result"]
     ended(target_sid, api, "endsession")
 
+    rest = add_user(gateway, "kind-rest")
+    bearer, rest_sid = api_login(gateway, rest)
+    answer = requests.post(
+        gateway.base_url + "/v1/auth/logout",
+        headers={"Authorization": f"Bearer {bearer.session_name}"},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    ended(rest_sid, rest, "REST logout")
+
     everyone = add_user(gateway, "kind-all")
     first, first_sid = api_login(gateway, everyone)
     _, second_sid = api_login(gateway, everyone)

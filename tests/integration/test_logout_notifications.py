@@ -316,3 +316,15 @@ def test_linked_api_sessions_end_with_their_idle_web_login_while_its_record_is_k
     [entry] = gateway_of(app).outbox.undelivered()
     assert (entry.notice.sid, entry.notice.reason) == (linked.partition(".")[0], "idle_timeout")
     assert gateway_of(app).sessions.list_for_user(7) == []
+
+
+def test_a_receivers_retry_after_is_respected_up_to_the_cap(notifying_app, receiver):
+    app = notifying_app(LOGOUT_RETRY_MAX=2)
+    access_key = gateway_of(app).users.add(USERNAME).access_key
+    receiver.mode, receiver.retry_after = 429, "1"
+    with delivering(app):
+        log_in_and_out(app, access_key)
+        wait_until(lambda: len(receiver.arrivals) >= 3, what="three tries")
+    gaps = [later - earlier for earlier, later in zip(receiver.arrivals, receiver.arrivals[1:])]
+    # Without Retry-After the waits would be 0.1 s then 0.2 s (LOGOUT_RETRY_INITIAL).
+    assert all(0.9 <= gap < 1.9 for gap in gaps[:2]), gaps

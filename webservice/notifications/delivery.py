@@ -12,7 +12,8 @@ acknowledgement, or stalls for longer than the lease.
 One try is one POST (``application/x-www-form-urlencoded``, ``logout_token=...``) with a fresh
 token. A 2xx answer delivers it. Connection errors, timeouts, 5xx and 429 are tried again after
 ``LOGOUT_RETRY_INITIAL`` seconds, doubling up to ``LOGOUT_RETRY_MAX`` (with a little jitter so
-that many entries for one receiver do not come back at the same instant), until the entry is
+that many entries for one receiver do not come back at the same instant; longer when the
+receiver's ``Retry-After`` asks for it, up to the same cap), until the entry is
 ``LOGOUT_GIVE_UP_AFTER`` seconds old. Any other answer (4xx, a redirect) is final: the entry is
 given up on at once, with the receiver's status as the reason.
 """
@@ -52,6 +53,8 @@ class Answer:
 
     status: int | None
     error: str = ""
+    #: Seconds the receiver asked to wait (``Retry-After`` of a 429 or 503), when it said.
+    retry_after: float | None = None
 
     @property
     def delivered(self) -> bool:
@@ -91,10 +94,18 @@ def post_logout_token(url: str, token: str, timeout: float) -> Answer:
             response.read(64 * 1024)
             return Answer(response.status)
     except urllib.error.HTTPError as error:
-        return Answer(error.code)
+        return Answer(error.code, retry_after=_seconds(error.headers.get("Retry-After")))
     except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
         reason = getattr(error, "reason", error)
         return Answer(None, f"{type(reason).__name__}: {reason}"[:200])
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """``Retry-After`` in seconds (its HTTP-date form is not used by receivers in practice)."""
+    try:
+        return max(0.0, float(retry_after)) if retry_after else None
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -204,5 +215,8 @@ class Delivery:
             )
             return
         backoff = min(self.settings.retry_max, self.settings.retry_initial * 2 ** (held.tries - 1))
-        held.next_try = time.monotonic() + backoff * random.uniform(0.8, 1.0)
+        wait_for = backoff * random.uniform(0.8, 1.0)
+        if answer.retry_after is not None:
+            wait_for = max(wait_for, min(answer.retry_after, self.settings.retry_max))
+        held.next_try = time.monotonic() + wait_for
         self._waiting[entry.id] = held
