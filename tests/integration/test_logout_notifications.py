@@ -328,3 +328,16 @@ def test_a_receivers_retry_after_is_respected_up_to_the_cap(notifying_app, recei
     gaps = [later - earlier for earlier, later in zip(receiver.arrivals, receiver.arrivals[1:])]
     # Without Retry-After the waits would be 0.1 s then 0.2 s (LOGOUT_RETRY_INITIAL).
     assert all(0.9 <= gap < 1.9 for gap in gaps[:2]), gaps
+
+
+def test_delivery_goes_on_when_redis_lost_its_consumer_group(notifying_app, receiver, real_redis):
+    """A Redis restarted without its data has no consumer group: the process makes it again."""
+    app = notifying_app()
+    gateway = gateway_of(app)
+    with delivering(app):
+        wait_until(lambda: real_redis.exists(gateway.keys.logout_outbox()), what="the group")
+        real_redis.flushall()
+        access_key = gateway.users.add(USERNAME).access_key
+        family = log_in_and_out(app, access_key)
+        [received] = receiver.wait_for(1, timeout=10)
+    assert jwt.decode(received.token, options={"verify_signature": False})["sid"] == family

@@ -149,6 +149,8 @@ class Delivery:
                         joined = True
                     self.step(pool)
                 except RedisError as error:
+                    # A Redis that lost its data (restarted without persistence) lost the group.
+                    joined = joined and "NOGROUP" not in str(error)
                     log.warning("logout notifications: Redis unavailable (%s); retrying", error)
                     stop.wait(1.0)
             try:

@@ -73,7 +73,8 @@ class Notice:
 
 @dataclass(frozen=True)
 class OutboxEntry:
-    """A notice with its stream id; ``why`` and ``failed_id`` only for one given up on."""
+    """A notice with its stream id; for one given up on, also why, and its id in the outbox
+    (``original_id``: when it was written)."""
 
     id: str
     notice: Notice
