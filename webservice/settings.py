@@ -119,7 +119,8 @@ LOGOUT_OUTBOX_MAX_ENTRIES = 100000
 #: (dead all the same): a request that comes meanwhile ends it and its end is notified
 #: (``idle_timeout`` / ``absolute_timeout``). A family nobody asks for again is not notified.
 LOGOUT_TIMEOUT_NOTICE_WINDOW = 3600
-#: POSTs one delivery process has in flight at once.
+#: POSTs one delivery process has in flight at once (with several receivers, at most half of them
+#: to any one, so that a receiver that hangs does not hold up the others).
 LOGOUT_DELIVERY_CONCURRENCY = 8
 #: Seconds after which a notification held by a delivery process that stopped renewing its claim
 #: (it died) is taken over by another process.

@@ -341,3 +341,31 @@ def test_delivery_goes_on_when_redis_lost_its_consumer_group(notifying_app, rece
         family = log_in_and_out(app, access_key)
         [received] = receiver.wait_for(1, timeout=10)
     assert jwt.decode(received.token, options={"verify_signature": False})["sid"] == family
+
+
+def test_a_hanging_receiver_does_not_hold_up_the_others(make_app, receiver):
+    """Two receivers, two POSTs in flight at most: the one that hangs gets one slot at a time,
+    so the other one has every token while the first is still hanging."""
+    hanging = LogoutReceiver(free_port()).start()
+    hanging.mode = "hang"
+    try:
+        app = make_app(
+            LOGOUT_RECEIVERS=[hanging.url, receiver.url],
+            LOGOUT_ISSUER="https://gw.example",
+            LOGOUT_DELIVERY_CONCURRENCY=2,
+            LOGOUT_DELIVERY_TIMEOUT=5,
+        )
+        access_key = gateway_of(app).users.add(USERNAME).access_key
+        families = {log_in_and_out(app, access_key) for _ in range(4)}
+        with delivering(app):
+            started = time.monotonic()
+            got = receiver.wait_for(4, timeout=10)
+            took = time.monotonic() - started
+            hung = len(hanging.arrivals)
+            hanging.release()
+    finally:
+        hanging.stop()
+    sids = {jwt.decode(r.token, options={"verify_signature": False})["sid"] for r in got}
+    assert sids == families
+    assert took < 2.5, f"the answering receiver waited {took:.1f} s behind the hanging one"
+    assert hung == 1  # one POST hanging at a time

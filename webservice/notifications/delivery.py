@@ -136,6 +136,13 @@ class Delivery:
         self._in_flight: dict[str, tuple[_Held, Future[Answer]]] = {}
         self._next_renewal = 0.0
         self._next_take_over = 0.0
+        #: POSTs in flight to one receiver at most: with several receivers, one that hangs
+        #: holds at most half the slots, and the others are served meanwhile.
+        self.per_receiver = (
+            settings.concurrency
+            if len(settings.receivers) <= 1
+            else max(1, settings.concurrency // 2)
+        )
 
     def run(self, stop: threading.Event) -> None:
         """Delivers until ``stop`` is set; then lets the POSTs in flight finish and leaves the
@@ -176,18 +183,29 @@ class Delivery:
         for held in sorted(self._waiting.values(), key=lambda h: h.next_try):
             if len(self._in_flight) >= self.settings.concurrency or held.next_try > now:
                 break
-            self._start(pool, held)
+            if self._room_for(held.entry):
+                self._start(pool, held)
         free = self.settings.concurrency - len(self._in_flight)
         if free <= 0:
             in_flight = [future for _held, future in self._in_flight.values()]
             wait(in_flight, timeout=_MAX_BLOCK_MS / 1000, return_when=FIRST_COMPLETED)
             return
-        due = min((h.next_try for h in self._waiting.values()), default=now + 1.0)
+        # Entries held back for their receiver's share wait for one of its POSTs to finish.
+        ready = (h.next_try for h in self._waiting.values() if self._room_for(h.entry))
+        due = min(ready, default=now + 1.0)
         block_ms = int(min(_MAX_BLOCK_MS, max(1.0, (due - now) * 1000)))
         if self._in_flight:
             block_ms = min(block_ms, 20)
         for entry in self.outbox.read_new(self.consumer, free, block_ms):
-            self._start(pool, _Held(entry))
+            if self._room_for(entry):
+                self._start(pool, _Held(entry))
+            else:
+                self._waiting[entry.id] = _Held(entry)
+
+    def _room_for(self, entry: OutboxEntry) -> bool:
+        url = entry.notice.url
+        busy = sum(1 for held, _future in self._in_flight.values() if held.entry.notice.url == url)
+        return busy < self.per_receiver
 
     def _start(self, pool: ThreadPoolExecutor, held: _Held) -> None:
         self._waiting.pop(held.entry.id, None)
