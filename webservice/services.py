@@ -14,6 +14,7 @@ from webservice.auth.login import LoginFlow
 from webservice.auth.users import ApiUserLoader, HostOrDirectoryUsers, UserSource
 from webservice.auth.web_login import WebLink
 from webservice.notifications.config import NotificationSettings
+from webservice.notifications.key_files import KeyFiles
 from webservice.store.audit import AuditTrail
 from webservice.store.challenges import ChallengeStore
 from webservice.store.client import RedisClient, connect
@@ -49,7 +50,7 @@ class Services:
     #: keys that sign them.
     notifications: NotificationSettings
     outbox: LogoutOutbox
-    signing_keys: SigningKeys
+    signing_keys: SigningKeys | KeyFiles
 
     @classmethod
     def build(
@@ -128,6 +129,10 @@ class Services:
             web=WebLink(sessions, logins, endings),
             notifications=notifications,
             outbox=LogoutOutbox(client, keys, max_entries=notifications.max_entries),
-            signing_keys=SigningKeys(client, keys, keep_seconds=notifications.key_keep_seconds),
+            signing_keys=(
+                KeyFiles(notifications.key_files)
+                if notifications.key_files
+                else SigningKeys(client, keys, keep_seconds=notifications.key_keep_seconds)
+            ),
             **more,
         )

@@ -102,6 +102,9 @@ AUDIT_MAX_ENTRIES = 100000
 LOGOUT_RECEIVERS: list[Any] = []
 #: The logout tokens' ``iss``: the gateway's public URL (unset: the first of PUBLIC_ORIGINS).
 LOGOUT_ISSUER = ""
+#: PEM files of the logout tokens' private keys (EC P-256), newest first: the first signs, all are
+#: published. Empty: the keys are made and kept in Redis (``flask notifications rotate-key``).
+LOGOUT_SIGNING_KEY_FILES: list[str] = []
 #: Seconds a logout token is valid (``exp - iat``); at most 120.
 LOGOUT_TOKEN_TTL = 120
 #: Seconds a receiver has to answer one POST before it counts as a failed try.

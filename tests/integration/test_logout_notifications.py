@@ -15,6 +15,8 @@ from typing import Any
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from flask import Flask
 from werkzeug.serving import make_server
 
@@ -25,6 +27,7 @@ from tests.integration.test_round_trips import Tally, counting_client
 from tests.logout_receiver import LogoutReceiver, TokenVerifier
 from tests.wsclient import WebServiceClient
 from webservice.notifications.delivery import Delivery
+from webservice.notifications.key_files import KeyFileError
 from webservice.notifications.tokens import LogoutTokens
 from webservice.standalone import create_app
 from webservice.standalone.redis_server import free_port
@@ -369,3 +372,49 @@ def test_a_hanging_receiver_does_not_hold_up_the_others(make_app, receiver):
     assert sids == families
     assert took < 2.5, f"the answering receiver waited {took:.1f} s behind the hanging one"
     assert hung == 1  # one POST hanging at a time
+
+
+def test_keys_from_files_sign_and_are_published_and_none_is_kept_in_redis(
+    notifying_app, receiver, real_redis, tmp_path
+):
+    """WSGATE_LOGOUT_SIGNING_KEY_FILES: the first file's key signs, both are published, Redis
+    holds no key; rotate-key says how to rotate files instead."""
+    app = notifying_app()
+    cli = app.test_cli_runner()
+    paths = [str(tmp_path / "new.pem"), str(tmp_path / "old.pem")]
+    kids = []
+    for path in paths:
+        made = cli.invoke(args=["notifications", "new-key", path])
+        assert made.exit_code == 0, made.output
+        kids.append(made.output.split()[3])
+    assert oct((tmp_path / "new.pem").stat().st_mode & 0o777) == "0o600"
+    assert cli.invoke(args=["notifications", "new-key", paths[0]]).exit_code == 1  # no overwrite
+
+    app = notifying_app(LOGOUT_SIGNING_KEY_FILES=paths)
+    gateway = gateway_of(app)
+    access_key = gateway.users.add(USERNAME).access_key
+    with served(app) as base_url, delivering(app):
+        family = log_in_and_out(app, access_key)
+        [received] = receiver.wait_for(1, timeout=5)
+        published = app.test_client().get("/.well-known/jwks.json").get_json()["keys"]
+        claims = TokenVerifier(base_url, "https://gw.example", "rp").verify(received.token)
+    assert claims["sid"] == family
+    assert jwt.get_unverified_header(received.token)["kid"] == kids[0]
+    assert [key["kid"] for key in published] == kids
+    assert real_redis.exists(gateway.keys.logout_signing_keys()) == 0
+    refused = app.test_cli_runner().invoke(args=["notifications", "rotate-key"])
+    assert refused.exit_code == 1 and "new-key" in refused.output
+
+
+def test_a_key_file_that_is_no_p256_key_stops_the_app_at_start(make_app, receiver, tmp_path):
+    wrong = tmp_path / "ed25519.pem"
+    wrong.write_bytes(
+        ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    for path, says in ((wrong, "not an EC P-256 key"), (tmp_path / "missing.pem", "No such file")):
+        with pytest.raises(KeyFileError, match=says):
+            make_app(LOGOUT_RECEIVERS=[receiver.url], LOGOUT_SIGNING_KEY_FILES=[str(path)])

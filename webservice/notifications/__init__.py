@@ -3,7 +3,8 @@ in ``LOGOUT_RECEIVERS`` whenever a session family ends (README: Logout notificat
 
 - ``announce``: writes one outbox entry per ended family and receiver in the round trip that
   ends the family (store/outbox.py), by listening to ``family_ended`` (webservice.events);
-- ``tokens``: signs the logout tokens (store/signing_keys.py keeps the keys);
+- ``tokens``: signs the logout tokens (store/signing_keys.py keeps the keys in Redis, or
+  ``key_files`` reads them from files);
 - ``jwks``: publishes the public keys at ``/.well-known/jwks.json``;
 - ``delivery``: the process that POSTs them (``flask notifications deliver``);
 - ``cli``: the ``flask notifications`` commands; ``metrics``: what ``/metrics`` shows of them.

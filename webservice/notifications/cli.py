@@ -18,8 +18,10 @@ from flask.cli import AppGroup
 from webservice.api.gateway import current_gateway
 from webservice.cli import fail_on_errors
 from webservice.notifications.delivery import Delivery
+from webservice.notifications.key_files import write_new_key_file
 from webservice.notifications.tokens import LogoutTokens
 from webservice.store.outbox import OutboxEntry
+from webservice.store.signing_keys import SigningKeys
 
 notifications_cli = AppGroup(
     "notifications", help="Logout notifications: deliver them, see them, retry failed ones."
@@ -103,5 +105,23 @@ def retry(entry_id: str) -> None:
 def rotate_key() -> None:
     """Sign logout tokens with a new key from now on; the old one stays published at
     /.well-known/jwks.json until the tokens it signed have expired."""
-    new, old = current_gateway().signing_keys.rotate()
+    keys = current_gateway().signing_keys
+    if not isinstance(keys, SigningKeys):
+        raise click.ClickException(
+            "the signing keys are files (WSGATE_LOGOUT_SIGNING_KEY_FILES): make one with"
+            " `notifications new-key PATH`, list it first, and restart"
+        )
+    new, old = keys.rotate()
     click.echo(f"signing key {new} is current" + (f" (replaces {old})" if old else ""))
+
+
+@notifications_cli.command("new-key")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+def new_key(path: str) -> None:
+    """Write a new signing key to PATH (a PEM file readable by its owner only), for
+    WSGATE_LOGOUT_SIGNING_KEY_FILES."""
+    try:
+        kid = write_new_key_file(path)
+    except OSError as error:
+        raise click.ClickException(f"cannot write {path}: {error.strerror}") from None
+    click.echo(f"wrote signing key {kid} to {path}")

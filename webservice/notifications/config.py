@@ -33,6 +33,8 @@ class NotificationSettings:
     lease: float
     #: Seconds a timed-out family's record is kept to be noticed (0 without receivers).
     timeout_notice_window: float
+    #: PEM files of the signing keys, newest first (empty: the keys live in Redis).
+    key_files: tuple[str, ...] = ()
 
     @property
     def enabled(self) -> bool:
@@ -63,7 +65,16 @@ class NotificationSettings:
             timeout_notice_window=(
                 max(0.0, float(settings["LOGOUT_TIMEOUT_NOTICE_WINDOW"])) if receivers else 0.0
             ),
+            key_files=_paths(settings.get("LOGOUT_SIGNING_KEY_FILES") or []),
         )
+
+
+def _paths(raw: Any) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(path, str) and path for path in raw):
+        raise NotificationSettingsError("WSGATE_LOGOUT_SIGNING_KEY_FILES must be a list of paths")
+    return tuple(raw)
 
 
 def parse_receivers(raw: Any) -> tuple[Receiver, ...]:

@@ -12,18 +12,25 @@ from __future__ import annotations
 
 import secrets
 import time
+from typing import Protocol
 
 import jwt
 
 from webservice.store.outbox import Notice
-from webservice.store.signing_keys import ALGORITHM, SigningKeys
+from webservice.store.signing_keys import ALGORITHM, SigningKey
 
 TOKEN_TYPE = "logout+jwt"
 BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 
+class KeySource(Protocol):
+    """Where the signing key comes from: Redis (store/signing_keys.py) or files (key_files.py)."""
+
+    def current(self) -> SigningKey: ...
+
+
 class LogoutTokens:
-    def __init__(self, keys: SigningKeys, issuer: str, ttl: int) -> None:
+    def __init__(self, keys: KeySource, issuer: str, ttl: int) -> None:
         self.keys = keys
         self.issuer = issuer
         self.ttl = ttl

@@ -16,7 +16,8 @@ delivery process takes to notice the new key (:data:`RELOAD_SECONDS`); then the 
 removes it.
 
 The private key in Redis is the price of having no key file to copy to every host: whoever can read
-that hash can sign logout tokens (README: Logout notifications).
+that hash can sign logout tokens (README: Logout notifications). ``LOGOUT_SIGNING_KEY_FILES`` keeps
+the keys in files instead (notifications/key_files.py).
 """
 
 from __future__ import annotations
