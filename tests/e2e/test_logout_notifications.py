@@ -426,3 +426,56 @@ def test_logout_latency_is_the_same_with_the_receiver_hanging(setup, deliverers)
     # cost the delivery timeout, 2 s.
     assert p50_hang < p50_ok * 2 + 0.05
     assert max(hanging) < 1.5
+
+
+def test_scripts_serve_runs_a_delivery_process_and_stops_it(tmp_path):
+    """From scripts/serve with receivers set: a logout's token arrives, verified against the
+    JWKS it serves; SIGTERM to serve alone (not its process group) stops the delivery process
+    too."""
+    receiver = LogoutReceiver(free_port()).start()
+    http_port = free_port()
+    base_url = f"http://127.0.0.1:{http_port}"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("WSGATE_")},
+        "WSGATE_BIND": f"127.0.0.1:{http_port}",
+        "WSGATE_REDIS_PORT": str(free_port()),
+        "WSGATE_DATA_DIR": str(tmp_path / "data"),
+        "WSGATE_WORKERS": "1",
+        "WSGATE_LOGOUT_RECEIVERS": json.dumps([receiver.url]),
+    }
+    log_path = tmp_path / "serve.log"
+    serve = subprocess.Popen(
+        ["bash", "scripts/serve"], cwd=ROOT, env=env, stdout=open(log_path, "w"),
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while "ready:" not in log_path.read_text():
+            assert serve.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        access_key = log_path.read_text().split("access key (API):", 1)[1].split()[0]
+        client = WebServiceClient(http_transport(base_url))
+        assert client.login("admin", access_key)["success"]
+        assert client.authed("logout")["success"]
+        [received] = receiver.wait_for(1, timeout=15)
+        # The issuer defaults to the first of the loopback origins scripts/serve sets.
+        claims = TokenVerifier(base_url, f"http://127.0.0.1:{http_port}", receiver.url).verify(
+            received.token
+        )
+        assert claims["sid"] == client.session_name.partition(".")[0]
+        assert "a delivery process sends them" in log_path.read_text()
+        deliverers = subprocess.run(
+            ["pgrep", "-g", str(serve.pid), "-f", "notifications deliver"],
+            capture_output=True, text=True,
+        ).stdout.split()  # fmt: skip
+        assert len(deliverers) == 1, deliverers
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=60)
+        assert not os.path.exists(f"/proc/{deliverers[0]}"), "the delivery process outlived serve"
+    finally:
+        try:  # whatever is left of serve's process group
+            os.killpg(serve.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        serve.wait(timeout=10)
+        receiver.stop()
