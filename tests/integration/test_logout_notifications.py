@@ -126,6 +126,7 @@ def test_the_notifications_ride_in_the_logouts_own_round_trips(redis_server, rea
     access_key = gateway_of(app).users.add(USERNAME).access_key
     client = client_of(app)
     assert client.login(USERNAME, access_key)["success"]
+    assert client.authed("listtypes")["success"]  # loads the session check's script, if needed
     before = tally.round_trips
     assert client.authed("logout")["success"]
     assert tally.round_trips - before == 2  # tests/integration/test_round_trips.py: as without
@@ -136,6 +137,13 @@ def test_the_notifications_ride_in_the_logouts_own_round_trips(redis_server, rea
         (family, "b", "logout"),
     ]
     assert {e.notice.sub for e in entries} == {f"19x{gateway_of(app).users.get(USERNAME).id}"}
+    listed = app.test_cli_runner().invoke(args=["notifications", "list", "--json"])
+    rows = [json.loads(line) for line in listed.output.splitlines()]
+    assert [(row["id"], row["sid"], row["reason"]) for row in rows] == [
+        (entry.id, family, "logout") for entry in entries
+    ]
+    plain = app.test_cli_runner().invoke(args=["notifications", "list"]).output
+    assert plain.count(f"sid={family}") == 2 and receiver.url in plain
 
 
 def test_a_4xx_is_given_up_at_once_and_5xx_and_429_are_tried_again(notifying_app, receiver):
