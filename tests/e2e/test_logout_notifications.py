@@ -19,11 +19,13 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import requests
 
 from tests.e2e.conftest import Gateway
+from tests.e2e.procfs import children
 from tests.gunicorn_process import ROOT, start_gunicorn, stop_gunicorn
 from tests.logout_receiver import LogoutReceiver, TokenVerifier
 from tests.wsclient import WebServiceClient, http_transport
@@ -464,11 +466,11 @@ def test_scripts_serve_runs_a_delivery_process_and_stops_it(tmp_path):
         )
         assert claims["sid"] == client.session_name.partition(".")[0]
         assert "a delivery process sends them" in log_path.read_text()
-        deliverers = subprocess.run(
-            ["pgrep", "-g", str(serve.pid), "-f", "notifications deliver"],
-            capture_output=True, text=True,
-        ).stdout.split()  # fmt: skip
-        assert len(deliverers) == 1, deliverers
+        deliverers = [
+            pid for pid in children(serve.pid)
+            if b"notifications\0deliver" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]  # fmt: skip
+        assert len(deliverers) == 1, "serve should run one delivery process itself"
         serve.send_signal(signal.SIGTERM)
         serve.wait(timeout=60)
         assert not os.path.exists(f"/proc/{deliverers[0]}"), "the delivery process outlived serve"
