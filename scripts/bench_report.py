@@ -334,6 +334,8 @@ def render(report: dict[str, Any]) -> str:
             "running": "every sample of a running worker thread (socket syscalls and waits for "
             "a CPU show up at the line that made the call)",
             "gil": "only samples holding the GIL: Python code running",
+            "reference_gil": "the REFERENCE app's workers, only samples holding the GIL (the "
+            "same gunicorn settings; compare with the line above)",
             "in_process": "the WSGI app called in a loop in one process (no gunicorn, no HTTP "
             "socket; Flask.__call__ is 100%), every sample of the running thread",
         }
@@ -342,10 +344,16 @@ def render(report: dict[str, Any]) -> str:
             if "error" in summary:
                 out.append(f"Profile ({mode}) failed: {summary['error']}")
                 continue
+            what = "the reference" if mode == "reference_gil" else "listtypes"
             out.append(
-                f"Profile of listtypes, {titles.get(mode, mode)}: {summary['command']}; "
+                f"Profile of {what}, {titles.get(mode, mode)}: {summary['command']}; "
                 f"{summary['samples_in_requests']} samples inside the per-request frame, "
                 f"{summary['listtypes_requests_per_s_while_profiled']:.0f} req/s while profiled"
+                + (
+                    f", {summary['sampled_ms_per_request']:.3f} sampled ms per request"
+                    if "sampled_ms_per_request" in summary
+                    else ""
+                )
             )
             out.append(f"  at socket calls (send/recv/close): {summary['socket_call_pct']:.1f}%")
             out.append("  self time by component:")

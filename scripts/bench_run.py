@@ -617,19 +617,30 @@ class Bench:
             sessions_via_login(self.gateway, self.pool, 500),
         )
         profile: dict[str, Any] = {}
-        for mode, extra in (("running", []), ("gil", ["--gil"])):
+        # The gateway both ways, then the reference's workers (GIL samples): side by side.
+        runs = (
+            ("running", [], self.gateway_proc, "listtypes"),
+            ("gil", ["--gil"], self.gateway_proc, "listtypes"),
+            ("reference_gil", ["--gil"], self.reference_proc, "reference"),
+        )
+        for mode, extra, target_proc, workload in runs:
             raw = self.workdir / f"profile-{mode}.txt"
             self.wait_for_quiet()
-            say(f"py-spy ({mode} samples) on the gateway's workers for {seconds:g}s of listtypes")
+            say(f"py-spy ({mode} samples) on the {workload} workers for {seconds:g}s")
             spy = self.children.start(
                 "py-spy",
-                [py_spy, "record", "--pid", str(self.gateway_proc.process.pid),
+                [py_spy, "record", "--pid", str(target_proc.process.pid),
                  "--subprocesses", "--rate", "200", "--duration", str(int(seconds)),
                  "--format", "raw", "--nonblocking", *extra, "--output", str(raw)],
                 log=self.workdir / "py-spy.log",
             )  # fmt: skip
             time.sleep(1.0)
-            result = self.wrk("listtypes", duration=seconds, data=data)
+            if workload == "reference":
+                result = self.wrk(
+                    "reference", duration=seconds, url=self.reference_base, path="/reference"
+                )
+            else:
+                result = self.wrk("listtypes", duration=seconds, data=data)
             try:
                 spy.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -648,6 +659,10 @@ class Bench:
                 say(f"wrote py-spy's collapsed stacks to {target.name}")
             summary = summarize_profile(raw)
             summary["listtypes_requests_per_s_while_profiled"] = round(result.rps, 1)
+            # Each sample stands for 1/200 s of one worker (of Python holding the GIL, with --gil).
+            summary["sampled_ms_per_request"] = round(
+                summary["samples_in_requests"] * 5.0 / max(result.requests, 1), 3
+            )
             summary["command"] = (
                 f"py-spy record --subprocesses --rate 200 --nonblocking {' '.join(extra)}".strip()
             )
