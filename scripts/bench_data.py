@@ -370,8 +370,9 @@ def wsgi_cpu_per_request(
     def login_pair() -> bytes:
         answer = call(gateway, challenge)
         token = json.loads(answer)["result"]["token"]
+        proof = login_proof(token, access_key)
         query = urllib.parse.urlencode(
-            {"operation": "login", "username": username, "accessKey": login_proof(token, access_key)}
+            {"operation": "login", "username": username, "accessKey": proof}
         )
         return call(gateway, {**login_base, "QUERY_STRING": query})
 

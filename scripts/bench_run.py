@@ -831,7 +831,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         nargs="?",
         const=15,
         default=0,
-        help="profile the gateway's workers with py-spy for SECONDS (15)",
+        help="profile the gateway's workers, then the reference's, with py-spy for SECONDS (15)",
     )
     parser.add_argument(
         "--ab-rounds",

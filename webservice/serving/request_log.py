@@ -112,7 +112,7 @@ def finish(trace: Trace, code: str, environ: dict[str, Any]) -> float:
                 "duration_ms": round(seconds * 1000, 3),
                 "user": trace.user,
                 "session": trace.session,
-                "address": trace.address if trace.address is not None else environ.get("REMOTE_ADDR"),
+                "address": environ.get("REMOTE_ADDR") if trace.address is None else trace.address,
             }
         )
         _write(line)
