@@ -214,3 +214,22 @@ def test_a_host_that_wrapped_wsgi_app_first_keeps_flasks_path() -> None:
     calls = ViewCalls(host)
     host.test_client().get("/webservice.php", query_string={"operation": "listtypes"})
     assert calls.count == 1
+
+
+def test_a_result_json_cannot_carry_is_an_internal_error_both_ways() -> None:
+    from webservice.plugin import operation
+
+    @operation("surrogate", needs_session=False, uses_flask_request=False)
+    def surrogate(context: Any, params: dict[str, Any]) -> str:
+        return "half of a pair: \ud800"
+
+    server = fakeredis.FakeServer()
+    app = create_app(
+        TEST_SETTINGS,
+        redis_client=fakeredis.FakeRedis(server=server, decode_responses=True),
+        web_session_client=fakeredis.FakeRedis(server=server),
+        operations=[*installed_operations(), surrogate],
+    )
+    lean, flask, _ = both_ways(app, "GET", query_string={"operation": "surrogate"})
+    assert answer_of(lean) == answer_of(flask)
+    assert lean.get_json()["error"]["code"] == "INTERNAL_SERVER_ERROR"

@@ -103,12 +103,15 @@ def respond(gateway: Gateway, req: Request, lean: bool = False) -> Answer | None
             log.exception("operation failed (request %s)", trace.request_id)
             error = internal_error()
     if error is None:
-        body = envelope.success_body(result)
-        code = metrics.OK
-        request_log.learn_result(trace, result)
-    else:
-        body = envelope.failure_body(error)
-        code = error.code
+        try:
+            body, code = envelope.success_body(result), metrics.OK
+        except Exception:  # a result JSON cannot carry (text that is not valid Unicode)
+            log.exception("operation failed (request %s)", trace.request_id)
+            error = internal_error()
+        else:
+            request_log.learn_result(trace, result)
+    if error is not None:
+        body, code = envelope.failure_body(error), error.code
     seconds = request_log.finish(trace, code, environ)
     metrics.observe_request(trace.operation, code, seconds)
     return Answer(body, trace.request_id)
