@@ -32,15 +32,13 @@ from typing import Any
 from flask import Flask
 
 from webservice import cli, rest, settings
-from webservice.api import endpoint, lean_path, openapi
+from webservice.api import endpoint, jwks, lean_path, openapi
 from webservice.api.errors import wire_profile
 from webservice.api.gateway import EXTENSION_KEY, Gateway, current_gateway, gateway_of
 from webservice.api.registry import Operation, OperationRegistry, installed_operations
 from webservice.auth import csrf
 from webservice.auth.trail import record_events
 from webservice.auth.users import ApiUserLoader
-from webservice.notifications import cli as notifications_cli
-from webservice.notifications import jwks
 from webservice.notifications import metrics as notification_metrics
 from webservice.notifications.announce import notify_on_endings
 from webservice.serving import health, metrics, request_log
@@ -101,7 +99,6 @@ class WSGate:
                 metrics.add_source(app, lambda: notification_metrics.exposition(gateway.outbox))
         _link_flask_login(app)
         cli.register(app)
-        notifications_cli.register(app)
 
     # --- host users -------------------------------------------------------------------------
 

@@ -5,7 +5,10 @@ in ``LOGOUT_RECEIVERS`` whenever a session family ends (README: Logout notificat
   ends the family (store/outbox.py), by listening to ``family_ended`` (webservice.events);
 - ``tokens``: signs the logout tokens (store/signing_keys.py keeps the keys in Redis, or
   ``key_files`` reads them from files);
-- ``jwks``: publishes the public keys at ``/.well-known/jwks.json``;
 - ``delivery``: the process that POSTs them (``flask notifications deliver``);
-- ``cli``: the ``flask notifications`` commands; ``metrics``: what ``/metrics`` shows of them.
+- ``metrics``: what ``/metrics`` shows of them.
+
+The keys are published at ``/.well-known/jwks.json`` by api/jwks.py, and the ``flask
+notifications`` commands are in cli/notifications.py: both use an app's gateway, which is built
+from this package's settings (services.py), so they sit above it.
 """

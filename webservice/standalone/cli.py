@@ -10,7 +10,7 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from webservice.api.gateway import current_gateway
-from webservice.cli import fail_on_errors, operator_event
+from webservice.cli.gateway import fail_on_errors, operator_event
 from webservice.store.users import User
 
 users_cli = AppGroup("users", help="Manage the users who may log in.")

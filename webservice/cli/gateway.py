@@ -1,4 +1,5 @@
-"""The ``flask ...`` commands every WSGate app has: its operations, sessions and audit trail."""
+"""``flask operations|sessions|audit``: the operations of webservice.php, the sessions, the audit
+trail."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from webservice.api.gateway import current_gateway
-from webservice.cli import fail_on_errors
+from webservice.cli.gateway import fail_on_errors
 from webservice.notifications.delivery import Delivery
 from webservice.notifications.key_files import write_new_key_file
 from webservice.notifications.tokens import LogoutTokens
