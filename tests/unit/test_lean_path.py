@@ -233,3 +233,9 @@ def test_a_result_json_cannot_carry_is_an_internal_error_both_ways() -> None:
     lean, flask, _ = both_ways(app, "GET", query_string={"operation": "surrogate"})
     assert answer_of(lean) == answer_of(flask)
     assert lean.get_json()["error"]["code"] == "INTERNAL_SERVER_ERROR"
+
+
+def test_after_a_lean_request_hooks_can_no_longer_be_added_as_after_a_flask_one(app: Flask) -> None:
+    app.test_client().get("/webservice.php", query_string={"operation": "listtypes"})
+    with pytest.raises(AssertionError, match="can no longer be called"):
+        app.before_request(lambda: None)

@@ -108,6 +108,9 @@ class LeanPath:
         ):
             return self.wsgi_app(environ, start_response)
         app = self.app
+        # As Flask does on its first request: from now on, adding a hook is an error (so the
+        # hooks usable() read stay all there are).
+        app._got_first_request = True
         request = app.request_class(environ)
         with app.app_context():
             answer = endpoint.respond(gateway_of(app), request, lean=True)
