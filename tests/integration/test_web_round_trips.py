@@ -1,10 +1,11 @@
-"""Redis round trips of the web paths of a host app (Flask-Login over Flask's signed-cookie
-sessions), counted on a real redis-server: a page view of a logged-in browser and
-``extendsession`` cost one each, a web login at most three, a web logout at most two (issue 11's
-goals). Counts are deterministic, so they are asserted exactly; ``pytest -s`` prints them.
+"""Redis round trips of the web paths, counted on a real redis-server: a page view of a
+logged-in browser and ``extendsession`` cost one each, a web login at most three, a web logout at
+most two (issue 11's goals). Counts are deterministic, so they are asserted exactly; ``pytest -s``
+prints them.
 
-(The standalone server's web UI keeps its session data server-side with Flask-Session, which
-adds the record's reads and writes: its budget is in test_linked_sessions_race.py.)
+A host app (Flask-Login over Flask's signed-cookie sessions), and the standalone server with
+``WEB_SESSIONS="cookie"``. (With its default, Flask-Session in Redis, the standalone server adds
+the record's reads and writes: its budget is in test_linked_sessions_race.py.)
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.conftest import TEST_SETTINGS
 from tests.host.hostapp import ACCESS_KEYS, PASSWORDS, create_host_app
+from tests.integration.test_linked_sessions_race import CHEAP_HASHER
 from tests.integration.test_round_trips import Tally, counting_client
+from webservice.standalone import create_app
 from webservice.store.challenges import login_proof
 
 pytestmark = pytest.mark.integration
@@ -100,3 +104,91 @@ def test_round_trips_of_a_host_apps_web_paths(redis_server, real_redis):
     for name, figures in measured.items():
         print(f"{name:<40} {figures}")
     assert measured == {name: [designed] * REPEATS for name, designed in DESIGNED.items()}
+
+
+#: The standalone server with its web sessions in signed cookies.
+STANDALONE_DESIGNED = {
+    "web login": 2,
+    "page view (logged in)": 1,
+    "extendsession": 1,
+    "API call with the extended session": 1,
+    "web logout": 2,
+}
+
+
+def test_round_trips_of_the_standalone_servers_web_paths_with_cookie_sessions(
+    redis_server, real_redis
+):
+    tally = Tally()
+    app = create_app(
+        {**TEST_SETTINGS, "REDIS_URL": redis_server.url, "WEB_SESSIONS": "cookie"},
+        redis_client=counting_client(redis_server, tally),
+    )
+    gateway = app.extensions["wsgate"]
+    gateway.users.hasher = CHEAP_HASHER
+    gateway.users.add("alice", "a password that is long enough")
+    browser = app.test_client()
+    api = app.test_client(use_cookies=False)
+    state: dict[str, str] = {}
+
+    def form_token(path: str) -> str:
+        page = browser.get(path).get_data(as_text=True)
+        return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+    def log_in() -> None:
+        reply = browser.post("/login", data={
+            "username": "alice", "password": "a password that is long enough",
+            "csrf_token": state["login_form"]})  # fmt: skip
+        assert (reply.status_code, reply.headers.get("Location")) == (302, "/"), reply.status
+
+    def page_view() -> None:
+        reply = browser.get("/")
+        assert reply.status_code == 200, (reply.status, reply.headers.get("Location"))
+        state["csrf"] = re.search(
+            r'<meta name="csrf-token" content="([^"]+)"', reply.get_data(as_text=True)
+        ).group(1)
+
+    def extendsession() -> None:
+        answer = browser.post(
+            "/webservice.php", data={"operation": "extendsession"},
+            headers={"X-CSRFToken": state["csrf"]},
+        ).get_json()  # fmt: skip
+        assert answer["success"], answer
+        state["linked"] = answer["result"]["sessionName"]
+
+    def api_call() -> None:
+        answer = api.get("/webservice.php", query_string={
+            "operation": "listtypes", "sessionName": state["linked"]}).get_json()  # fmt: skip
+        assert answer["success"], answer
+
+    def log_out() -> None:
+        reply = browser.post("/logout", data={"csrf_token": state["csrf"]})
+        assert (reply.status_code, reply.headers.get("Location")) == (302, "/login")
+
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("web login", log_in),
+        ("page view (logged in)", page_view),
+        ("extendsession", extendsession),
+        ("API call with the extended session", api_call),
+        ("web logout", log_out),
+    ]
+    measured: dict[str, list[int]] = {name: [] for name, _ in steps}
+    for attempt in range(REPEATS + 1):  # the first pass warms up: scripts loaded
+        state["login_form"] = form_token("/login")
+        for name, step in steps:
+            tally.round_trips = 0
+            step()
+            if attempt:
+                measured[name].append(tally.round_trips)
+        # The logout ended the family: the extended session is dead, the page asks to log in.
+        assert browser.get("/").status_code == 302
+        answer = api.get("/webservice.php", query_string={
+            "operation": "listtypes", "sessionName": state["linked"]}).get_json()  # fmt: skip
+        assert answer["error"]["code"] == "AUTHENTICATION_REQUIRED"
+    # No web session record in Redis: the cookie holds it.
+    assert not real_redis.keys(gateway.keys.web_session_prefix() + "*")
+
+    print()
+    for name, figures in measured.items():
+        print(f"{name:<40} {figures}")
+    assert measured == {name: [designed] * REPEATS for name, designed in STANDALONE_DESIGNED.items()}

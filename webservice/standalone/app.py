@@ -65,7 +65,11 @@ def create_app(
     _configure_logging(app)
     WSGate(operations=operations, redis_client=redis_client).init_app(app)
     gateway = gateway_of(app)
-    init_web_sessions(app, gateway, web_session_client)
+    kind = app.config["WEB_SESSIONS"]
+    if kind == "redis":
+        init_web_sessions(app, gateway, web_session_client)
+    elif kind != "cookie":  # "cookie": Flask's own signed-cookie sessions
+        raise ValueError(f'WEB_SESSIONS must be "redis" or "cookie", not {kind!r}')
     app.before_request(_session_store_error)
     protect = CSRFProtect(app)
     protect.exempt(endpoint.blueprint)

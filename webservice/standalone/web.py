@@ -109,7 +109,9 @@ def _leave(farewell: str, ended: bool = False) -> None:
         web.logout()
     session.clear()
     flash(farewell)
-    current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
+    regenerate = getattr(current_app.session_interface, "regenerate", None)
+    if regenerate is not None:  # server-side sessions (a signed cookie is simply rewritten)
+        regenerate(session)
 
 
 @blueprint.get("/")

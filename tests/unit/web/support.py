@@ -20,6 +20,7 @@ import fakeredis
 import msgspec
 from argon2 import PasswordHasher
 from flask import Flask
+from flask import request as flask_request
 
 from tests.conftest import TEST_SETTINGS
 from tests.unit.support import BOOKKEEPING, envelope, error, result
@@ -282,7 +283,16 @@ class Browser:
 
     @property
     def web_login(self) -> SessionId:
-        """The web login of this browser, read from its Flask-Session blob."""
+        """The web login of this browser, read from its session data: the Flask-Session blob in
+        Redis (the default), or the signed cookie itself (``WEB_SESSIONS="cookie"``)."""
+        if self.env.app.config["WEB_SESSIONS"] == "cookie":
+            app = self.env.app
+            with app.test_request_context(headers={"Cookie": f"{self.env.cookie_name}={self.cookie}"}):
+                data = app.session_interface.open_session(app, flask_request)
+            assert data is not None and WEB_LOGIN_KEY in data, "no web login in the cookie"
+            parsed = SessionId.parse(data[WEB_LOGIN_KEY]["id"])
+            assert parsed is not None
+            return parsed
         blob = self.env.raw.get(self.env.web_key(self.cookie))
         assert blob is not None, "no web session in Redis"
         parsed = SessionId.parse(msgspec.msgpack.decode(blob)[WEB_LOGIN_KEY]["id"])
