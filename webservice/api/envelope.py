@@ -19,10 +19,6 @@ MIMETYPE = "application/json"
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 
 
-def success(result: Any) -> Response:
-    return response(success_body(result))
-
-
 def failure(error: WebServiceError) -> Response:
     return response(failure_body(error))
 
