@@ -18,6 +18,9 @@ TEST_SETTINGS = {
     # The coreBOS answers for unknown and inactive users (protocol.md §5), which most tests check;
     # tests of the hidden mode turn it on.
     "HIDE_UNKNOWN_USERS": False,
+    # The in-process tiers inspect the web UI's session records, so they keep them in Redis
+    # (Flask-Session); the gunicorn tiers run the default, the signed cookie.
+    "WEB_SESSIONS": "redis",
 }
 
 

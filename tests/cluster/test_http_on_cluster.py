@@ -35,7 +35,10 @@ def live_gateway(redis_cluster: LocalCluster, tmp_path_factory) -> Iterator[Gate
     client.close()
     log_path = tmp_path_factory.mktemp("gunicorn-cluster") / "gunicorn.log"
     process, base_url, env = start_gunicorn(
-        redis_cluster.url, log_path, extra_env={"WSGATE_REDIS_CLUSTER": "1"}
+        redis_cluster.url,
+        log_path,
+        # The web sessions in Redis (Flask-Session), so that they too live on the cluster.
+        extra_env={"WSGATE_REDIS_CLUSTER": "1", "WSGATE_WEB_SESSIONS": "redis"},
     )
     try:
         yield Gateway(base_url, redis_cluster.url, env, log_path)

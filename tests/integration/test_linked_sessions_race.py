@@ -1373,7 +1373,11 @@ def test_stress_linked_sessions_over_http_on_gunicorn(tmp_path):
             server.url,
             tmp_path / "gunicorn.log",
             workers=2,
-            extra_env={f"WSGATE_{name}": str(value) for name, value in ONE_ADDRESS_FOR_ALL.items()},
+            extra_env={
+                **{f"WSGATE_{name}": str(value) for name, value in ONE_ADDRESS_FOR_ALL.items()},
+                # The inspector reads the browsers' Flask-Session records.
+                "WSGATE_WEB_SESSIONS": "redis",
+            },
         )
         try:
             figures = run_stress(

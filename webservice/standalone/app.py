@@ -1,8 +1,8 @@
 """The standalone server: a small Flask app that hosts the extension.
 
 ``create_app`` = Flask + :class:`~webservice.WSGate` (its users: the Redis user directory) + its
-own web UI blueprint (login form, home with "API access", sessions page) + Flask-Session (web
-sessions in the same Redis) + CSRF protection of its forms + the probes, metrics and proxies of a
+own web UI blueprint (login form, home with "API access", sessions page) + its web sessions
+(Flask's signed cookie, or Flask-Session in the same Redis: WEB_SESSIONS) + CSRF protection of its forms + the probes, metrics and proxies of a
 deployment. ``wsgi.py`` at the repository root makes one for gunicorn.
 """
 

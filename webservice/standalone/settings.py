@@ -21,12 +21,13 @@ SERVER_DEFAULTS: dict[str, Any] = {
     "SESSION_COOKIE_SECURE": True,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
-    # Where a web session's data is kept: "redis" (Flask-Session in the gateway's Redis, under a
-    # hash of the cookie's session id) or "cookie" (Flask's signed cookie, as most host apps do:
-    # no Redis round trip of its own, so a page view costs one and a web login or logout at most
-    # two; the cookie then holds the web login's id, signed, HttpOnly). Either way, whether the
-    # browser is logged in is read from its session family.
-    "WEB_SESSIONS": "redis",
+    # Where a web session's data is kept: "cookie" (Flask's signed cookie, as most host apps do:
+    # no Redis round trip of its own, so a page view and extendsession cost one and a web login or
+    # logout two; the cookie holds the web login's id, signed, HttpOnly, and that id authenticates
+    # web requests only) or "redis" (Flask-Session in the gateway's Redis, under a hash of the
+    # cookie's session id: one more round trip per page view, three more per login and logout).
+    # Either way, whether the browser is logged in is read from its session family.
+    "WEB_SESSIONS": "cookie",
     # A web session's data is written only when it changes; whether the browser is logged in is
     # read from its session family.
     "SESSION_REFRESH_EACH_REQUEST": False,
