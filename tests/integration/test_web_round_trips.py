@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,7 @@ from webservice.standalone import create_app
 from webservice.store.challenges import login_proof
 
 pytestmark = pytest.mark.integration
+Step = tuple[str, Callable[[], None]]
 
 #: The designed cost of each web path, in round trips (all of the app's Redis clients).
 DESIGNED = {
@@ -33,6 +35,34 @@ DESIGNED = {
     "web logout": 2,
 }
 REPEATS = 4
+
+
+def linked_session_steps(browser: Any, api: Any, state: dict[str, str]) -> list[Step]:
+    """``extendsession`` from the logged-in page (its CSRF token in ``state["csrf"]``), then an
+    API call with the session it gave."""
+
+    def extendsession() -> None:
+        answer = browser.post(
+            "/webservice.php", data={"operation": "extendsession"},
+            headers={"X-CSRFToken": state["csrf"]},
+        ).get_json()  # fmt: skip
+        assert answer["success"], answer
+        state["linked"] = answer["result"]["sessionName"]
+
+    def api_call() -> None:
+        answer = api.get("/webservice.php", query_string={
+            "operation": "listtypes", "sessionName": state["linked"]}).get_json()  # fmt: skip
+        assert answer["success"], answer
+
+    return [("extendsession", extendsession), ("API call with the extended session", api_call)]
+
+
+def assert_family_ended(browser: Any, api: Any, state: dict[str, str], page: str) -> None:
+    """The logout ended the family: the extended session is dead, the page asks to log in."""
+    assert browser.get(page).status_code == 302
+    answer = api.get("/webservice.php", query_string={
+        "operation": "listtypes", "sessionName": state["linked"]}).get_json()  # fmt: skip
+    assert answer["error"]["code"] == "AUTHENTICATION_REQUIRED"
 
 
 def test_round_trips_of_a_host_apps_web_paths(redis_server, real_redis):
@@ -54,27 +84,13 @@ def test_round_trips_of_a_host_apps_web_paths(redis_server, real_redis):
             r'name="wsgate-csrf" content="([^"]+)"', reply.get_data(as_text=True)
         ).group(1)
 
-    def extendsession() -> None:
-        answer = browser.post(
-            "/webservice.php", data={"operation": "extendsession"},
-            headers={"X-CSRFToken": state["csrf"]},
-        ).get_json()  # fmt: skip
-        assert answer["success"], answer
-        state["linked"] = answer["result"]["sessionName"]
-
-    def api_call() -> None:
-        answer = api.get("/webservice.php", query_string={
-            "operation": "listtypes", "sessionName": state["linked"]}).get_json()  # fmt: skip
-        assert answer["success"], answer
-
     def log_out() -> None:
         assert browser.post("/logout").status_code == 302
 
-    steps: list[tuple[str, Callable[[], None]]] = [
+    steps: list[Step] = [
         ("web login", log_in),
         ("page view (logged in)", page_view),
-        ("extendsession", extendsession),
-        ("API call with the extended session", api_call),
+        *linked_session_steps(browser, api, state),
         ("web logout", log_out),
     ]
     # Warm up (scripts loaded, connections open), and an API login on the same Redis: the web
@@ -94,11 +110,7 @@ def test_round_trips_of_a_host_apps_web_paths(redis_server, real_redis):
             tally.round_trips = 0
             step()
             measured[name].append(tally.round_trips)
-        # The logout ended the family: the extended session is dead, the page asks to log in.
-        assert browser.get("/app").status_code == 302
-        answer = api.get("/webservice.php", query_string={
-            "operation": "listtypes", "sessionName": state["linked"]}).get_json()  # fmt: skip
-        assert answer["error"]["code"] == "AUTHENTICATION_REQUIRED"
+        assert_family_ended(browser, api, state, "/app")
 
     print()
     for name, figures in measured.items():
@@ -148,28 +160,14 @@ def test_round_trips_of_the_standalone_servers_web_paths_with_cookie_sessions(
             r'<meta name="csrf-token" content="([^"]+)"', reply.get_data(as_text=True)
         ).group(1)
 
-    def extendsession() -> None:
-        answer = browser.post(
-            "/webservice.php", data={"operation": "extendsession"},
-            headers={"X-CSRFToken": state["csrf"]},
-        ).get_json()  # fmt: skip
-        assert answer["success"], answer
-        state["linked"] = answer["result"]["sessionName"]
-
-    def api_call() -> None:
-        answer = api.get("/webservice.php", query_string={
-            "operation": "listtypes", "sessionName": state["linked"]}).get_json()  # fmt: skip
-        assert answer["success"], answer
-
     def log_out() -> None:
         reply = browser.post("/logout", data={"csrf_token": state["csrf"]})
         assert (reply.status_code, reply.headers.get("Location")) == (302, "/login")
 
-    steps: list[tuple[str, Callable[[], None]]] = [
+    steps: list[Step] = [
         ("web login", log_in),
         ("page view (logged in)", page_view),
-        ("extendsession", extendsession),
-        ("API call with the extended session", api_call),
+        *linked_session_steps(browser, api, state),
         ("web logout", log_out),
     ]
     measured: dict[str, list[int]] = {name: [] for name, _ in steps}
@@ -180,11 +178,7 @@ def test_round_trips_of_the_standalone_servers_web_paths_with_cookie_sessions(
             step()
             if attempt:
                 measured[name].append(tally.round_trips)
-        # The logout ended the family: the extended session is dead, the page asks to log in.
-        assert browser.get("/").status_code == 302
-        answer = api.get("/webservice.php", query_string={
-            "operation": "listtypes", "sessionName": state["linked"]}).get_json()  # fmt: skip
-        assert answer["error"]["code"] == "AUTHENTICATION_REQUIRED"
+        assert_family_ended(browser, api, state, "/")
     # No web session record in Redis: the cookie holds it.
     assert not real_redis.keys(gateway.keys.web_session_prefix() + "*")
 
