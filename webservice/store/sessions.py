@@ -654,21 +654,7 @@ return 1
         is not confirmed (NotConfirmed)."""
         index_key = self.keys.user_families(user_id)
         families = self.client.zrange(index_key, 0, count - 1)
-
-        def own(pipe: Any) -> None:
-            for family in families:
-                self._queue_end(pipe, family)
-
-        return _counted(
-            lambda: send(
-                self.client,
-                own,
-                [*riders, _Unindex(index_key, families)],
-                Change(user_id=user_id, ended_families=tuple(families)),
-                scripts=[self.RETIRE],
-                confirm=self.replicas.of_change(what, families),
-            )
-        )
+        return self._end_families(index_key, families, riders, Change(user_id=user_id), what)
 
     def end_all_for_user(
         self,
@@ -687,6 +673,21 @@ return 1
         families = [f for f in self.client.zrange(index_key, 0, -1) if f != keep_family]
         if not families and not riders:
             return 0
+        return self._end_families(
+            index_key, families, riders, replace(change, user_id=user_id), "Logout"
+        )
+
+    def _end_families(
+        self,
+        index_key: str,
+        families: list[str],
+        riders: Sequence[Participant],
+        change: Change,
+        what: str,
+    ) -> int:
+        """Ends ``families`` of one user (``index_key`` their index) in one round trip with the
+        ``riders``; answers how many were still alive. ``what`` names the change when it is not
+        confirmed (NotConfirmed)."""
 
         def own(pipe: Any) -> None:
             for family in families:
@@ -697,9 +698,9 @@ return 1
                 self.client,
                 own,
                 [*riders, _Unindex(index_key, families)],
-                replace(change, user_id=user_id, ended_families=tuple(families)),
+                replace(change, ended_families=tuple(families)),
                 [self.RETIRE],
-                self.replicas.of_change("Logout", families),
+                self.replicas.of_change(what, families),
             )
         )
 
