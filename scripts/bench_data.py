@@ -250,13 +250,7 @@ def client_side_round_trips(
     measure("logout", lambda: ws_post(operation="logout", sessionName=to_end.pop()), ok)
 
     # The web UI login, then extendsession from its page.
-    page = client.get("/login").get_data(as_text=True)
-    form_token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    client.post(
-        "/login", data={"username": web_user[0], "password": web_user[1], "csrf_token": form_token}
-    )
-    page = client.get("/").get_data(as_text=True)
-    page_token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
+    page_token = _log_in_through_the_form(client, web_user)
     measure(
         "extendsession", lambda: ws_post({"X-CSRFToken": page_token}, operation="extendsession"), ok
     )
@@ -441,12 +435,18 @@ def _web_login_in_process(app: Any, web_user: tuple[str, str]) -> tuple[str, str
     """Logs ``web_user`` in through the web UI's form with a test client; answers (Cookie
     header, the CSRF token of the page it lands on)."""
     client = app.test_client()
+    page_token = _log_in_through_the_form(client, web_user)
+    cookies = "; ".join(f"{c.key}={c.value}" for c in client._cookies.values())
+    return cookies, page_token
+
+
+def _log_in_through_the_form(client: Any, web_user: tuple[str, str]) -> str:
+    """Logs ``web_user`` in through the web UI's form with the test client ``client``; answers
+    the CSRF token of the page it lands on."""
     page = client.get("/login").get_data(as_text=True)
     form_token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     client.post(
         "/login", data={"username": web_user[0], "password": web_user[1], "csrf_token": form_token}
     )
     page = client.get("/").get_data(as_text=True)
-    page_token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
-    cookies = "; ".join(f"{c.key}={c.value}" for c in client._cookies.values())
-    return cookies, page_token
+    return re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
