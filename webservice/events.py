@@ -62,6 +62,10 @@ session_extended = _signals.signal("wsgate.session-extended")
 family_ended = _signals.signal("wsgate.family-ended")
 session_ended = _signals.signal("wsgate.session-ended")
 
+#: The ``family_ended`` reasons that are the user's own logout (API or REST ``logout``, a web
+#: logout), as opposed to an ending by handle, a revocation, a cap or a timeout.
+LOGOUT_REASONS = frozenset({"logout", "web_logout"})
+
 
 @dataclass(frozen=True)
 class SessionEvent:

@@ -12,8 +12,6 @@ from webservice.auth.endings import TIMEOUT_REASONS
 from webservice.events import RoundTrip, SessionEvent
 from webservice.store.audit import AuditEvent, AuditTrail
 
-#: The audit entry's ``event`` for a family that its own holder ended.
-_LOGOUTS = frozenset({"logout", "web_logout"})
 #: Families that timed out are not in the trail (store/audit.py), as before they were announced.
 _TIMEOUTS = frozenset(TIMEOUT_REASONS.values())
 
@@ -52,7 +50,7 @@ def record_events(app: Flask, trail: AuditTrail) -> None:
     def ended(sender: Any, event: SessionEvent, round_trip: RoundTrip, **extra: Any) -> None:
         if event.reason in _TIMEOUTS:
             return
-        if event.reason in _LOGOUTS:
+        if event.reason in events.LOGOUT_REASONS:
             entry("logout", event, round_trip)
         else:
             entry("end", event, round_trip, event.reason)

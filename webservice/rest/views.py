@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request, session
@@ -43,6 +42,7 @@ from webservice.events import SessionEvent
 from webservice.rest.caller import Caller, require_caller, sessions_named
 from webservice.rest.problems import Problem, problem_response
 from webservice.store.confirmation import NotConfirmed
+from webservice.store.audit import rfc3339
 from webservice.store.sessions import SessionView
 
 log = logging.getLogger(__name__)
@@ -234,11 +234,6 @@ def _described(view: SessionView, current: bool) -> dict[str, Any]:
         "lastActivityAt": rfc3339(view.last_used),
         "expiresAt": rfc3339(view.expires),
     }
-
-
-def rfc3339(epoch_ms: int) -> str:
-    moment = datetime.fromtimestamp(epoch_ms / 1000, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _json(document: Any) -> Response:

@@ -141,7 +141,7 @@ def count_events(app: Flask) -> None:
         round_trip.on_done(EXTENSIONS.inc)
 
     def ended(sender: Any, event: SessionEvent, round_trip: RoundTrip, **extra: Any) -> None:
-        if event.reason in ("logout", "web_logout"):
+        if event.reason in events.LOGOUT_REASONS:
             round_trip.on_done(lambda: count_logout(event.via))
         elif event.reason in ("endsession", "endallsessions"):
             round_trip.on_done(lambda: count_revocations(event.via, event.reason, round_trip.count))

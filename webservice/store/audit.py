@@ -105,6 +105,13 @@ class AuditEvent:
         return values
 
 
+def rfc3339(epoch_ms: int) -> str:
+    """``epoch_ms`` as RFC 3339 in UTC with milliseconds (``2026-12-05T07:58:46.414Z``): the
+    audit trail's times, and the REST API's."""
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+
+
 @dataclass(frozen=True)
 class AuditEntry:
     """One entry as read back."""
@@ -118,8 +125,7 @@ class AuditEntry:
 
     @property
     def when(self) -> str:
-        moment = datetime.fromtimestamp(self.time_ms / 1000, tz=timezone.utc)
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{self.time_ms % 1000:03d}Z"
+        return rfc3339(self.time_ms)
 
     def as_dict(self) -> dict[str, str]:
         return {"id": self.id, "time": self.when, **asdict(self.event)}
