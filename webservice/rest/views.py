@@ -86,17 +86,18 @@ def route(path: str, handlers: dict[str, Handler]) -> None:
                 f"{request.method} is not allowed here.",
                 {"Allow": allowed},
             )
-        _refuse_large_body()
-        return handler(current_gateway(), **kwargs)
+        gateway = current_gateway()
+        _refuse_large_body(gateway)
+        return handler(gateway, **kwargs)
 
     blueprint.add_url_rule(
         path, endpoint, view, methods=ALL_METHODS, provide_automatic_options=False
     )
 
 
-def _refuse_large_body() -> None:
+def _refuse_large_body(gateway: Gateway) -> None:
     """No route here reads a body; one larger than the endpoint's bound is refused unread."""
-    limit = current_gateway().settings["MAX_CONTENT_LENGTH"]
+    limit = gateway.settings["MAX_CONTENT_LENGTH"]
     if (request.content_length or 0) > limit:
         raise Problem(413, f"Request body exceeds {limit} bytes.")
 
@@ -180,7 +181,7 @@ def end_all_sessions(gateway: Gateway) -> Response:
     kept = caller.session.family_id if keep else None
     gateway.endings.all_of_user(caller.session.user_id, event, keep_family=kept)
     response = _no_content()
-    return response if keep else _ended_own(caller, response)
+    return response if keep else _ended_own(gateway, caller, response)
 
 
 def end_session(gateway: Gateway, handle: str) -> Response:
@@ -195,7 +196,7 @@ def end_session(gateway: Gateway, handle: str) -> Response:
     ended = gateway.endings.by_handle(caller.session.user_id, handle, event)
     response = _no_content()
     own = ended and handle.partition(":")[0] == caller.session.family_id
-    return _ended_own(caller, response) if own else response
+    return _ended_own(gateway, caller, response) if own else response
 
 
 def _unsafe_caller(gateway: Gateway) -> Caller:
@@ -214,11 +215,11 @@ def _unsafe_caller(gateway: Gateway) -> Caller:
     return caller
 
 
-def _ended_own(caller: Caller, response: Response) -> Response:
+def _ended_own(gateway: Gateway, caller: Caller, response: Response) -> Response:
     """The caller's own family has ended: a browser forgets its login."""
     if not caller.by_cookie:
         return response
-    current_gateway().web.forget()
+    gateway.web.forget()
     return _clearing_cookies(response)
 
 
