@@ -27,23 +27,22 @@ def client_of(server: RedisServer, socket_timeout: float = 2.0) -> redis.Redis:
     )
 
 
-def gateway_clients(admin: redis.Redis) -> list[dict]:
-    """The connections of redis-py clients other than ``admin``'s own."""
-    me = admin.client_id()
-    return [c for c in admin.client_list() if int(c["id"]) != me]
-
-
-def test_direct_calls_and_client_calls_share_one_connection(redis_server, real_redis):
-    client = client_of(redis_server)
-    line = DirectLine(client)
-    real_redis.set("k", "v")
-    for _ in range(20):
-        assert line.call("GET", "k") == "v"
-        assert client.get("k") == "v"
-        with client.pipeline(transaction=False) as pipe:
-            assert pipe.get("k").exists("k").execute() == ["v", 1]
-    assert len(gateway_clients(real_redis)) == 1
-    client.close()
+def test_direct_calls_and_client_calls_share_one_connection(tmp_path):
+    """A server of its own: counting its clients counts this test's only."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        client = client_of(server)
+        line = DirectLine(client)
+        client.set("k", "v")
+        for _ in range(20):
+            assert line.call("GET", "k") == "v"
+            assert client.get("k") == "v"
+            with client.pipeline(transaction=False) as pipe:
+                assert line.execute(pipe.get("k").exists("k")) == ["v", 1]
+        assert len(client.client_list()) == 1
+        client.close()
+    finally:
+        server.stop()
 
 
 def test_an_error_reply_leaves_the_connection_in_step(redis_server, real_redis):
@@ -54,6 +53,13 @@ def test_an_error_reply_leaves_the_connection_in_step(redis_server, real_redis):
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         line.call("HGET", "text", "field")
     # The same connection answers the next command with its own reply.
+    assert line.call("GET", "text") == "v"
+    assert line.call("CLIENT", "ID") == first
+    # A pipeline with an error in its middle: raised once every reply was read.
+    pipe = client.pipeline(transaction=False).set("x", "1").hget("text", "f").get("x")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        line.execute(pipe)
+    assert real_redis.get("x") == "1"
     assert line.call("GET", "text") == "v"
     assert line.call("CLIENT", "ID") == first
     client.close()
@@ -68,7 +74,12 @@ def test_a_connection_killed_under_it_is_replaced_and_the_command_answered(
     before = line.call("CLIENT", "ID")
     real_redis.client_kill_filter(_id=before)
     assert line.call("GET", "k") == "v"
-    assert line.call("CLIENT", "ID") != before
+    after = line.call("CLIENT", "ID")
+    assert after != before
+    real_redis.client_kill_filter(_id=after)
+    with client.pipeline(transaction=False) as pipe:
+        assert line.execute(pipe.get("k").exists("k")) == ["v", 1]
+    assert line.call("CLIENT", "ID") not in (before, after)
     client.close()
 
 

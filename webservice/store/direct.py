@@ -1,7 +1,8 @@
-"""One command to Redis on a connection of the client's own pool, without redis-py's per-call work.
+"""Commands and pipelines sent on the client's own pooled connections, without redis-py's
+per-call work.
 
 Why it exists. Every authenticated operation checks its session: one Redis command, on the hot
-path of nearly every request. redis-py 8's ``Redis.execute_command`` spends more CPU around that
+path of nearly every request; every change (a login, a logout) is one pipeline. redis-py 8's ``Redis.execute_command`` spends more CPU around that
 command than the socket I/O itself costs: it takes a connection from the pool under a lock,
 checks with a non-blocking read that the pooled socket holds no stray data, records its
 observability counters, dispatches events, and gives the connection back under the lock again.
@@ -20,16 +21,22 @@ too. Once every ``check_every`` seconds, and whenever no idle connection is ther
 its connection through the pool's own ``get_connection`` instead, so that the pool's checks
 (where the master is) still run when all traffic is on this path.
 
+A pipeline is read by redis-py's own pipeline code (its reply parsing and response callbacks),
+on a connection taken this way: only the taking and the giving back differ.
+
 Failures keep the client's rules (client.py): a ``ConnectionError`` (a pooled socket that a
-restart or a failover left dead) is met by running the command once more through the client,
-which still has its own single retry, while a ``TimeoutError`` (a hung Redis) is not retried.
-A Redis Cluster client (and any client without a connection pool) is simply called.
+restart or a failover left dead) is met by sending once more through the client, which still
+has its own single retry, while a ``TimeoutError`` (a hung Redis) is not retried. A Redis
+Cluster client (and any client without a connection pool) is simply called.
+
+There is one line per client (:func:`line_of`), so every store that shares a client shares it.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -44,16 +51,10 @@ class DirectLine:
 
     def __init__(self, client: RedisClient, check_every: float = 0.5) -> None:
         self.client = client
-        pool = (
-            getattr(client, "connection_pool", None)
-            if isinstance(client, redis.Redis)
-            else None
-        )
+        pool = getattr(client, "connection_pool", None) if isinstance(client, redis.Redis) else None
         #: None: every command goes through the client (a cluster, or a pool of another shape).
         self._pool: Any = (
-            pool
-            if isinstance(getattr(pool, "_available_connections", None), list)
-            else None
+            pool if isinstance(getattr(pool, "_available_connections", None), list) else None
         )
         self._check_every = check_every
         self._check_at = 0.0
@@ -63,11 +64,7 @@ class DirectLine:
         same command through the client) gives the reply instead."""
         pool = self._pool
         if pool is None:
-            return (
-                fallback()
-                if fallback is not None
-                else self.client.execute_command(*args)
-            )
+            return fallback() if fallback is not None else self.client.execute_command(*args)
         connection, borrowed = self._take(pool)
         try:
             connection.send_packed_command(connection.pack_command(*args))
@@ -79,17 +76,37 @@ class DirectLine:
         except ConnectionError:
             connection.disconnect()
             self._give_back(pool, connection, borrowed)
-            return (
-                fallback()
-                if fallback is not None
-                else self.client.execute_command(*args)
-            )
+            return fallback() if fallback is not None else self.client.execute_command(*args)
         except BaseException:
             connection.disconnect()
             self._give_back(pool, connection, borrowed)
             raise
         self._give_back(pool, connection, borrowed)
         return reply
+
+    def execute(self, pipe: Any) -> list[Any]:
+        """``pipe.execute()`` for a redis-py pipeline (not a transaction) of this line's client:
+        its replies, the first error reply raised once every reply was read."""
+        pool = self._pool
+        if pool is None or pipe.transaction or pipe.watching or pipe.scripts:
+            return pipe.execute()
+        connection, borrowed = self._take(pool)
+        try:
+            replies = pipe._execute_pipeline(connection, pipe.command_stack, True)
+        except ResponseError:
+            self._give_back(pool, connection, borrowed)
+            raise
+        except ConnectionError:
+            connection.disconnect()
+            self._give_back(pool, connection, borrowed)
+            return pipe.execute()
+        except BaseException:
+            connection.disconnect()
+            self._give_back(pool, connection, borrowed)
+            raise
+        self._give_back(pool, connection, borrowed)
+        pipe.reset()
+        return replies
 
     def _take(self, pool: Any) -> tuple[Any, bool]:
         """An idle connection of the pool, and whether it was taken through ``get_connection``
@@ -110,3 +127,14 @@ class DirectLine:
             pool.release(connection)
         else:
             pool._available_connections.append(connection)
+
+
+_lines: weakref.WeakKeyDictionary[Any, DirectLine] = weakref.WeakKeyDictionary()
+
+
+def line_of(client: RedisClient) -> DirectLine:
+    """The direct line of ``client`` (made on first use)."""
+    line = _lines.get(client)
+    if line is None:
+        line = _lines[client] = DirectLine(client)
+    return line

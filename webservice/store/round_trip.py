@@ -19,6 +19,7 @@ from redis.exceptions import NoScriptError
 
 from webservice.store.client import RedisClient
 from webservice.store.confirmation import Confirmation, NotConfirmed, cluster_of
+from webservice.store.direct import line_of
 from webservice.store.scripts import LuaScript
 
 
@@ -87,7 +88,7 @@ def send(
             spans.append((participant, start, len(pipe)))
         if confirm_here is not None:
             confirm_here.queue(pipe)
-        return (pipe.execute() if len(pipe) else []), spans, own_count
+        return (line_of(client).execute(pipe) if len(pipe) else []), spans, own_count
 
     try:
         replies, spans, own_count = attempt()

@@ -15,7 +15,7 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from webservice.store.client import RedisClient
-from webservice.store.direct import DirectLine
+from webservice.store.direct import line_of
 
 #: Functions for scripts that need the time: ``now_ms()`` is the Redis server's clock in
 #: milliseconds, ``ms(n)`` writes a number of milliseconds without an exponent. Reading TIME before
@@ -43,23 +43,16 @@ class LuaScript:
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
     def __call__(self, client: RedisClient, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        try:
-            return client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            self.load(client)
-            return client.evalsha(self.sha, len(keys), *keys, *args)
-
-    def run(self, line: DirectLine, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """As calling it with ``line.client``, on the direct line (direct.py): for the hot path."""
+        line = line_of(client)
         command = ("EVALSHA", self.sha, len(keys), *keys, *args)
 
         def through_client() -> Any:
-            return self(line.client, keys, args)
+            return client.evalsha(self.sha, len(keys), *keys, *args)
 
         try:
             return line.call(*command, fallback=through_client)
         except NoScriptError:
-            self.load(line.client)
+            self.load(client)
             return line.call(*command, fallback=through_client)
 
     def queue(self, pipe: Any, keys: Sequence[str], args: Sequence[Any]) -> None:

@@ -34,7 +34,6 @@ from typing import Any
 
 from webservice.store.client import RedisClient
 from webservice.store.confirmation import NotConfirmed, Replicas
-from webservice.store.direct import DirectLine
 from webservice.store.keys import RedisKeys
 from webservice.store.round_trip import Change, Participant, send
 from webservice.store.scripts import CLOCK, LuaScript
@@ -332,8 +331,6 @@ return 1
         keep_timed_out: float = 0,
     ) -> None:
         self.client = client
-        #: The session check's own way to Redis: the check is on every authenticated request.
-        self.line = DirectLine(client)
         self.keys = keys
         #: Whether, and by how many replicas, changes are confirmed (REDIS_WAIT_REPLICAS).
         self.replicas = replicas if replicas is not None else Replicas(keys)
@@ -374,8 +371,8 @@ return 1
 
     def _touch(self, session_id: SessionId, kind: str) -> Session | str:
         member = session_id.member
-        answer = self.TOUCH.run(
-            self.line,
+        answer = self.TOUCH(
+            self.client,
             [self.keys.family(session_id.family_id)],
             [member, self.idle_ms, kind, self.keep_ms],
         )
