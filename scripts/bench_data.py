@@ -175,6 +175,11 @@ def client_side_round_trips(
             tally["commands"] += 1
             return super().send_command(*args, **kwargs)
 
+        def pack_command(self, *args):  # type: ignore[no-untyped-def]
+            # The direct line (webservice/store/direct.py) packs, then sends packed.
+            tally["commands"] += 1
+            return super().pack_command(*args)
+
         def pack_commands(self, commands):  # type: ignore[no-untyped-def]
             commands = list(commands)
             tally["commands"] += len(commands)

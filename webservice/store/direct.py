@@ -62,51 +62,49 @@ class DirectLine:
     def call(self, *args: Any, fallback: Callable[[], Any] | None = None) -> Any:
         """The reply to the command ``args``. On a dead connection, ``fallback`` (default: the
         same command through the client) gives the reply instead."""
+
+        def exchange(connection: Any) -> Any:
+            connection.send_packed_command(connection.pack_command(*args))
+            return connection.read_response()
+
+        return self._run(exchange, fallback or (lambda: self.client.execute_command(*args)))
+
+    def execute(self, pipe: Any) -> list[Any]:
+        """``pipe.execute()`` for a redis-py pipeline (not a transaction) of this line's client:
+        its replies, the first error reply raised once every reply was read."""
+        if pipe.transaction or pipe.watching or pipe.scripts:
+            return pipe.execute()
+
+        def exchange(connection: Any) -> list[Any]:
+            return pipe._execute_pipeline(connection, pipe.command_stack, True)
+
+        replies = self._run(exchange, pipe.execute)
+        pipe.reset()
+        return replies
+
+    def _run(self, exchange: Callable[[Any], Any], fallback: Callable[[], Any]) -> Any:
+        """``exchange`` on a connection taken from the pool, which goes back in step with Redis
+        or disconnected; ``fallback`` instead when that connection turns out dead."""
         pool = self._pool
         if pool is None:
-            return fallback() if fallback is not None else self.client.execute_command(*args)
+            return fallback()
         connection, borrowed = self._take(pool)
         try:
-            connection.send_packed_command(connection.pack_command(*args))
-            reply = connection.read_response()
+            reply = exchange(connection)
         except ResponseError:
-            # The error reply was read whole: the connection is in step with Redis.
+            # Error replies are read whole: the connection is in step with Redis.
             self._give_back(pool, connection, borrowed)
             raise
         except ConnectionError:
             connection.disconnect()
             self._give_back(pool, connection, borrowed)
-            return fallback() if fallback is not None else self.client.execute_command(*args)
+            return fallback()
         except BaseException:
             connection.disconnect()
             self._give_back(pool, connection, borrowed)
             raise
         self._give_back(pool, connection, borrowed)
         return reply
-
-    def execute(self, pipe: Any) -> list[Any]:
-        """``pipe.execute()`` for a redis-py pipeline (not a transaction) of this line's client:
-        its replies, the first error reply raised once every reply was read."""
-        pool = self._pool
-        if pool is None or pipe.transaction or pipe.watching or pipe.scripts:
-            return pipe.execute()
-        connection, borrowed = self._take(pool)
-        try:
-            replies = pipe._execute_pipeline(connection, pipe.command_stack, True)
-        except ResponseError:
-            self._give_back(pool, connection, borrowed)
-            raise
-        except ConnectionError:
-            connection.disconnect()
-            self._give_back(pool, connection, borrowed)
-            return pipe.execute()
-        except BaseException:
-            connection.disconnect()
-            self._give_back(pool, connection, borrowed)
-            raise
-        self._give_back(pool, connection, borrowed)
-        pipe.reset()
-        return replies
 
     def _take(self, pool: Any) -> tuple[Any, bool]:
         """An idle connection of the pool, and whether it was taken through ``get_connection``
