@@ -98,11 +98,15 @@ class AuditEvent:
         return cls(event, "cli", agent=f"flask cli ({who})", **values)
 
     def as_fields(self) -> dict[str, str]:
-        values = asdict(self)
+        # Not dataclasses.asdict, which deep-copies every field: 5% of a logout's Python time.
+        values = {name: getattr(self, name) for name in _EVENT_FIELDS}
         if not is_valid_username(self.user):
             values["user"] = ""
         values["agent"] = self.agent[:MAX_USER_AGENT]
         return values
+
+
+_EVENT_FIELDS = tuple(field.name for field in fields(AuditEvent))
 
 
 def rfc3339(epoch_ms: int) -> str:
@@ -132,7 +136,7 @@ class AuditEntry:
 
     @classmethod
     def from_stream(cls, entry_id: str, values: Mapping[str, str]) -> AuditEntry:
-        known = {f.name for f in fields(AuditEvent)}
+        known = set(_EVENT_FIELDS)
         event = AuditEvent(
             **{"event": "", "via": "", **{k: v for k, v in values.items() if k in known}}
         )
