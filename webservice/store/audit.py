@@ -136,9 +136,8 @@ class AuditEntry:
 
     @classmethod
     def from_stream(cls, entry_id: str, values: Mapping[str, str]) -> AuditEntry:
-        known = set(_EVENT_FIELDS)
         event = AuditEvent(
-            **{"event": "", "via": "", **{k: v for k, v in values.items() if k in known}}
+            **{"event": "", "via": "", **{k: v for k, v in values.items() if k in _EVENT_FIELDS}}
         )
         return cls(entry_id, event)
 

@@ -2,10 +2,11 @@
 per-call work.
 
 Why it exists. Every authenticated operation checks its session: one Redis command, on the hot
-path of nearly every request; every change (a login, a logout) is one pipeline. redis-py 8's ``Redis.execute_command`` spends more CPU around that
-command than the socket I/O itself costs: it takes a connection from the pool under a lock,
-checks with a non-blocking read that the pooled socket holds no stray data, records its
-observability counters, dispatches events, and gives the connection back under the lock again.
+path of nearly every request; every change (a login, a logout) is one pipeline. redis-py 8
+spends more CPU around each of them than the socket I/O itself costs: it takes a connection from
+the pool under a lock, checks with a non-blocking read that the pooled socket holds no stray
+data, records its observability counters, dispatches events, and gives the connection back under
+the lock again.
 Measured in one process against a local Redis: a ``GET`` costs about 70 µs of CPU through the
 client and about 35 µs as done here (``scripts/bench`` shows what it is worth per request).
 
@@ -17,7 +18,7 @@ read whole (an error reply included); a connection that failed any other way is 
 before it goes back. Since the connections are the pool's own, a worker holds no more of them
 than before, and what the pool does to its idle connections (closing them after a fork, or
 when the Sentinel pool finds the master moved: client.MasterFollowingPool) applies to these
-too. Once every ``check_every`` seconds, and whenever no idle connection is there, a call takes
+too. Once every :data:`CHECK_EVERY` seconds, and whenever no idle connection is there, a call takes
 its connection through the pool's own ``get_connection`` instead, so that the pool's checks
 (where the master is) still run when all traffic is on this path.
 
@@ -45,18 +46,22 @@ from redis.exceptions import ConnectionError, ResponseError
 
 from webservice.store.client import RedisClient
 
+#: How often (seconds) a call takes its connection through the pool's ``get_connection``: the
+#: Sentinel pool's default interval for re-asking where the master is (client.py).
+CHECK_EVERY = 0.5
+
 
 class DirectLine:
-    """Runs single commands on the idle connections of ``client``'s pool (see the module)."""
+    """Runs commands and pipelines on the idle connections of ``client``'s pool (see the
+    module)."""
 
-    def __init__(self, client: RedisClient, check_every: float = 0.5) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self.client = client
         pool = getattr(client, "connection_pool", None) if isinstance(client, redis.Redis) else None
         #: None: every command goes through the client (a cluster, or a pool of another shape).
         self._pool: Any = (
             pool if isinstance(getattr(pool, "_available_connections", None), list) else None
         )
-        self._check_every = check_every
         self._check_at = 0.0
 
     def call(self, *args: Any, fallback: Callable[[], Any] | None = None) -> Any:
@@ -116,7 +121,7 @@ class DirectLine:
             except IndexError:
                 pass
         else:
-            self._check_at = now + self._check_every
+            self._check_at = now + CHECK_EVERY
         return pool.get_connection(), True
 
     @staticmethod

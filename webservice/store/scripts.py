@@ -44,16 +44,11 @@ class LuaScript:
 
     def __call__(self, client: RedisClient, keys: Sequence[str], args: Sequence[Any]) -> Any:
         line = line_of(client)
-        command = ("EVALSHA", self.sha, len(keys), *keys, *args)
-
-        def through_client() -> Any:
-            return client.evalsha(self.sha, len(keys), *keys, *args)
-
         try:
-            return line.call(*command, fallback=through_client)
+            return line.call("EVALSHA", self.sha, len(keys), *keys, *args)
         except NoScriptError:
             self.load(client)
-            return line.call(*command, fallback=through_client)
+            return line.call("EVALSHA", self.sha, len(keys), *keys, *args)
 
     def queue(self, pipe: Any, keys: Sequence[str], args: Sequence[Any]) -> None:
         """Adds a call to a pipeline (sent by :func:`webservice.store.round_trip.send`)."""
