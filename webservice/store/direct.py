@@ -22,8 +22,8 @@ too. Once every :data:`CHECK_EVERY` seconds, and whenever no idle connection is 
 its connection through the pool's own ``get_connection`` instead, so that the pool's checks
 (where the master is) still run when all traffic is on this path.
 
-A pipeline is read by redis-py's own pipeline code (its reply parsing and response callbacks),
-on a connection taken this way: only the taking and the giving back differ.
+Commands are packed and replies read by wire.py (hiredis directly, redis-py's response
+callbacks applied), or by redis-py's own code where wire.py cannot serve a connection.
 
 Failures keep the client's rules (client.py): a ``ConnectionError`` (a pooled socket that a
 restart or a failover left dead) is met by sending once more through the client, which still
@@ -42,8 +42,9 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from redis.exceptions import ConnectionError, ResponseError
+from redis.exceptions import ConnectionError, DataError, ResponseError
 
+from webservice.store import wire
 from webservice.store.client import RedisClient
 
 #: How often (seconds) a call takes its connection through the pool's ``get_connection``: the
@@ -69,6 +70,8 @@ class DirectLine:
         same command through the client) gives the reply instead."""
 
         def exchange(connection: Any) -> Any:
+            if wire.short_way(connection):
+                return wire.call(connection, args)
             connection.send_packed_command(connection.pack_command(*args))
             return connection.read_response()
 
@@ -80,8 +83,14 @@ class DirectLine:
         if pipe.transaction or pipe.watching or pipe.scripts:
             return pipe.execute()
 
+        commands = pipe.command_stack
+
         def exchange(connection: Any) -> list[Any]:
-            return pipe._execute_pipeline(connection, pipe.command_stack, True)
+            if not (wire.short_way(connection) and wire.plain(commands)):
+                return pipe._execute_pipeline(connection, commands, True)
+            replies = wire.run_pipeline(connection, commands, pipe.response_callbacks)
+            pipe.raise_first_error(commands, replies)
+            return replies
 
         replies = self._run(exchange, pipe.execute)
         pipe.reset()
@@ -96,8 +105,9 @@ class DirectLine:
         connection, borrowed = self._take(pool)
         try:
             reply = exchange(connection)
-        except ResponseError:
-            # Error replies are read whole: the connection is in step with Redis.
+        except (ResponseError, DataError):
+            # Error replies are read whole, and a command that cannot be encoded was never sent:
+            # the connection is in step with Redis.
             self._give_back(pool, connection, borrowed)
             raise
         except ConnectionError:

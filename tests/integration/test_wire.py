@@ -1,0 +1,131 @@
+"""wire.py (commands packed and replies read with hiredis directly) against a real redis-server:
+every reply is what redis-py's own pipeline code answers for the same commands, error replies
+included, and a command it cannot pack or a reply callback that fails leaves the connection in
+step with Redis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fakeredis
+import pytest
+import redis
+from redis.exceptions import DataError, NoScriptError, ResponseError
+
+from webservice.store import wire
+from webservice.store.direct import DirectLine
+
+from .test_direct_line import client_of
+
+
+def queue_everything(pipe: Any) -> Any:
+    """Commands whose replies go through redis-py's callbacks in different ways."""
+    pipe.hset("h", mapping={"a": "1", "b": "2"}).hgetall("h").hgetall("missing")
+    pipe.set("s", "é", px=60_000).get("s").get("missing").pttl("s").pttl("missing")
+    pipe.zadd("z", {"m1": 1.5, "m2": 2}).zrange("z", 0, -1, withscores=True).zcard("z")
+    pipe.xadd("x", {"event": "login", "user": "alice"}, maxlen=100, approximate=True)
+    pipe.xlen("x").exists("h", "s", "missing").delete("missing").expire("h", 60)
+    pipe.execute_command("SCRIPT LOAD", "return 1")
+    return pipe
+
+
+@pytest.mark.parametrize("decode", [True, False])
+def test_pipeline_replies_are_what_redis_py_answers(redis_server, real_redis, decode):
+    expected_client = client_of(redis_server)
+    expected_client.connection_pool.connection_kwargs["decode_responses"] = decode
+    expected = queue_everything(expected_client.pipeline(transaction=False)).execute()
+    real_redis.flushall()
+    client = client_of(redis_server)
+    client.connection_pool.connection_kwargs["decode_responses"] = decode
+    replies = DirectLine(client).execute(queue_everything(client.pipeline(transaction=False)))
+    connection = client.connection_pool.get_connection()
+    assert wire.short_way(connection)  # the replies above came the short way
+    client.connection_pool.release(connection)
+    stream_id = 11  # stream ids differ from run to run
+    assert replies[stream_id] and expected[stream_id]
+    replies[stream_id] = expected[stream_id] = "id"
+    assert replies == expected
+    expected_client.close()
+    client.close()
+
+
+def test_a_script_redis_does_not_know_raises_noscript_in_a_pipeline(redis_server, real_redis):
+    client = client_of(redis_server)
+    line = DirectLine(client)
+    pipe = client.pipeline(transaction=False).set("k", "1").evalsha("0" * 40, 0).get("k")
+    with pytest.raises(NoScriptError, match=r"Command # 2 \(EVALSHA"):
+        line.execute(pipe)
+    assert line.call("GET", "k") == "1"
+    with pytest.raises(NoScriptError):
+        line.call("EVALSHA", "0" * 40, 0)
+    assert line.call("PING") in (True, "PONG")
+    client.close()
+
+
+def test_an_argument_hiredis_cannot_pack_is_refused_like_redis_py_refuses_it(
+    redis_server, real_redis
+):
+    client = client_of(redis_server)
+    line = DirectLine(client)
+    first = line.call("CLIENT", "ID")
+    with pytest.raises(DataError):
+        line.call("SET", "k", None)
+    with pytest.raises(DataError):
+        line.execute(client.pipeline(transaction=False).set("k", "v").set("b", True))
+    assert line.call("GET", "k") is None  # nothing of the refused pipeline was sent
+    assert line.call("CLIENT", "ID") == first
+    client.close()
+
+
+def test_a_failing_reply_callback_is_raised_after_every_reply_was_read(redis_server, real_redis):
+    client = client_of(redis_server)
+    line = DirectLine(client)
+    real_redis.set("k", "v")
+
+    def broken(response: Any, **options: Any) -> Any:
+        raise ValueError("broken callback")
+
+    client.set_response_callback("GET", broken)
+    with pytest.raises(ValueError, match="broken callback"):
+        line.execute(client.pipeline(transaction=False).get("k").set("after", "1").exists("k"))
+    client.set_response_callback("GET", lambda response, **options: response)
+    assert real_redis.get("after") == "1"  # the command after it ran
+    assert line.call("GET", "k") == "v"  # and no reply of that pipeline was left on the socket
+    client.close()
+
+
+def test_a_stand_in_connection_is_served_by_redis_py():
+    client = fakeredis.FakeRedis(decode_responses=True)
+    connection = client.connection_pool.get_connection()
+    assert not wire.short_way(connection)
+    client.connection_pool.release(connection)
+    line = DirectLine(client)
+    assert line.execute(client.pipeline(transaction=False).set("k", "v").get("k")) == [True, "v"]
+    assert line.call("GET", "k") == "v"
+
+
+def test_an_error_reply_is_answered_in_place_not_raised(redis_server, real_redis):
+    client = client_of(redis_server)
+    real_redis.set("text", "v")
+    connection = client.connection_pool.get_connection()
+    try:
+        commands = [(("HGET", "text", "f"), {}), (("GET", "text"), {})]
+        replies = wire.run_pipeline(connection, commands, client.response_callbacks)
+        assert isinstance(replies[0], ResponseError) and "WRONGTYPE" in str(replies[0])
+        assert replies[1] == "v"
+    finally:
+        client.connection_pool.release(connection)
+        client.close()
+
+
+def test_a_dead_socket_is_a_connection_error(redis_server, real_redis):
+    client = client_of(redis_server)
+    connection = client.connection_pool.get_connection()
+    try:
+        real_redis.client_kill_filter(_id=wire.call(connection, ("CLIENT", "ID")))
+        with pytest.raises(redis.ConnectionError):
+            wire.call(connection, ("GET", "k"))
+    finally:
+        connection.disconnect()
+        client.connection_pool.release(connection)
+        client.close()
