@@ -91,7 +91,7 @@ def run_pipeline(connection: Any, commands: Sequence[Command], callbacks: dict[s
     ``Pipeline._execute_pipeline`` without ``raise_on_error``)."""
     send(connection, [args for args, _ in commands])
     replies: list[Any] = []
-    failure: BaseException | None = None
+    failure: Exception | None = None
     for args, options in commands:
         reply = read_reply(connection)
         if isinstance(reply, ResponseError):
@@ -101,7 +101,7 @@ def run_pipeline(connection: Any, commands: Sequence[Command], callbacks: dict[s
         if callback is not None and failure is None:
             try:
                 reply = callback(reply, **_callback_options(options))
-            except BaseException as error:  # read the rest first: the socket stays in step
+            except Exception as error:  # noqa: BLE001 - raised once the rest is read (in step)
                 failure = error
         replies.append(reply)
     if failure is not None:
