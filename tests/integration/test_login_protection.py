@@ -224,6 +224,24 @@ def test_a_login_after_redis_forgot_its_scripts_is_written_once(real_app, alice,
     assert [fields["event"] for _id, fields in stream] == ["login", "login", "logout", "login_failed"]
 
 
+def test_a_login_on_a_redis_that_knows_only_some_of_its_scripts_starts_its_family_once(
+    real_app, alice, real_redis
+):
+    """A Redis that knows the login's own script but not one that rides with it (a gateway
+    upgraded over a long-running Redis): the riders are sent again, the family is not (a second
+    run of the login's script would find its token used and refuse the login)."""
+    ws = client_of(real_app)
+    assert ws.login(USERNAME, alice.access_key)["success"]
+    sessions = gateway_of(real_app).sessions
+    real_redis.script_flush()
+    sessions.OPEN_FROM_CHALLENGE.load(real_redis)
+    answer = ws.login(USERNAME, alice.access_key)
+    assert answer["success"], answer
+    assert ws.authed("listtypes")["success"]
+    stream = real_redis.xrange(gateway_of(real_app).keys.audit_log())
+    assert [fields["event"] for _id, fields in stream] == ["login", "login"]
+
+
 def test_tail_follow_prints_entries_as_they_come(real_app, redis_server, alice):
     ws = client_of(real_app)
     ws.login(USERNAME, alice.access_key)

@@ -152,6 +152,60 @@ def test_outstanding_tokens_are_bounded_oldest_dropped(make_app):
         assert result(login_with(client, token, alice.access_key))["sessionName"]
 
 
+def test_a_used_token_is_marked_spent_and_leaves_its_address_set(client, alice, gateway):
+    token = challenge(client, "alice")["token"]
+    address_key = gateway.keys.challenges_of_address("127.0.0.1")
+    assert gateway.redis.zcard(address_key) == 1
+    result(login_with(client, token, alice.access_key))
+    value = gateway.redis.hget(gateway.keys.user("alice"), f"t:{token}")
+    assert re.fullmatch(r"\d+:spent\|127\.0\.0\.1", value), value
+    assert gateway.redis.zcard(address_key) == 0
+    # Still recognised as used: a replay is told so, and is not counted as a wrong key.
+    fresh = challenge(client, "alice")["token"]
+    error(login_with(client, token, alice.access_key), "INVALID_AUTH_TOKEN", BAD_TOKEN)
+    assert not gateway.redis.keys("*login-failures*")
+    assert result(login_with(client, fresh, alice.access_key))["sessionName"]
+
+
+def test_a_cap_drops_spent_tokens_without_withdrawing_anything(make_app):
+    """Logging in again and again: the caps drop spent tokens, whose pending challenges are
+    gone; only a token nobody used has a pending challenge to withdraw."""
+    app = make_app({"CHALLENGE_MAX_OUTSTANDING": 3})
+    gateway = gateway_of(app)
+    alice = gateway.users.add("alice")
+    client = app.test_client()
+    unused = challenge(client, "alice")["token"]
+    time.sleep(0.003)
+    withdrawn = []
+    original = gateway.logins.challenges._withdraw
+    gateway.logins.challenges._withdraw = lambda dropped, untracked=None: (
+        withdrawn.append(dropped),
+        original(dropped, untracked),
+    )
+    for _ in range(6):
+        token = challenge(client, "alice")["token"]
+        time.sleep(0.003)
+        assert result(login_with(client, token, alice.access_key))["sessionName"]
+    assert withdrawn == [[(unused, "alice")]]
+    fields = gateway.redis.hgetall(gateway.keys.user("alice"))
+    assert len([name for name in fields if name.startswith("t:")]) == 3
+
+
+def test_a_login_whose_user_was_deleted_meanwhile_does_not_recreate_its_record(
+    client, alice, gateway
+):
+    token = challenge(client, "alice")["token"]
+    record = gateway.keys.user("alice")
+    spent = gateway.logins.challenges.spent(token, record, "1|127.0.0.1", "alice")
+    for script in spent.scripts:
+        script.load(gateway.redis)
+    gateway.redis.delete(record)
+    pipe = gateway.redis.pipeline(transaction=False)
+    spent.queue(pipe, None)
+    assert pipe.execute() == [0, 1]
+    assert not gateway.redis.exists(record)
+
+
 # --- login: expired tokens -----------------------------------------------------------------------
 
 

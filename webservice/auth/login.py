@@ -36,6 +36,7 @@ from webservice.store.round_trip import Change, Participant, send
 from webservice.store.sessions import ClientInfo, SessionStore
 from webservice.store.tokens import SessionId
 from webservice.store.users import (
+    CHALLENGE_FIELD_PREFIX,
     User,
     UserDirectory,
     challenge_tokens,
@@ -143,7 +144,7 @@ class LoginFlow:
                 token, session_id, user.id, user.username, client, riders
             )
             or None,
-            [read.attempt.success()],
+            [read.attempt.success(), self._spent(token, username, read.record)],
         )
         if opened is None:
             # The proof was right, but the token was used a moment ago: not a guess, not counted.
@@ -152,6 +153,11 @@ class LoginFlow:
             raise refused
         read.attempt.remember(int(time.time() * 1000))
         return session_id, user
+
+    def _spent(self, token: str, username: str, record: dict[str, str]) -> Participant:
+        """The used ``token`` marked spent, riding with the family it starts."""
+        field = record.get(CHALLENGE_FIELD_PREFIX + token, "")
+        return self.challenges.spent(token, self.users.tokens_key(username), field, username)
 
     def _proven_token(self, read: LoginRead, username: str, proof: str) -> tuple[ApiUser, str]:
         """The active user and the token the proof was made from; else raises LoginRefused.

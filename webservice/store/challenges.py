@@ -9,6 +9,14 @@ Unlike coreBOS, every call hands out a new token and several stay valid at once 
 ``CHALLENGE_MAX_OUTSTANDING``), so the workers of one integration can log in as the same user at
 the same moment.
 
+**Spent tokens.** A login that uses a token (:meth:`ChallengeStore.spent`, riding in the round
+trip that starts the family) leaves its field in the record until it expires, marked spent
+(``<expiry ms>:spent|<address>``), so that a replay of its proof is still told the token was
+used (and is not counted as a wrong access key); and it takes the token's entry out of its
+address's challenges. So an integration that logs in again and again never fills either cap with
+tokens it used: the oldest tokens a cap drops are spent ones, which have no pending challenge
+left to withdraw, and ``getchallenge`` stays one round trip.
+
 **Decoys** (``HIDE_UNKNOWN_USERS``). For a name that is no user, getchallenge answers as for a
 user: a fresh random token of the same shape, with serverTime and expireTime, recorded the same
 way but in the name's *decoy* record ``{P:user:<name>}:decoy`` (keys.py), which ``login`` reads
@@ -34,7 +42,7 @@ from typing import Any
 
 from webservice.store.client import RedisClient
 from webservice.store.keys import RedisKeys, same_user
-from webservice.store.round_trip import send
+from webservice.store.round_trip import Change, Participant, send
 from webservice.store.scripts import CLOCK, LuaScript
 from webservice.store.tokens import (
     family_id_for_challenge,
@@ -67,7 +75,9 @@ class ChallengeStore:
     #: hold more than it does: a user's own token survives a flood from up to ARGV[8] / ARGV[3]
     #: - 1 addresses. Touches no other field and never creates a directory user; a record of
     #: tokens only (a decoy record, a host user's) expires with its newest token. Each token's
-    #: value is "<expiry ms>|<address>".
+    #: value is "<expiry ms>|<address>", or "<expiry ms>:spent|<address>" once a login used it:
+    #: a spent token counts towards the caps like any other, but is not among the tokens
+    #: returned (its pending challenge is gone already).
     ISSUE = LuaScript(
         CLOCK,
         """
@@ -90,7 +100,8 @@ for i = 1, #fields, 2 do
     if expiry <= now then
       redis.call('HDEL', record, fields[i])
     else
-      live[#live + 1] = {expiry, fields[i], owner}
+      local spent = string.find(fields[i + 1], '^%d+:spent|') ~= nil
+      live[#live + 1] = {expiry, fields[i], owner, spent}
       held[owner] = (held[owner] or 0) + 1
     end
   end
@@ -101,7 +112,7 @@ local count = #live
 local function drop(index)
   local token = live[index]
   redis.call('HDEL', record, token[2])
-  answer[#answer + 1] = string.sub(token[2], #prefix + 1)
+  if not token[4] then answer[#answer + 1] = string.sub(token[2], #prefix + 1) end
   held[token[3]] = held[token[3]] - 1
   count = count - 1
   token[2] = nil
@@ -204,7 +215,7 @@ return dropped
             address or "",
             self.max_per_user,
         ]
-        entry = f"{token}{_ENTRY_SEPARATOR}{username}"
+        entry = _entry(token, username)
         expiry_estimate = int(time.time() * 1000) + self.ttl_ms
 
         def own(pipe: Any) -> None:
@@ -259,8 +270,64 @@ return dropped
         pipe.execute()
 
 
+    def spent(self, token: str, tokens_key: str, issued_as: str, username: str) -> Participant:
+        """What a login that used ``token`` of ``username`` (its field's value was
+        ``issued_as``, in the record ``tokens_key``) sends in the round trip that starts its
+        family: the token marked spent, its entry out of its address's challenges (see the
+        module docstring). Repeatable, and harmless when the family does not start (the token
+        was used by another login a moment earlier: it is spent either way)."""
+        address = issued_as.partition("|")[2]
+        return _SpentToken(
+            tokens_key,
+            CHALLENGE_FIELD_PREFIX + token,
+            self.keys.challenges_of_address(address),
+            _entry(token, username),
+        )
+
+
+class _SpentToken:
+    """A used challenge token marked spent and untracked (a round_trip.Participant)."""
+
+    #: KEYS: a record of challenge tokens. ARGV: a token's field.
+    #: Guarantees: a field "<expiry ms>|<address>" becomes "<expiry ms>:spent|<address>"; any
+    #: other value, or no field (the record or the token gone), is left as it is: never creates
+    #: the record.
+    MARK = LuaScript(
+        """
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if not value then return 0 end
+local expiry, rest = string.match(value, '^(%d+)(|.*)$')
+if not expiry then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], expiry .. ':spent' .. rest)
+return 1
+"""
+    )
+    scripts = (MARK,)
+
+    def __init__(self, record: str, field: str, address_key: str, entry: str) -> None:
+        self.record = record
+        self.field = field
+        self.address_key = address_key
+        self.entry = entry
+
+    def queue(self, pipe: Any, change: Change) -> None:
+        self.MARK.queue(pipe, [self.record], [self.field])
+        pipe.zrem(self.address_key, self.entry)
+
+    def sent(self, replies: list[Any]) -> None:
+        pass
+
+    def cancelled(self) -> None:
+        pass
+
+
 #: Separates the token from the name in an address's challenge entries (neither contains it).
 _ENTRY_SEPARATOR = "\x1f"
+
+
+def _entry(token: str, username: str) -> str:
+    """A challenge's entry in its address's set: the token and the name it was asked for."""
+    return f"{token}{_ENTRY_SEPARATOR}{same_user(username)}"
 
 
 def _entry_parts(entry: str) -> tuple[str, str]:

@@ -77,22 +77,24 @@ class DirectLine:
 
         return self._run(exchange, fallback or (lambda: self.client.execute_command(*args)))
 
-    def execute(self, pipe: Any) -> list[Any]:
-        """``pipe.execute()`` for a redis-py pipeline (not a transaction) of this line's client:
-        its replies, the first error reply raised once every reply was read."""
+    def execute(self, pipe: Any, raise_on_error: bool = True) -> list[Any]:
+        """``pipe.execute(raise_on_error)`` for a redis-py pipeline (not a transaction) of this
+        line's client: its replies; an error reply raised once every reply was read, or with
+        ``raise_on_error`` False, answered in its place."""
         if pipe.transaction or pipe.watching or pipe.scripts:
-            return pipe.execute()
+            return pipe.execute(raise_on_error)
 
         commands = pipe.command_stack
 
         def exchange(connection: Any) -> list[Any]:
             if not (wire.short_way(connection) and wire.plain(commands)):
-                return pipe._execute_pipeline(connection, commands, True)
+                return pipe._execute_pipeline(connection, commands, raise_on_error)
             replies = wire.run_pipeline(connection, commands, pipe.response_callbacks)
-            pipe.raise_first_error(commands, replies)
+            if raise_on_error:
+                pipe.raise_first_error(commands, replies)
             return replies
 
-        replies = self._run(exchange, pipe.execute)
+        replies = self._run(exchange, lambda: pipe.execute(raise_on_error))
         pipe.reset()
         return replies
 

@@ -254,9 +254,13 @@ class LoginAttempt:
         send(self.limiter.client, own, riders, Change(), self.limiter.SCRIPTS)
 
     def success(self) -> Participant:
-        """The reset of the username's counters, to ride with the login's family creation
-        (repeatable; sent whether or not the family then starts)."""
-        return _ResetCounters([c.key for c in (self.pair, self.everyone) if c is not None])
+        """The reset of the username's counters that held failures when the login read them,
+        to ride with the login's family creation (repeatable; sent whether or not the family
+        then starts). A counter that was empty is left alone: a failure counted since by a
+        concurrent login stays counted."""
+        return _ResetCounters(
+            [c.key for c in (self.pair, self.everyone) if c is not None and c.count]
+        )
 
     def remember(self, now_ms: int) -> None:
         """After a successful login: remembers its address as known for the user, in a round

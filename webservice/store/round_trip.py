@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from redis.exceptions import NoScriptError
+import redis.client
+from redis.exceptions import NoScriptError, ResponseError
 
 from webservice.store.client import RedisClient
 from webservice.store.confirmation import Confirmation, NotConfirmed, cluster_of
@@ -41,17 +42,28 @@ class Change:
 class Participant(Protocol):
     """Commands that ride in the round trip of a change.
 
-    ``queue`` may be called again for the same change: a pipeline that met a script Redis had
-    forgotten is sent again (see :func:`send`) after the commands of the first send ran, so a
-    participant must not queue a command that cannot be repeated (an XADD) a second time.
-    ``sent`` gets the replies to the commands it queued in the send that went through.
+    ``queue`` is called once per change; ``sent`` gets the replies to the commands it queued.
     A participant that queues Lua scripts names them in a ``scripts`` attribute, so that the
-    round trip can load them when Redis has forgotten them.
+    round trip can load them when Redis has forgotten them (and send again the commands that met
+    a forgotten one: see :func:`send`).
     """
 
     def queue(self, pipe: Any, change: Change) -> None: ...
 
     def sent(self, replies: list[Any]) -> None: ...
+
+
+def _queued(pipe: Any) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """The commands queued in ``pipe`` (arguments, options), one Redis's pipeline or a
+    cluster's (redis-py keeps them in different shapes)."""
+    target = getattr(pipe, "_target", pipe)  # a cluster pipeline behind client._ClusterErrors
+    stack = getattr(target, "command_stack", None)
+    if stack is None or not isinstance(target, redis.client.Pipeline):
+        stack = target._execution_strategy.command_queue
+    return [
+        (command.args, command.options) if hasattr(command, "args") else command
+        for command in stack
+    ]
 
 
 def send(
@@ -66,8 +78,11 @@ def send(
     transaction); answers the replies to ``own``'s commands. Without ``own``, the participants
     ride alone (a change that needs no command of its own, such as a refusal to audit).
 
-    When Redis had forgotten one of ``scripts``, they are loaded and the whole pipeline is sent
-    again, so every command in it must be safe to repeat.
+    When Redis had forgotten a script (``scripts``, or one a participant names), the scripts are
+    loaded and exactly the commands that met a forgotten one are sent again (they did not run);
+    every other command ran once, so nothing in the pipeline needs to be safe to repeat (another
+    worker may load a script between two commands of this pipeline: then only some of its
+    scripts ran).
 
     With ``confirm``, the replicas must confirm the change: in the same pipeline on one Redis,
     right after it on each master concerned of a cluster. Once every participant has its replies,
@@ -75,27 +90,39 @@ def send(
     """
     cluster = cluster_of(client) if confirm is not None else None
     confirm_here = confirm if cluster is None else None
+    line = line_of(client)
 
-    def attempt() -> tuple[list[Any], list[tuple[Participant, int, int]], int]:
-        pipe = client.pipeline(transaction=False)
-        if own is not None:
-            own(pipe)
-        own_count = len(pipe)
-        spans = []
-        for participant in participants:
-            start = len(pipe)
-            participant.queue(pipe, change)
-            spans.append((participant, start, len(pipe)))
-        if confirm_here is not None:
-            confirm_here.queue(pipe)
-        return (line_of(client).execute(pipe) if len(pipe) else []), spans, own_count
-
-    try:
-        replies, spans, own_count = attempt()
-    except NoScriptError:
+    pipe = client.pipeline(transaction=False)
+    if own is not None:
+        own(pipe)
+    own_count = len(pipe)
+    spans = []
+    for participant in participants:
+        start = len(pipe)
+        participant.queue(pipe, change)
+        spans.append((participant, start, len(pipe)))
+    if confirm_here is not None:
+        confirm_here.queue(pipe)
+    commands = _queued(pipe)
+    replies = line.execute(pipe, raise_on_error=False) if commands else []
+    missed = [index for index, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if missed:
         for script in [*scripts, *(s for p in participants for s in getattr(p, "scripts", ()))]:
             script.load(client)
-        replies, spans, own_count = attempt()
+        again = client.pipeline(transaction=False)
+        for index in missed:
+            args, options = commands[index]
+            again.execute_command(*args, **options)
+        if confirm_here is not None:
+            confirm_here.queue(again)  # a confirmation that covers them too
+        answers = line.execute(again, raise_on_error=False)
+        for index, reply in zip(missed, answers):
+            replies[index] = reply
+        if confirm_here is not None:
+            replies[-Confirmation.QUEUED :] = answers[-Confirmation.QUEUED :]
+    failed = next((reply for reply in replies if isinstance(reply, ResponseError)), None)
+    if failed is not None:
+        raise failed
     for participant, start, end in spans:
         participant.sent(replies[start:end])
     try:

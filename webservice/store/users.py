@@ -73,10 +73,11 @@ class User:
 
 
 def challenge_tokens(fields: dict[str, str]) -> dict[str, int]:
-    """The outstanding challenge tokens of a record: token -> expiry (ms). Each value is
-    ``<expiry ms>|<address it was issued to>`` (store/challenges.py)."""
+    """The challenge tokens of a record, spent ones included: token -> expiry (ms).
+    Each value is ``<expiry ms>|<address it was issued to>``, or ``<expiry ms>:spent|<address>``
+    once a login used it (store/challenges.py)."""
     return {
-        name[len(CHALLENGE_FIELD_PREFIX) :]: int(value.partition("|")[0])
+        name[len(CHALLENGE_FIELD_PREFIX) :]: int(value.partition("|")[0].partition(":")[0])
         for name, value in fields.items()
         if name.startswith(CHALLENGE_FIELD_PREFIX)
     }
