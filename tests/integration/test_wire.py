@@ -129,3 +129,35 @@ def test_a_dead_socket_is_a_connection_error(redis_server, real_redis):
         connection.disconnect()
         client.connection_pool.release(connection)
         client.close()
+
+
+def test_a_pipeline_is_written_in_one_write(redis_server):
+    """Packed into one buffer and written at once, as redis-py's own packing does (a write per
+    command would cost a system call each, and Redis a read each)."""
+    client = client_of(redis_server)
+    line = DirectLine(client)
+    line.call("PING")
+    connection = client.connection_pool.get_connection()
+    writes: list[bytes] = []
+
+    class CountingSocket:
+        def __init__(self, sock: Any) -> None:
+            self._sock = sock
+
+        def sendall(self, data: bytes) -> None:
+            writes.append(bytes(data))
+            self._sock.sendall(data)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._sock, name)
+
+    real_socket = connection._sock
+    connection._sock = connection._parser._sock = CountingSocket(real_socket)
+    client.connection_pool.release(connection)
+    pipe = client.pipeline(transaction=False)
+    for index in range(12):
+        pipe.set(f"k{index}", "v" * 20)
+    assert line.execute(pipe) == [True] * 12
+    assert len(writes) == 1 and writes[0].count(b"SET") == 12
+    connection._sock = connection._parser._sock = real_socket
+    client.close()

@@ -60,7 +60,8 @@ def plain(commands: Sequence[Command]) -> bool:
 def send(connection: Any, commands: Sequence[tuple[Any, ...]]) -> None:
     """Sends ``commands`` (argument tuples) in one write."""
     try:
-        packed = [pack_command(_split_name(args)) for args in commands]
+        # One buffer, so one write: Redis reads the pipeline whole (not a command per read).
+        packed = [b"".join([pack_command(_split_name(args)) for args in commands])]
     except TypeError:
         # An argument hiredis cannot pack: redis-py's encoder raises what it raises for it.
         packed = connection.pack_commands(commands)
