@@ -9,6 +9,8 @@ it. The family is one Redis hash, ``P:{F}:f``::
     w   "1" when the root is a web login (whose secret then authenticates web requests only)
     l:<m>  last use of member m (ms)
     i:<m>  "<created ms>\\x1f<kind>\\x1f<address>\\x1f<user agent>" of member m
+    o   the members extendsession added, oldest first, each followed by a space (stale names
+        of members that ended alone included, until the cap's scan or a rebuild drops them)
 
 ``m`` is the hash of the member's secret (tokens.hash_secret), never the secret itself.
 
@@ -221,6 +223,12 @@ return {family[1], family[2]}
     #: that kind, in the same step: a family that a logout has deleted can never gain a member.
     #: A family never holds more than ARGV[6] members: at the cap, its oldest member other than
     #: the root ends (by creation time) in the same step.
+    #: How the oldest is found without reading the whole family: field ``o`` lists the members
+    #: this script added, oldest first (each followed by a space). At the cap, the first listed
+    #: that is still a member ends, and the list drops it and every gone member before it
+    #: (members that timed out alone); the list is rebuilt from the members left when it grows
+    #: past twice the cap. A family whose list names no member to end (one extended before the
+    #: list existed) is read whole, as it always was.
     EXTEND = LuaScript(
         CLOCK,
         _FAMILY_FUNCTIONS,
@@ -230,23 +238,51 @@ local family, is_root, timed_out = check_member(KEYS[1], ARGV[1], tonumber(ARGV[
   tonumber(ARGV[7]))
 if timed_out then return {'ended', is_root, timed_out[1], timed_out[2]} end
 if not family or not is_root then return false end
+local cap = tonumber(ARGV[6])
+local order = redis.call('HGET', KEYS[1], 'o')
+-- Five fixed fields (u n x r w), the list (o) when there is one, two per member (l: and i:).
+local members = (redis.call('HLEN', KEYS[1]) - 5 - (order and 1 or 0)) / 2
+order = order or ''
 local ended = ''
--- Five fixed fields (u n x r w), two per member (l: and i:).
-if (redis.call('HLEN', KEYS[1]) - 5) / 2 >= tonumber(ARGV[6]) then
-  local fields = redis.call('HGETALL', KEYS[1])
-  local oldest_created
-  for i = 1, #fields, 2 do
-    local member = string.sub(fields[i], 3)
-    if string.sub(fields[i], 1, 2) == 'i:' and member ~= ARGV[1] then
-      local created = tonumber(string.match(fields[i + 1], '^%d+'))
-      if oldest_created == nil or created < oldest_created then
-        ended, oldest_created = member, created
+if members >= cap then
+  local from = 1
+  while ended == '' do
+    local space = string.find(order, ' ', from, true)
+    if not space then break end
+    local listed = string.sub(order, from, space - 1)
+    from = space + 1
+    if listed ~= ARGV[1] and redis.call('HEXISTS', KEYS[1], 'i:' .. listed) == 1 then
+      ended = listed
+    end
+  end
+  order = string.sub(order, from)
+  if ended == '' then
+    local fields = redis.call('HGETALL', KEYS[1])
+    local oldest_created
+    for i = 1, #fields, 2 do
+      local member = string.sub(fields[i], 3)
+      if string.sub(fields[i], 1, 2) == 'i:' and member ~= ARGV[1] then
+        local created = tonumber(string.match(fields[i + 1], '^%d+'))
+        if oldest_created == nil or created < oldest_created then
+          ended, oldest_created = member, created
+        end
       end
     end
   end
   if ended ~= '' then redis.call('HDEL', KEYS[1], 'l:' .. ended, 'i:' .. ended) end
 end
-redis.call('HSET', KEYS[1], 'l:' .. ARGV[3], ms(now), 'i:' .. ARGV[3], ms(now) .. '\\31' .. ARGV[4])
+order = order .. ARGV[3] .. ' '
+if #order > 2 * cap * (#ARGV[3] + 1) then
+  local kept = {}
+  for listed in string.gmatch(order, '(%S+) ') do
+    if redis.call('HEXISTS', KEYS[1], 'i:' .. listed) == 1 or listed == ARGV[3] then
+      kept[#kept + 1] = listed .. ' '
+    end
+  end
+  order = table.concat(kept)
+end
+redis.call('HSET', KEYS[1], 'l:' .. ARGV[3], ms(now), 'i:' .. ARGV[3], ms(now) .. '\\31' .. ARGV[4],
+  'o', order)
 return {family[1], family[2], ended}
 """,
     )
