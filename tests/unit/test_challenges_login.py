@@ -167,14 +167,14 @@ def test_a_used_token_is_marked_spent_and_leaves_its_address_set(client, alice, 
     assert result(login_with(client, fresh, alice.access_key))["sessionName"]
 
 
-def test_a_cap_drops_spent_tokens_without_withdrawing_anything(make_app):
-    """Logging in again and again: the caps drop spent tokens, whose pending challenges are
-    gone; only a token nobody used has a pending challenge to withdraw."""
+def test_a_cap_drops_spent_tokens_first_and_withdraws_nothing(make_app):
+    """Logging in again and again while one login is slow: the caps drop the spent tokens,
+    whose pending challenges are gone (nothing to withdraw), not the slow login's older one."""
     app = make_app({"CHALLENGE_MAX_OUTSTANDING": 3})
     gateway = gateway_of(app)
     alice = gateway.users.add("alice")
     client = app.test_client()
-    unused = challenge(client, "alice")["token"]
+    slow = challenge(client, "alice")["token"]
     time.sleep(0.003)
     withdrawn = []
     original = gateway.logins.challenges._withdraw
@@ -186,9 +186,16 @@ def test_a_cap_drops_spent_tokens_without_withdrawing_anything(make_app):
         token = challenge(client, "alice")["token"]
         time.sleep(0.003)
         assert result(login_with(client, token, alice.access_key))["sessionName"]
-    assert withdrawn == [[(unused, "alice")]]
+    assert withdrawn == []
     fields = gateway.redis.hgetall(gateway.keys.user("alice"))
     assert len([name for name in fields if name.startswith("t:")]) == 3
+    assert result(login_with(client, slow, alice.access_key))["sessionName"]
+    # Unused tokens are dropped once no spent one is left to drop, and withdrawn.
+    fresh = []
+    for _ in range(4):
+        fresh.append(challenge(client, "alice")["token"])
+        time.sleep(0.003)
+    assert withdrawn == [[(fresh[0], "alice")]]
 
 
 def test_a_login_whose_user_was_deleted_meanwhile_does_not_recreate_its_record(

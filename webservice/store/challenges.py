@@ -14,8 +14,9 @@ trip that starts the family) leaves its field in the record until it expires, ma
 (``<expiry ms>:spent|<address>``), so that a replay of its proof is still told the token was
 used (and is not counted as a wrong access key); and it takes the token's entry out of its
 address's challenges. So an integration that logs in again and again never fills either cap with
-tokens it used: the oldest tokens a cap drops are spent ones, which have no pending challenge
-left to withdraw, and ``getchallenge`` stays one round trip.
+tokens it used: a cap drops spent tokens before any other (a slow login's token is not pushed out
+by the logins that overtook it), they have no pending challenge left to withdraw, and
+``getchallenge`` stays one round trip.
 
 **Decoys** (``HIDE_UNKNOWN_USERS``). For a name that is no user, getchallenge answers as for a
 user: a fresh random token of the same shape, with serverTime and expireTime, recorded the same
@@ -70,8 +71,8 @@ class ChallengeStore:
     #: Returns {now ms, expiry ms, the tokens dropped for a cap...} by the server's clock, or nil
     #: for a name that is no user without decoys (nothing written).
     #: Guarantees: drops expired tokens; then, of this address's tokens, the oldest beyond
-    #: ARGV[3]; then, while more than ARGV[8] remain, the oldest token of the address that holds
-    #: the most. So clients at other addresses can never push out an address's tokens unless they
+    #: ARGV[3] (spent ones before any other); then, while more than ARGV[8] remain, the oldest
+    #: token of the address that holds the most (a spent one if it has one). So clients at other addresses can never push out an address's tokens unless they
     #: hold more than it does: a user's own token survives a flood from up to ARGV[8] / ARGV[3]
     #: - 1 addresses. Touches no other field and never creates a directory user; a record of
     #: tokens only (a decoy record, a host user's) expires with its newest token. Each token's
@@ -117,21 +118,33 @@ local function drop(index)
   count = count - 1
   token[2] = nil
 end
--- This address's own tokens beyond its cap, oldest first.
+-- This address's own tokens beyond its cap: spent ones first, oldest first.
 local over = (held[address] or 0) - (tonumber(ARGV[3]) - 1)
-for i = 1, #live do
-  if over <= 0 then break end
-  if live[i][2] and live[i][3] == address then drop(i) over = over - 1 end
+for pass = 1, 2 do
+  for i = 1, #live do
+    if over <= 0 then break end
+    local token = live[i]
+    if token[2] and token[3] == address and (token[4] or pass == 2) then
+      drop(i)
+      over = over - 1
+    end
+  end
 end
--- Beyond the total, the oldest token of the address that holds the most.
+-- Beyond the total, the oldest spent token (else the oldest) of the address that holds the most.
 while count > tonumber(ARGV[8]) - 1 do
   local most, most_held = nil, 0
   for owner, n in pairs(held) do
     if n > most_held then most, most_held = owner, n end
   end
+  local victim
   for i = 1, #live do
-    if live[i][2] and live[i][3] == most then drop(i) break end
+    local token = live[i]
+    if token[2] and token[3] == most then
+      victim = victim or i
+      if token[4] then victim = i break end
+    end
   end
+  drop(victim)
 end
 local expiry = now + tonumber(ARGV[2])
 redis.call('HSET', record, prefix .. ARGV[1], ms(expiry) .. '|' .. address)
