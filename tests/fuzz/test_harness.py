@@ -44,6 +44,23 @@ def test_login_may_start_a_family_and_audit_it():
     assert unexplained(diff(BEFORE, after), ["login"], True)
 
 
+def test_login_may_only_mark_one_token_spent():
+    before = dict(BEFORE)
+    before["wsgate:user:alice"] = ("hash", {"id": "1", "key": "k", "t:abc": "5|10.0.0.1"})
+    spent = dict(before)
+    spent["wsgate:user:alice"] = ("hash", {"id": "1", "key": "k", "t:abc": "5:spent|10.0.0.1"})
+    assert unexplained(diff(before, spent), ["login"], True) == []
+    assert unexplained(diff(before, spent), ["login"], False)
+    for fields in (
+        {"id": "1", "key": "k", "t:abc": "9:spent|10.0.0.1"},
+        {"id": "1", "key": "other", "t:abc": "5:spent|10.0.0.1"},
+        {"id": "1", "key": "k", "t:abc": "5|10.0.0.1", "t:new": "5:spent|x"},
+    ):
+        other = dict(before)
+        other["wsgate:user:alice"] = ("hash", fields)
+        assert unexplained(diff(before, other), ["login"], True), fields
+
+
 def test_getchallenge_may_only_add_tokens():
     after = dict(BEFORE)
     after["wsgate:user:alice"] = ("hash", {"id": "1", "key": "k", "t:abc": "5", "t:def": "6"})

@@ -412,6 +412,18 @@ def only_token_fields_changed(change: tuple[tuple[str, Any], tuple[str, Any]]) -
     )
 
 
+def token_spent(change: tuple[tuple[str, Any], tuple[str, Any]]) -> bool:
+    """A record whose only change is one challenge token marked spent by the login that used
+    it: ``<expiry>|<address>`` became ``<expiry>:spent|<address>``."""
+    (_, before), (_, after) = change
+    fields = before.keys() | after.keys()
+    changed = [field for field in fields if before.get(field) != after.get(field)]
+    if len(changed) != 1 or not changed[0].startswith("t:") or changed[0] not in before:
+        return False
+    expiry, _, address = before[changed[0]].partition("|")
+    return after.get(changed[0]) == f"{expiry}:spent|{address}"
+
+
 def audit_appended(change: tuple[tuple[str, Any], tuple[str, Any]]) -> bool:
     (_, before), (_, after) = change
     return after[: len(before)] == before and len(after) > len(before)
@@ -463,7 +475,8 @@ def unexplained(
             # (a decoy record whose last token goes goes with it).
             return bool(PENDING.match(key) or DECOY.match(key))
         if op == "login" and success:
-            return bool(PENDING.match(key) or FAILURES.match(key))
+            # The used token's entry left its address's set (its last one: the set goes).
+            return bool(PENDING.match(key) or FAILURES.match(key) or ADDRESS_CHALLENGES.match(key))
         if op in ("logout", "endsession", "endallsessions") and success:
             return bool(FAMILY.match(key) or USER_INDEX.match(key))
         if op == "listsessions":
@@ -490,7 +503,8 @@ def unexplained(
         if op == "login" and success:
             return bool(
                 USER_INDEX.match(key) or (AUDIT.match(key) and audit_appended(change))
-                or FAILURES.match(key)
+                or FAILURES.match(key) or ADDRESS_CHALLENGES.match(key)
+                or (USER.match(key) and token_spent(change))
             )
         if op == "login":
             return bool(FAILURES.match(key) or (AUDIT.match(key) and audit_appended(change)))
