@@ -14,6 +14,7 @@ import re
 import secrets
 import string
 from dataclasses import dataclass
+from functools import cached_property
 
 FAMILY_ID_BYTES = 16
 #: Characters of the member hash that a public session handle carries.
@@ -111,8 +112,9 @@ class SessionId:
         """The public name of this session (see sessions.handle_of)."""
         return handle_of(self.family_id, self.member)
 
-    @property
+    @cached_property
     def member(self) -> str:
+        """The hash of the secret (hashed once: a request asks for it several times)."""
         return hash_secret(self.secret)
 
     def __str__(self) -> str:
