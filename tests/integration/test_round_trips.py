@@ -201,3 +201,30 @@ def test_counting_sees_a_pipeline_as_one_round_trip(redis_server, real_redis):
     assert pipe.execute() == [True, 2, "2"]
     assert (tally.round_trips, tally.commands) == (1, 3)
     client.close()
+
+
+def test_a_login_past_the_users_cap_ends_the_oldest_in_one_more_round_trip(
+    redis_server, real_redis
+):
+    """The login's own round trip reads the oldest family: ending it is one round trip more,
+    not two (looking for it, then ending it)."""
+    tally = Tally()
+    app = create_app(
+        {**TEST_SETTINGS, "REDIS_URL": redis_server.url, "MAX_FAMILIES_PER_USER": 3},
+        redis_client=counting_client(redis_server, tally),
+    )
+    access_key = gateway_of(app).users.add(USERNAME).access_key
+    ws = client_of(app)
+    sessions = []
+    for _ in range(5):
+        token = ws.call("getchallenge", "GET", username=USERNAME)["result"]["token"]
+        tally.round_trips = 0
+        answer = ws.call("login", username=USERNAME, accessKey=proof(token, access_key))
+        sessions.append(answer["result"]["sessionName"])
+    # The last login: its read, its family (with the count and the oldest), the ending.
+    assert tally.round_trips == 3
+    alive = []
+    for session in sessions:
+        ws.session_name = session
+        alive.append(error_code(ws.authed("listtypes")) is None)
+    assert alive == [False, False, True, True, True]

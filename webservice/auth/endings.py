@@ -8,7 +8,7 @@ is in force, and its retry finds nothing left to end), and the caller tells its 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from webservice import events
@@ -83,13 +83,17 @@ class Endings:
         send(self.sessions.client, participants=round_trip.riders)
         round_trip.done()
 
-    def oldest_of_user(self, user_id: int, count: int, event: SessionEvent) -> int:
+    def oldest_of_user(
+        self, user_id: int, count: int, event: SessionEvent, known: Sequence[str] = ()
+    ) -> int:
         """Ends the ``count`` oldest families of the user (announced once, ``round_trip.count``
-        of them), to make room for a login: not confirmed, it is that login that is not."""
+        of them), to make room for a login: not confirmed, it is that login that is not.
+        ``known``: the oldest families as the login's own round trip read them (used when they
+        are ``count`` many, saving the round trip that looks for them)."""
         round_trip = events.announce(events.family_ended, event)
         with _made(round_trip):
             round_trip.count = self.sessions.end_oldest_of_user(
-                user_id, count, round_trip.riders, what="Login"
+                user_id, count, round_trip.riders, what="Login", known=known
             )
         return round_trip.count
 

@@ -301,25 +301,32 @@ class LoginFlow:
             round_trip.cancel()
             return None
         round_trip.done()
-        if families.count > self.max_families:
+        over = families.count - self.max_families
+        if over > 0:
             self.endings.oldest_of_user(
-                user_id, families.count - self.max_families, event.but(reason="family_cap")
+                user_id, over, event.but(reason="family_cap"), families.oldest[:over]
             )
         return started
 
 
 class FamilyCount:
-    """Counts a user's logins (their index) in the round trip that starts a new one."""
+    """Counts a user's logins (their index) in the round trip that starts a new one, and reads
+    the oldest one: the family a login one past MAX_FAMILIES_PER_USER ends, without a round
+    trip to look for it."""
 
     def __init__(self, index_key: str) -> None:
         self.index_key = index_key
         self.count = 0
+        #: The oldest family in the index (by absolute expiry), when there is one.
+        self.oldest: list[str] = []
 
     def queue(self, pipe: Any, change: Change) -> None:
         pipe.zcard(self.index_key)
+        pipe.zrange(self.index_key, 0, 0)
 
     def sent(self, replies: list[Any]) -> None:
         self.count = int(replies[0])
+        self.oldest = list(replies[1])
 
     def cancelled(self) -> None:
         pass

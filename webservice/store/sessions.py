@@ -684,12 +684,17 @@ return 1
         count: int,
         riders: Sequence[Participant] = (),
         what: str = "Logout",
+        known: Sequence[str] = (),
     ) -> int:
         """Ends the user's ``count`` oldest families (by their absolute expiry, which their
         creation sets); answers how many were still alive. ``what`` the change is called when it
-        is not confirmed (NotConfirmed)."""
+        is not confirmed (NotConfirmed). ``known``: those families, read a moment ago (else
+        they are looked for, in a round trip of their own)."""
         index_key = self.keys.user_families(user_id)
-        families = self.client.zrange(index_key, 0, count - 1)
+        if len(known) == count:
+            families = list(known)
+        else:
+            families = self.client.zrange(index_key, 0, count - 1)
         return self._end_families(index_key, families, riders, Change(user_id=user_id), what)
 
     def end_all_for_user(
