@@ -161,3 +161,22 @@ def test_a_pipeline_is_written_in_one_write(redis_server):
     assert len(writes) == 1 and writes[0].count(b"SET") == 12
     connection._sock = connection._parser._sock = real_socket
     client.close()
+
+
+def test_a_connection_not_yet_connected_goes_through_redis_py_once(redis_server, real_redis):
+    """Its handshake (HELLO) settles the protocol its replies come in: only then can the
+    client's response callbacks be trusted to match."""
+    client = client_of(redis_server)
+    connection = client.connection_pool.get_connection()
+    connection.disconnect()
+    assert not wire.short_way(connection)
+    client.connection_pool.release(connection)
+    line = DirectLine(client)
+    assert line.execute(client.pipeline(transaction=False).hset("h", "f", "v").hgetall("h")) == [
+        1,
+        {"f": "v"},
+    ]
+    connection = client.connection_pool.get_connection()
+    assert wire.short_way(connection)
+    client.connection_pool.release(connection)
+    client.close()

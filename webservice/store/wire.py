@@ -37,12 +37,14 @@ Command = tuple[tuple[Any, ...], dict[str, Any]]
 
 
 def short_way(connection: Any) -> bool:
-    """Whether ``connection`` can be served here: a socket read by redis-py's own reply reading
-    (not a stand-in such as fakeredis's) through hiredis, the protocol its client's callbacks
-    were chosen for (not a RESP3 client that fell back to RESP2), UTF-8 strict."""
+    """Whether ``connection`` can be served here: connected (its handshake settled the protocol),
+    a socket read by redis-py's own reply reading (not a stand-in such as fakeredis's) through
+    hiredis, the protocol its client's callbacks were chosen for (not a RESP3 client that fell
+    back to RESP2), UTF-8 strict."""
     encoder = connection.encoder
     return (
         _HiredisParser is not None
+        and connection._sock is not None
         and type(connection).read_response is AbstractConnection.read_response
         and isinstance(connection._parser, _HiredisParser)
         and not connection._resp2_fallback
