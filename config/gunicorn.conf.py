@@ -38,8 +38,12 @@ preload_app = False
 timeout = int(os.environ.get("WSGATE_WORKER_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
-#: Recycle workers now and then, with jitter so that they do not all restart at once.
-max_requests = int(os.environ.get("WSGATE_MAX_REQUESTS", "20000"))
+#: Recycle workers now and then, with jitter so that they do not all restart at once. Rarely: a
+#: worker answers about a thousand API calls a second, and a new one costs about 0.3 s of CPU to
+#: import the gateway while its former connections crowd onto the other workers. At 20000 a
+#: loaded worker restarted every 20 s, and those restarts were most of the gap between the
+#: gateway's p99 and a bare Flask app's (README: Performance).
+max_requests = int(os.environ.get("WSGATE_MAX_REQUESTS", "500000"))
 max_requests_jitter = max_requests // 10
 #: Header names with underscores are dropped (gunicorn's default since 22): a proxy may strip
 #: ``X-Forwarded-For`` but pass ``X_Forwarded_For``. Set WSGATE_UNDERSCORE_HEADERS=1 to accept
