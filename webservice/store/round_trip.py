@@ -53,17 +53,21 @@ class Participant(Protocol):
     def sent(self, replies: list[Any]) -> None: ...
 
 
-def _queued(pipe: Any) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
-    """The commands queued in ``pipe`` (arguments, options), one Redis's pipeline or a
-    cluster's (redis-py keeps them in different shapes)."""
+def _queued(pipe: Any) -> list[Any]:
+    """The commands queued in ``pipe``, one Redis's pipeline or a cluster's (redis-py keeps them
+    in different places and shapes: see :func:`_args_and_options`)."""
     target = getattr(pipe, "_target", pipe)  # a cluster pipeline behind client._ClusterErrors
-    stack = getattr(target, "command_stack", None)
-    if stack is None or not isinstance(target, redis.client.Pipeline):
-        stack = target._execution_strategy.command_queue
-    return [
-        (command.args, command.options) if hasattr(command, "args") else command
-        for command in stack
-    ]
+    if isinstance(target, redis.client.Pipeline):
+        return target.command_stack
+    return target._execution_strategy.command_queue
+
+
+def _args_and_options(command: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """A queued command as (arguments, options): a tuple in one Redis's pipeline, an object in a
+    cluster's."""
+    if hasattr(command, "args"):
+        return command.args, command.options
+    return command
 
 
 def send(
@@ -103,7 +107,7 @@ def send(
         spans.append((participant, start, len(pipe)))
     if confirm_here is not None:
         confirm_here.queue(pipe)
-    commands = _queued(pipe)
+    commands = list(_queued(pipe))  # a copy: executing the pipeline empties it
     replies = line.execute(pipe, raise_on_error=False) if commands else []
     missed = [index for index, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if missed:
@@ -111,7 +115,7 @@ def send(
             script.load(client)
         again = client.pipeline(transaction=False)
         for index in missed:
-            args, options = commands[index]
+            args, options = _args_and_options(commands[index])
             again.execute_command(*args, **options)
         if confirm_here is not None:
             confirm_here.queue(again)  # a confirmation that covers them too
