@@ -327,6 +327,3 @@ class FamilyCount:
     def sent(self, replies: list[Any]) -> None:
         self.count = int(replies[0])
         self.oldest = list(replies[1])
-
-    def cancelled(self) -> None:
-        pass

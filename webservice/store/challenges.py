@@ -72,9 +72,9 @@ class ChallengeStore:
     #: for a name that is no user without decoys (nothing written).
     #: Guarantees: drops expired tokens; then, of this address's tokens, the oldest beyond
     #: ARGV[3] (spent ones before any other); then, while more than ARGV[8] remain, the oldest
-    #: token of the address that holds the most (a spent one if it has one). So clients at other addresses can never push out an address's tokens unless they
-    #: hold more than it does: a user's own token survives a flood from up to ARGV[8] / ARGV[3]
-    #: - 1 addresses. Touches no other field and never creates a directory user; a record of
+    #: token of the address that holds the most (a spent one if it has one). So clients at other
+    #: addresses can never push out an address's tokens unless they hold more than it does: a
+    #: user's own token survives a flood from up to ARGV[8] / ARGV[3] - 1 addresses. Touches no other field and never creates a directory user; a record of
     #: tokens only (a decoy record, a host user's) expires with its newest token. Each token's
     #: value is "<expiry ms>|<address>", or "<expiry ms>:spent|<address>" once a login used it:
     #: a spent token counts towards the caps like any other, but is not among the tokens
@@ -328,9 +328,6 @@ return 1
         pipe.zrem(self.address_key, self.entry)
 
     def sent(self, replies: list[Any]) -> None:
-        pass
-
-    def cancelled(self) -> None:
         pass
 
 

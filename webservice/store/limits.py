@@ -296,9 +296,6 @@ class _ResetCounters:
     def sent(self, replies: list[Any]) -> None:
         pass
 
-    def cancelled(self) -> None:
-        pass
-
 
 class ChallengeRateLimit:
     """The getchallenge token bucket of each client address."""

@@ -12,8 +12,8 @@ What it keeps of redis-py: the connection, its socket and its hiredis reader (so
 can go from one path to the other between commands), its error classes (``NOSCRIPT`` is still a
 :class:`~redis.exceptions.NoScriptError`), and the pipeline's response callbacks, applied as
 redis-py applies them (an ``HGETALL`` still answers a dict). A connection it cannot serve the
-short way (no hiredis, a RESP3 client on a server that only speaks RESP2, another encoding) is served by redis-py's own code, and so is a
-command hiredis cannot pack (``None``, ``True``: redis-py raises its ``DataError`` for them).
+short way (see :func:`short_way`) is served by redis-py's own code, and so is a command hiredis
+cannot pack (``None``, ``True``: redis-py raises its ``DataError`` for them).
 """
 
 from __future__ import annotations
