@@ -39,7 +39,7 @@ from webservice.standalone import cli, web
 from webservice.standalone.security_headers import init_security_headers
 from webservice.standalone.settings import GATE_DEFAULTS, SERVER_DEFAULTS
 from webservice.standalone.web_session import UNAVAILABLE as SESSION_UNAVAILABLE
-from webservice.standalone.web_session import init_web_sessions
+from webservice.standalone.web_session import SignedCookieSessions, init_web_sessions
 from webservice.store.client import RedisClient
 from webservice.store.confirmation import NotConfirmed
 
@@ -68,7 +68,9 @@ def create_app(
     kind = app.config["WEB_SESSIONS"]
     if kind == "redis":
         init_web_sessions(app, gateway, web_session_client)
-    elif kind != "cookie":  # "cookie": Flask's own signed-cookie sessions
+    elif kind == "cookie":
+        app.session_interface = SignedCookieSessions()
+    else:
         raise ValueError(f'WEB_SESSIONS must be "redis" or "cookie", not {kind!r}')
     app.before_request(_session_store_error)
     protect = CSRFProtect(app)
