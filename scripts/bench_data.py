@@ -390,6 +390,7 @@ def wsgi_cpu_per_request(
         "POST",
         HTTP_COOKIE=cookie,
         HTTP_X_CSRFTOKEN=page_token,
+        HTTP_ORIGIN="http://localhost",  # a browser's, as wrk sends it (EnvironBuilder's host)
     )
 
     def fixed(app: Any, base: dict[str, Any]) -> Callable[[], bytes]:

@@ -374,16 +374,20 @@ class Bench:
         count = self.args.web_logins
         say(f"logging in {count} browsers through the web UI's form (each an Argon2 check)")
         logins = [web_login(self.base, "bench-web", self.web_password) for _ in range(count)]
-        # One extendsession by hand: the cookie and page token really work.
+        # The requests of a page's script: browsers send Origin on every POST, so the gateway's
+        # same-origin rule accepts them on it (the CSRF token is checked when Origin is absent).
+        # One by hand: the cookie and page token really work.
         cookie, token = logins[0]
         answer = post_form(
             f"{self.base}/webservice.php",
             {"operation": "extendsession"},
-            {"Cookie": cookie, "X-CSRFToken": token},
+            {"Cookie": cookie, "X-CSRFToken": token, "Origin": self.base},
         )
         if not answer.get("success"):
             raise RuntimeError(f"extendsession with a web cookie failed: {answer}")
-        return write_lines(self.workdir / "web-logins.txt", (f"{c}\t{t}" for c, t in logins))
+        return write_lines(
+            self.workdir / "web-logins.txt", (f"{c}\t{t}\t{self.base}" for c, t in logins)
+        )
 
     def prepare_logout(self) -> Path:
         done = self.report["workloads"]

@@ -13,8 +13,9 @@
 --                  pure Lua (wrk's LuaJIT has no md5). file: "username<TAB>access key", one line per
 --                  wrk thread (a thread logs in as its own user, so a token's user is known).
 --   listtypes      GET operation=listtypes with a live session id, round robin. file: session ids
---   extendsession  POST operation=extendsession with a web cookie and the page's CSRF token,
---                  round robin. file: "cookie<TAB>csrf token"
+--   extendsession  POST operation=extendsession with a web cookie, the page's CSRF token and the
+--                  page's Origin (as a browser's fetch sends them), round robin.
+--                  file: "cookie<TAB>csrf token<TAB>origin"
 --   logout         POST operation=logout of a live session; each id is used once (the threads take
 --                  disjoint slices) and a thread stops when its slice is used up. file: session ids
 --   dead           GET operation=listtypes with a well-formed but dead session id; expects
@@ -237,6 +238,7 @@ function request()
       ["Content-Type"] = "application/x-www-form-urlencoded",
       ["Cookie"] = item[1],
       ["X-CSRFToken"] = item[2],
+      ["Origin"] = item[3],
     }, "operation=extendsession")
   elseif workload == "logout" then
     position = position + 1
