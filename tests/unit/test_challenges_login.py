@@ -122,6 +122,33 @@ def test_replay_refused_even_with_a_fresh_token_outstanding(client, alice):
     assert result(login_with(client, fresh, alice.access_key))["sessionName"]
 
 
+def test_a_login_hashes_its_live_tokens_and_the_spent_ones_only_for_a_replay(
+    client, alice, monkeypatch
+):
+    """A user that logs in again and again keeps its spent tokens (replays are told apart from
+    wrong proofs): a right proof hashes the live tokens only; a replayed or a wrong one, all."""
+    from webservice.store import challenges
+
+    for _ in range(5):
+        used = challenge(client, "alice")["token"]
+        result(login_with(client, used, alice.access_key))
+    live = challenge(client, "alice")["token"]
+    hashed = []
+    original = challenges.login_proof
+    monkeypatch.setattr(
+        challenges, "login_proof", lambda token, key: hashed.append(token) or original(token, key)
+    )
+
+    error(login_with(client, used, alice.access_key), "INVALID_AUTH_TOKEN", BAD_TOKEN)
+    assert len(hashed) == 6 and hashed[0] == live
+    hashed.clear()
+    error(login_with(client, live, "not the key"), "INVALID_USER_CREDENTIALS")
+    assert len(hashed) == 6
+    hashed.clear()
+    assert result(login_with(client, live, alice.access_key))["sessionName"]
+    assert hashed == [live]
+
+
 def test_several_outstanding_tokens_each_log_in_once(client, alice):
     tokens = [challenge(client, "alice")["token"] for _ in range(6)]
     random.Random(7).shuffle(tokens)

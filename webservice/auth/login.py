@@ -41,6 +41,7 @@ from webservice.store.users import (
     UserDirectory,
     challenge_tokens,
     is_valid_username,
+    spent_tokens,
 )
 
 Started = TypeVar("Started")
@@ -179,7 +180,9 @@ class LoginFlow:
         if user is not None and user.access_key is None and not hide:
             raise LoginRefused("no_access_key", Refusal.NO_ACCESS_KEY)
         access_key = user.access_key if user is not None else None
-        token = find_proven_token(tokens, access_key or DECOY_ACCESS_KEY, proof)
+        token = find_proven_token(
+            tokens, access_key or DECOY_ACCESS_KEY, proof, spent=spent_tokens(read.record)
+        )
         if user is None:
             raise LoginRefused("unknown_user", hidden)
         if access_key is None:

@@ -37,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -350,14 +350,27 @@ def login_proof(token: str, access_key: str) -> str:
     return hashlib.md5((token + access_key).encode("utf-8")).hexdigest()
 
 
-def find_proven_token(tokens: Mapping[str, int], access_key: str, proof: str) -> str | None:
-    """The token that ``proof`` was made from, comparing in constant time; ``None`` if none."""
+def find_proven_token(
+    tokens: Mapping[str, int], access_key: str, proof: str, spent: Collection[str] = ()
+) -> str | None:
+    """The token that ``proof`` was made from, comparing in constant time; ``None`` if none.
+
+    The ``spent`` tokens (logins used them) are hashed only when no other token matches: a
+    replayed proof is still told apart from a wrong one, and a login does not hash every token
+    its user's record keeps spent (up to CHALLENGE_MAX_OUTSTANDING, one MD5 each) to find the
+    one it was just given. A wrong proof hashes them all, as before."""
     given = proof.strip().lower().encode("utf-8")
-    found = None
-    for token in tokens:
-        if hmac.compare_digest(login_proof(token, access_key).encode("ascii"), given):
-            found = token
-    return found
+    for candidates in (
+        [token for token in tokens if token not in spent],
+        [token for token in tokens if token in spent],
+    ):
+        found = None
+        for token in candidates:
+            if hmac.compare_digest(login_proof(token, access_key).encode("ascii"), given):
+                found = token
+        if found is not None:
+            return found
+    return None
 
 
 def has_unexpired(tokens: Mapping[str, int]) -> bool:

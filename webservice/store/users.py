@@ -83,6 +83,15 @@ def challenge_tokens(fields: dict[str, str]) -> dict[str, int]:
     }
 
 
+def spent_tokens(fields: dict[str, str]) -> frozenset[str]:
+    """The challenge tokens of a record that a login used (``<expiry ms>:spent|<address>``)."""
+    return frozenset(
+        name[len(CHALLENGE_FIELD_PREFIX) :]
+        for name, value in fields.items()
+        if name.startswith(CHALLENGE_FIELD_PREFIX) and value.partition("|")[0].endswith(":spent")
+    )
+
+
 class UserDirectory:
     """Adds, finds and changes users."""
 

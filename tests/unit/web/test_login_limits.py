@@ -63,7 +63,7 @@ def test_the_limit_is_checked_before_the_proof(env, alice, monkeypatch):
     checked = []
     original = login_module.find_proven_token
     monkeypatch.setattr(
-        login_module, "find_proven_token", lambda *a: checked.append(a) or original(*a)
+        login_module, "find_proven_token", lambda *a, **k: checked.append(a) or original(*a, **k)
     )
     wait_of(api_login(env, alice))
     assert checked == []
