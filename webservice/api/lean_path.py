@@ -112,6 +112,10 @@ class LeanPath:
         # hooks usable() read stay all there are).
         app._got_first_request = True
         request = app.request_class(environ)
+        # Werkzeug keeps the request in its own environ: a reference cycle per request, left to
+        # the cyclic garbage collector, whose full passes (tens of ms over the app's objects)
+        # stalled a worker and all its requests. Nothing here reads it back.
+        environ.pop("werkzeug.request", None)
         with app.app_context():
             answer = endpoint.respond(gateway_of(app), request, lean=True)
         if answer is None:
