@@ -140,6 +140,16 @@ def on_starting(server):
         os.remove(path)
 
 
+def post_worker_init(worker):
+    """The worker has loaded the app: what it holds now stays for its life, so the garbage
+    collector stops looking at it (``gc.freeze``). A full collection walked all of it, about
+    70,000 objects, in 20-45 ms during which the worker answered nothing: that was the
+    p99 of a loaded worker. Afterwards a full collection looks at what came since."""
+    import gc
+
+    gc.freeze()
+
+
 def child_exit(server, worker):
     """A worker ended (recycled, killed, crashed): its counts stay and are still added up; only
     its live gauges go."""
@@ -152,3 +162,4 @@ def on_exit(server):
     own = _own_metrics_dir()
     if own:
         shutil.rmtree(own, ignore_errors=True)
+
