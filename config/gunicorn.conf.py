@@ -162,4 +162,3 @@ def on_exit(server):
     own = _own_metrics_dir()
     if own:
         shutil.rmtree(own, ignore_errors=True)
-
