@@ -74,8 +74,9 @@ class ChallengeStore:
     #: ARGV[3] (spent ones before any other); then, while more than ARGV[8] remain, the oldest
     #: token of the address that holds the most (a spent one if it has one). So clients at other
     #: addresses can never push out an address's tokens unless they hold more than it does: a
-    #: user's own token survives a flood from up to ARGV[8] / ARGV[3] - 1 addresses. Touches no other field and never creates a directory user; a record of
-    #: tokens only (a decoy record, a host user's) expires with its newest token. Each token's
+    #: user's own token survives a flood from up to ARGV[8] / ARGV[3] - 1 addresses. Touches no
+    #: other field and never creates a directory user; a record of tokens only (a decoy record,
+    #: a host user's) expires with its newest token. Each token's
     #: value is "<expiry ms>|<address>", or "<expiry ms>:spent|<address>" once a login used it:
     #: a spent token counts towards the caps like any other, but is not among the tokens
     #: returned (its pending challenge is gone already).
@@ -281,7 +282,6 @@ return dropped
                 ):
                     pipe.hdel(record, field)
         pipe.execute()
-
 
     def spent(self, token: str, tokens_key: str, issued_as: str, username: str) -> Participant:
         """What a login that used ``token`` of ``username`` (its field's value was

@@ -18,6 +18,7 @@ which the server can only check by knowing the key.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -73,23 +74,23 @@ class User:
 
 
 def challenge_tokens(fields: dict[str, str]) -> dict[str, int]:
-    """The challenge tokens of a record, spent ones included: token -> expiry (ms).
-    Each value is ``<expiry ms>|<address it was issued to>``, or ``<expiry ms>:spent|<address>``
-    once a login used it (store/challenges.py)."""
-    return {
-        name[len(CHALLENGE_FIELD_PREFIX) :]: int(value.partition("|")[0].partition(":")[0])
-        for name, value in fields.items()
-        if name.startswith(CHALLENGE_FIELD_PREFIX)
-    }
+    """The challenge tokens of a record, spent ones included: token -> expiry (ms)."""
+    return {token: expiry for token, expiry, _ in _challenge_fields(fields)}
 
 
 def spent_tokens(fields: dict[str, str]) -> frozenset[str]:
-    """The challenge tokens of a record that a login used (``<expiry ms>:spent|<address>``)."""
-    return frozenset(
-        name[len(CHALLENGE_FIELD_PREFIX) :]
-        for name, value in fields.items()
-        if name.startswith(CHALLENGE_FIELD_PREFIX) and value.partition("|")[0].endswith(":spent")
-    )
+    """The challenge tokens of a record that a login used."""
+    return frozenset(token for token, _, spent in _challenge_fields(fields) if spent)
+
+
+def _challenge_fields(fields: dict[str, str]) -> Iterator[tuple[str, int, bool]]:
+    """(token, expiry ms, spent) of each challenge token of a record. Each value is
+    ``<expiry ms>|<address it was issued to>``, or ``<expiry ms>:spent|<address>`` once a login
+    used it (store/challenges.py)."""
+    for name, value in fields.items():
+        if name.startswith(CHALLENGE_FIELD_PREFIX):
+            expiry, _, mark = value.partition("|")[0].partition(":")
+            yield name[len(CHALLENGE_FIELD_PREFIX) :], int(expiry), mark == "spent"
 
 
 class UserDirectory:
