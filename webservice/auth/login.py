@@ -39,9 +39,8 @@ from webservice.store.users import (
     CHALLENGE_FIELD_PREFIX,
     User,
     UserDirectory,
-    challenge_tokens,
     is_valid_username,
-    spent_tokens,
+    read_challenge_tokens,
 )
 
 Started = TypeVar("Started")
@@ -80,6 +79,8 @@ class LoginRead:
     #: The user's outstanding challenge tokens (token -> expiry ms), or for a name that is no
     #: user, the decoy tokens getchallenge handed out for it (HIDE_UNKNOWN_USERS).
     tokens: dict[str, int]
+    #: Those of ``tokens`` a login used already (marked spent in the record).
+    spent: frozenset[str]
     #: The record read at the user source's tokens key (the directory's user hash).
     record: dict[str, str]
     attempt: LoginAttempt
@@ -180,9 +181,7 @@ class LoginFlow:
         if user is not None and user.access_key is None and not hide:
             raise LoginRefused("no_access_key", Refusal.NO_ACCESS_KEY)
         access_key = user.access_key if user is not None else None
-        token = find_proven_token(
-            tokens, access_key or DECOY_ACCESS_KEY, proof, spent=spent_tokens(read.record)
-        )
+        token = find_proven_token(tokens, access_key or DECOY_ACCESS_KEY, proof, spent=read.spent)
         if user is None:
             raise LoginRefused("unknown_user", hidden)
         if access_key is None:
@@ -239,15 +238,17 @@ class LoginFlow:
         record = replies[0] if valid else {}
         user = self.users.from_record(username, record) if valid else None
         if user is not None:
-            tokens = challenge_tokens(record)
+            tokens, spent = read_challenge_tokens(record)
+        elif valid and decoys:
+            tokens, spent = read_challenge_tokens(replies[1])
         else:
-            tokens = challenge_tokens(replies[1]) if valid and decoys else {}
+            tokens, spent = {}, frozenset()
         wait = attempt.retry_after
         if wait is not None:
             refused = LoginRefused("limited", Refusal.LIMITED, wait)
             self._announce_failure(username, client, via, refused, attempt).done()
             raise refused
-        return LoginRead(user, tokens, record, attempt)
+        return LoginRead(user, tokens, spent, record, attempt)
 
     def fail(
         self,

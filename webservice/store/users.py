@@ -18,7 +18,6 @@ which the server can only check by knowing the key.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -75,22 +74,25 @@ class User:
 
 def challenge_tokens(fields: dict[str, str]) -> dict[str, int]:
     """The challenge tokens of a record, spent ones included: token -> expiry (ms)."""
-    return {token: expiry for token, expiry, _ in _challenge_fields(fields)}
+    return read_challenge_tokens(fields)[0]
 
 
-def spent_tokens(fields: dict[str, str]) -> frozenset[str]:
-    """The challenge tokens of a record that a login used."""
-    return frozenset(token for token, _, spent in _challenge_fields(fields) if spent)
-
-
-def _challenge_fields(fields: dict[str, str]) -> Iterator[tuple[str, int, bool]]:
-    """(token, expiry ms, spent) of each challenge token of a record. Each value is
-    ``<expiry ms>|<address it was issued to>``, or ``<expiry ms>:spent|<address>`` once a login
-    used it (store/challenges.py)."""
+def read_challenge_tokens(fields: dict[str, str]) -> tuple[dict[str, int], frozenset[str]]:
+    """The challenge tokens of a record (token -> expiry ms, spent ones included) and those a
+    login used, in one pass over its fields: a login reads both, and its user's record holds up
+    to CHALLENGE_MAX_OUTSTANDING of them. Each value is ``<expiry ms>|<address it was issued
+    to>``, or ``<expiry ms>:spent|<address>`` once a login used it (store/challenges.py)."""
+    tokens: dict[str, int] = {}
+    spent: list[str] = []
+    prefix_length = len(CHALLENGE_FIELD_PREFIX)
     for name, value in fields.items():
         if name.startswith(CHALLENGE_FIELD_PREFIX):
             expiry, _, mark = value.partition("|")[0].partition(":")
-            yield name[len(CHALLENGE_FIELD_PREFIX) :], int(expiry), mark == "spent"
+            token = name[prefix_length:]
+            tokens[token] = int(expiry)
+            if mark == "spent":
+                spent.append(token)
+    return tokens, frozenset(spent)
 
 
 class UserDirectory:
