@@ -141,14 +141,15 @@ def test_the_session_user_and_handle_are_logged(env, alice, lines):
     assert (logout["user"], logout["session"]) == ("alice", handle(session_name))
 
 
-def test_extendsession_logs_the_handle_it_gave(env, alice, lines):
+def test_extendsession_logs_the_user_and_the_handle_it_gave(env, alice, lines):
     browser = env.browser()
     browser.login("alice")
     session_name = browser.extended_session()
     [record] = lines.records()
-    assert (record["operation"], record["code"], record["session"]) == (
+    assert (record["operation"], record["code"], record["user"], record["session"]) == (
         "extendsession",
         "ok",
+        "alice",
         handle(session_name),
     )
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from webservice.services import Services
 from webservice.store.sessions import ClientInfo, Session
+
+
+def _unheard(session: Session) -> None:
+    """Where :attr:`OperationContext.started` goes when nobody listens."""
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,9 @@ class OperationContext:
     #: The request is the retry of a revocation whose confirmation came too late: answer what
     #: the first try would have, and act for nobody.
     session_ended: bool = False
+    #: An operation that starts a session (``login``, ``extendsession``) names it here: the
+    #: request log then writes its user and handle (never its id).
+    started: Callable[[Session], None] = _unheard
 
     def require_session(self) -> Session:
         if self.session is None:

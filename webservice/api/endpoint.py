@@ -34,6 +34,7 @@ from webservice.api.request_parsing import parse_request
 from webservice.serving import metrics, request_log
 from webservice.serving.request_log import Trace
 from webservice.store.confirmation import NotConfirmed
+from webservice.store.sessions import Session
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,6 @@ def respond(gateway: Gateway, req: Request, lean: bool = False) -> Answer | None
         except Exception:  # a result JSON cannot carry (text that is not valid Unicode)
             log.exception("operation failed (request %s)", trace.request_id)
             error = internal_error()
-        else:
-            request_log.learn_result(trace, result)
     if error is not None:
         body, code = envelope.failure_body(error), error.code
     seconds = request_log.finish(trace, code, environ)
@@ -152,7 +151,11 @@ def _dispatch(gateway: Gateway, req: Request, trace: Trace, lean: bool) -> objec
     else:
         request_log.learn_user(trace, parsed.params.get("username"))
     params = op.load_params(parsed.params)
-    context = OperationContext(gateway, parsed.client, session, parsed.session_id, ended)
+
+    def started(new: Session) -> None:
+        trace.user, trace.session = new.username, new.handle
+
+    context = OperationContext(gateway, parsed.client, session, parsed.session_id, ended, started)
     return op.handler(context, params)
 
 

@@ -15,7 +15,7 @@ unless logging is configured otherwise; ``WSGATE_LOG_LEVEL=WARNING`` silences it
 ``duration_ms``
     From the request's arrival in the app to its answer.
 ``user``, ``session``
-    The username and the public handle (sessions.handle_of) of the session, when known: the
+    The username and the public handle (store/sessions.py) of the session, when known: the
     session the request authenticated with, the one ``login`` or ``extendsession`` started; for
     ``getchallenge`` and a failed ``login``, the name asked for (left empty unless it is a valid
     username, as in the audit trail). A handle names a session; it is not a credential.
@@ -42,8 +42,6 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from webservice.store.sessions import handle_of
-from webservice.store.tokens import SessionId
 from webservice.store.users import is_valid_username
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -85,15 +83,6 @@ def request_id(environ: dict[str, Any]) -> str:
 def learn_user(trace: Trace, username: Any) -> None:
     if not trace.user and is_valid_username(username):
         trace.user = username
-
-
-def learn_result(trace: Trace, result: Any) -> None:
-    """Takes the handle of a session that the result hands out (login, extendsession); the
-    session id itself stays out of the log."""
-    if isinstance(result, dict) and "sessionName" in result:
-        session_id = SessionId.parse(result["sessionName"])
-        if session_id is not None:
-            trace.session = handle_of(session_id.family_id, session_id.member)
 
 
 def finish(trace: Trace, code: str, environ: dict[str, Any]) -> float:
