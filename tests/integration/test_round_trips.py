@@ -203,28 +203,70 @@ def test_counting_sees_a_pipeline_as_one_round_trip(redis_server, real_redis):
     client.close()
 
 
-def test_a_login_past_the_users_cap_ends_the_oldest_in_one_more_round_trip(
+def test_a_login_past_the_users_cap_ends_the_oldest_in_its_own_round_trips(
     redis_server, real_redis
 ):
-    """The login's own round trip reads the oldest family: ending it is one round trip more,
-    not two (looking for it, then ending it)."""
+    """A login one past MAX_FAMILIES_PER_USER ends the oldest family in the round trip that
+    starts its own: its first round trip read the user's live families, as this process knew the
+    user's id from an earlier login. A process that never saw the user ends it in one more (the
+    login's own round trip reads the oldest: not two more)."""
     tally = Tally()
-    app = create_app(
-        {**TEST_SETTINGS, "REDIS_URL": redis_server.url, "MAX_FAMILIES_PER_USER": 3},
-        redis_client=counting_client(redis_server, tally),
-    )
+    settings = {**TEST_SETTINGS, "REDIS_URL": redis_server.url, "MAX_FAMILIES_PER_USER": 3}
+    app = create_app(settings, redis_client=counting_client(redis_server, tally))
     access_key = gateway_of(app).users.add(USERNAME).access_key
-    ws = client_of(app)
-    sessions = []
-    for _ in range(5):
+
+    def log_in(ws) -> tuple[str, int]:
         token = ws.call("getchallenge", "GET", username=USERNAME)["result"]["token"]
         tally.round_trips = 0
         answer = ws.call("login", username=USERNAME, accessKey=proof(token, access_key))
-        sessions.append(answer["result"]["sessionName"])
-    # The last login: its read, its family (with the count and the oldest), the ending.
-    assert tally.round_trips == 3
+        return answer["result"]["sessionName"], tally.round_trips
+
+    ws = client_of(app)
+    logins = [log_in(ws) for _ in range(5)]
+    # (The first may load Lua scripts into this Redis.) The last two are past the cap.
+    assert [round_trips for _, round_trips in logins[1:]] == [2] * 4
+    # A process that does not know the user yet (another worker, just started).
+    fresh = create_app(settings, redis_client=counting_client(redis_server, tally))
+    logins.append(log_in(client_of(fresh)))
+    assert logins[-1][1] == 3
+
     alive = []
-    for session in sessions:
+    for session, _ in logins:
         ws.session_name = session
         alive.append(error_code(ws.authed("listtypes")) is None)
-    assert alive == [False, False, True, True, True]
+    assert alive == [False, False, False, True, True, True]
+    gateway = gateway_of(app)
+    user_id = gateway.users.get(USERNAME).id
+    assert real_redis.zcard(gateway.keys.user_families(user_id)) == 3
+    entries, _ = gateway.audit.tail(50)
+    assert [entry.event.event for entry in entries if entry.event.reason == "family_cap"] == [
+        "end"
+    ] * 3
+
+
+def test_a_name_now_held_by_another_user_never_ends_the_former_users_families(
+    redis_server, real_redis
+):
+    """The id a process keeps for a username is checked against the record the login reads: when
+    the name now belongs to another user (another id), the login past no cap of its own ends
+    nothing of the user that held the name before, however full that user's index."""
+    settings = {**TEST_SETTINGS, "REDIS_URL": redis_server.url, "MAX_FAMILIES_PER_USER": 2}
+    app = create_app(settings)
+    gateway = gateway_of(app)
+    access_key = gateway.users.add("carol").access_key
+    former_id = gateway.users.get("carol").id
+    ws = client_of(app)
+
+    def log_in() -> str:
+        token = ws.call("getchallenge", "GET", username="carol")["result"]["token"]
+        answer = ws.call("login", username="carol", accessKey=proof(token, access_key))
+        return answer["result"]["sessionName"]
+
+    former = [log_in(), log_in()]  # the former user, at its cap; this process knows its id
+    real_redis.hset(gateway.keys.user("carol"), "id", str(former_id + 1000))
+    log_in()
+    for session in former:
+        ws.session_name = session
+        assert error_code(ws.authed("listtypes")) is None
+    assert real_redis.zcard(gateway.keys.user_families(former_id)) == 2
+    assert real_redis.zcard(gateway.keys.user_families(former_id + 1000)) == 1

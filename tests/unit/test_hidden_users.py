@@ -169,15 +169,17 @@ def test_same_redis_commands_for_a_name_and_a_user(hidden, monkeypatch):
         error(login_answer(client, name, token=token), *WRONG)
         return list(sent)
 
-    trace("alice")  # loads the scripts
-    unknown, known = trace("nobody"), trace("alice")
-    assert unknown == known
+    gateway.users.add("bob")
+    trace("alice")  # loads the scripts; this process now knows alice's id
+    unknown, known, not_yet_known = trace("nobody"), trace("alice"), trace("bob")
+    assert unknown == known == not_yet_known
     assert known == [
         ["EVALSHA"],  # the getchallenge rate bucket
         ["EVALSHA", "SET", "EVALSHA"],  # the token, its pending challenge, the address's cap
-        # user, decoys, failure counters (username at this address, username, address), and
-        # whether the address is known for the name
-        ["HGETALL", "HGETALL", "GET", "PTTL", "GET", "PTTL", "GET", "PTTL", "HGET"],
+        # user, decoys, failure counters (username at this address, username, address), whether
+        # the address is known for the name, and the user's live families
+        ["HGETALL", "HGETALL", "GET", "PTTL", "GET", "PTTL", "GET", "PTTL", "HGET", "ZCOUNT",
+         "ZRANGEBYSCORE"],
         ["EVALSHA", "EVALSHA", "EVALSHA", "XADD"],  # count the failure, audit it
     ]
 

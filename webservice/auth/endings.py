@@ -15,7 +15,7 @@ from webservice import events
 from webservice.events import RoundTrip, SessionEvent
 from webservice.store.confirmation import NotConfirmed
 from webservice.store.round_trip import Change, send
-from webservice.store.sessions import Session, SessionStore, TimedOut
+from webservice.store.sessions import FamilyEnding, Session, SessionStore, TimedOut
 
 #: ``family_ended`` reasons of the families a check found past a timeout (TimedOut.why).
 TIMEOUT_REASONS = {"expired": "absolute_timeout", "idle": "idle_timeout"}
@@ -97,6 +97,13 @@ class Endings:
             )
         return round_trip.count
 
+    def riding(self, user_id: int, families: Sequence[str], event: SessionEvent) -> RidingEnding:
+        """Announces the end of ``families`` of the user, to be sent in the round trip of another
+        change (:meth:`RidingEnding.participant` rides in it; that change confirms the families
+        too). The change's maker calls :meth:`RidingEnding.made` once that round trip made it."""
+        round_trip = events.announce(events.family_ended, event)
+        return RidingEnding(self.sessions.ending(user_id, families, round_trip.riders), round_trip)
+
     def all_of_user(
         self, user_id: int, event: SessionEvent, keep_family: str | None = None
     ) -> int:
@@ -108,6 +115,24 @@ class Endings:
                 user_id, keep_family, round_trip.riders, Change(event.handle, event.user)
             )
         return round_trip.count
+
+
+class RidingEnding:
+    """An ending announced, on its way in the round trip of another change (Endings.riding)."""
+
+    def __init__(self, participant: FamilyEnding, round_trip: RoundTrip) -> None:
+        self.participant = participant
+        self.round_trip = round_trip
+
+    @property
+    def families(self) -> list[str]:
+        return self.participant.families
+
+    def made(self) -> None:
+        """The round trip was sent and made the ending (confirmed by the replicas or not): its
+        announcement is done, counting the families that were still live."""
+        self.round_trip.count = self.participant.count
+        self.round_trip.done()
 
 
 def _ended_or_not(round_trip: RoundTrip, end: Callable[[], bool]) -> bool:

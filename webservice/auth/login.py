@@ -9,6 +9,13 @@ HIDE_UNKNOWN_USERS the name's decoy record) and the failure counters are read in
 is started (with the audit entry and the counter's reset riding along), or the failure is counted
 (with its audit entry), in the other. A login refused by a failure limit stops after the first,
 before the proof is looked at.
+
+A user one past MAX_FAMILIES_PER_USER live logins loses the oldest. Integrations that log in for
+every job and never log out live there, so that ending rides in the round trip that starts the
+new family: the first round trip also reads the user's family index, which is keyed by the
+user's id, known to this process from any earlier login of the user (:class:`LiveFamilies`).
+Without it (the first login of the user here, a name now held by another user) the ending takes
+one round trip more, as it does for a race that left the user further over the cap.
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ from webservice.store.challenges import (
     has_unexpired,
 )
 from webservice.store.client import RedisClient
-from webservice.store.keys import RedisKeys
+from webservice.store.confirmation import NotConfirmed
+from webservice.store.keys import RedisKeys, same_user
 from webservice.store.limits import LoginAttempt, LoginLimiter
 from webservice.store.round_trip import Change, Participant, send
 from webservice.store.sessions import ClientInfo, SessionStore
@@ -84,6 +92,9 @@ class LoginRead:
     #: The record read at the user source's tokens key (the directory's user hash).
     record: dict[str, str]
     attempt: LoginAttempt
+    #: The user's live families as the same round trip read them, when this process knew the
+    #: user's id (and it is still this name's).
+    families: LiveFamilies | None = None
 
 
 class LoginFlow:
@@ -111,6 +122,10 @@ class LoginFlow:
         self.endings = endings
         self.max_families = max(1, int(max_families))
         self.hide = hide_unknown_users
+        #: Usernames (as keys.same_user) -> the id a login last found for them, at most
+        #: KNOWN_IDS of them: what lets a login read its user's family index in its first round
+        #: trip (the index is keyed by id). Checked against the record it reads.
+        self._known_ids: dict[str, int] = {}
 
     # --- the API ----------------------------------------------------------------------------
 
@@ -142,11 +157,14 @@ class LoginFlow:
             client,
             "api",
             session_id.handle,
-            lambda riders: self.sessions.open_from_challenge(
-                token, session_id, user.id, user.username, client, riders
-            )
-            or None,
+            lambda riders, ended: (
+                self.sessions.open_from_challenge(
+                    token, session_id, user.id, user.username, client, riders, ended
+                )
+                or None
+            ),
             [read.attempt.success(), self._spent(token, username, read.record)],
+            read.families,
         )
         if opened is None:
             # The proof was right, but the token was used a moment ago: not a guess, not counted.
@@ -227,6 +245,14 @@ class LoginFlow:
         counters, in one round trip. Raises LoginRefused (LIMITED) when a limit holds."""
         attempt = self.limits.attempt(username, client.address)
         valid = is_valid_username(username)
+        known_id = self._known_ids.get(same_user(username)) if valid else None
+        families = None
+        if known_id is not None:
+            families = LiveFamilies(self.keys.user_families(known_id))
+        elif valid and decoys:
+            # Hidden users: the same commands for a user this process does not know yet as for
+            # one it knows, and for a name that is no user.
+            families = LiveFamilies(self.keys.no_user_families())
 
         def own(pipe: Any) -> None:
             if valid:
@@ -234,9 +260,12 @@ class LoginFlow:
                 if decoys:
                     pipe.hgetall(self.keys.decoy_challenges(username))
 
-        replies = send(self.client, own, [attempt])
+        replies = send(self.client, own, [attempt] if families is None else [attempt, families])
         record = replies[0] if valid else {}
         user = self.users.from_record(username, record) if valid else None
+        if user is not None and user.id != known_id:
+            self._remember_id(username, user.id)
+            families = None
         if user is not None:
             tokens, spent = read_challenge_tokens(record)
         elif valid and decoys:
@@ -248,7 +277,13 @@ class LoginFlow:
             refused = LoginRefused("limited", Refusal.LIMITED, wait)
             self._announce_failure(username, client, via, refused, attempt).done()
             raise refused
-        return LoginRead(user, tokens, spent, record, attempt)
+        return LoginRead(user, tokens, spent, record, attempt, families)
+
+    def _remember_id(self, username: str, user_id: int) -> None:
+        known = self._known_ids
+        if len(known) >= KNOWN_IDS:
+            del known[next(iter(known))]  # the longest known
+        known[same_user(username)] = user_id
 
     def fail(
         self,
@@ -290,27 +325,73 @@ class LoginFlow:
         client: ClientInfo,
         via: str,
         handle: str,
-        start: Callable[[list[Participant]], Started | None],
+        start: Callable[[list[Participant], Sequence[str]], Started | None],
         also: Sequence[Participant] = (),
+        before: LiveFamilies | None = None,
     ) -> Started | None:
-        """Starts the family (``start``, given what rides in its round trip) and announces the
-        login; answers what ``start`` did, ``None`` when it could not (the login is then taken
-        back from the audit trail, and nobody is told it happened). A user past
-        MAX_FAMILIES_PER_USER live logins then loses the oldest (``family_ended``, ``family_cap``)."""
+        """Starts the family (``start``, given what rides in its round trip and the families
+        ended in it, which its confirmation covers) and announces the login; answers what
+        ``start`` did, ``None`` when it could not (the login is then taken back from the audit
+        trail, and nobody is told it happened). A user past MAX_FAMILIES_PER_USER live logins
+        loses the oldest (``family_ended``, ``family_cap``): in that same round trip when the
+        first one read them (``before``), else in one more. (A login that loses its token to a
+        concurrent one a moment before may have ended that oldest family all the same.)"""
         event = SessionEvent.of_client(via, client, user=username, handle=handle)
         round_trip = events.announce(events.login_succeeded, event)
+        capped = event.but(reason="family_cap")
+        doomed = before.to_end(self.max_families) if before is not None else []
+        ending = self.endings.riding(user_id, doomed, capped) if doomed else None
+        # After the ending, so that the count says what is left over.
         families = FamilyCount(self.keys.user_families(user_id))
-        started = start([*round_trip.riders, *also, families])
+        riders = [*round_trip.riders, *also]
+        if ending is not None:
+            riders.append(ending.participant)
+        try:
+            started = start([*riders, families], doomed)
+        except NotConfirmed:
+            if ending is not None:
+                ending.made()
+            raise
+        if ending is not None:
+            ending.made()
         if started is None:
             round_trip.cancel()
             return None
         round_trip.done()
         over = families.count - self.max_families
         if over > 0:
-            self.endings.oldest_of_user(
-                user_id, over, event.but(reason="family_cap"), families.oldest[:over]
-            )
+            self.endings.oldest_of_user(user_id, over, capped, families.oldest[:over])
         return started
+
+
+#: How many usernames' ids a LoginFlow keeps (a few bytes each).
+KNOWN_IDS = 10_000
+
+
+class LiveFamilies:
+    """Reads, in a login's first round trip, how many live families the user has and the oldest
+    of them (a participant of that round trip): a login that makes one too many ends it in its
+    second round trip, instead of in a third."""
+
+    def __init__(self, index_key: str) -> None:
+        self.index_key = index_key
+        self.count = 0
+        self.oldest: list[str] = []
+
+    def queue(self, pipe: Any, change: Change) -> None:
+        # By score (absolute expiry), as the login's own round trip first drops the expired.
+        now_ms = int(time.time() * 1000)
+        pipe.zcount(self.index_key, now_ms, "+inf")
+        pipe.zrangebyscore(self.index_key, now_ms, "+inf", start=0, num=1)
+
+    def sent(self, replies: list[Any]) -> None:
+        self.count = int(replies[0])
+        self.oldest = list(replies[1])
+
+    def to_end(self, max_families: int) -> list[str]:
+        """The family a new login ends to stay within ``max_families``; none when it need not,
+        or when it must end more than one (a lowered cap: the login's own count sees to it)."""
+        return self.oldest[:1] if self.count + 1 - max_families == 1 else []
 
 
 class FamilyCount:

@@ -119,7 +119,9 @@ class WebLink:
             client,
             "web",
             root.handle,
-            lambda riders: self.sessions.open_web(root, user_id, username, client, riders),
+            lambda riders, ended: self.sessions.open_web(
+                root, user_id, username, client, riders, ended
+            ),
             also,
         )
         assert login is not None  # open_web never declines

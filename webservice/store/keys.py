@@ -13,6 +13,9 @@ Layout (``P`` is ``REDIS_KEY_PREFIX``)::
     P:user-ids           hash    numeric user id -> username (the directory's index)
     P:seq:user           string  the last numeric user id handed out
     P:families:<uid>     zset    family ids of one user, scored by their absolute expiry (ms)
+    P:families:none      zset    never written: what a login reads in place of the family index
+                                 of a name whose user id it does not know, while unknown users
+                                 are hidden (the same commands for every name: auth/login.py)
     P:web:<sid>          string  a Flask-Session web session (its data names its family)
     P:secret-key         string  Flask's signing key, when none is configured (standalone/app.py)
     {P:user:<name>}:decoy  hash  challenge tokens getchallenge gave out for a name that is no user
@@ -84,6 +87,9 @@ class RedisKeys:
 
     def user_families(self, user_id: int) -> str:
         return f"{self.prefix}:families:{user_id}"
+
+    def no_user_families(self) -> str:
+        return f"{self.prefix}:families:none"
 
     def web_session_prefix(self) -> str:
         return f"{self.prefix}:web:"

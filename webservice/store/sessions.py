@@ -439,13 +439,15 @@ return 1
         username: str,
         client_info: ClientInfo,
         riders: Sequence[Participant] = (),
+        ended: Sequence[str] = (),
     ) -> bool:
         """Consumes challenge ``token`` and starts the API family of ``session_id``
         (SessionId.for_challenge); False if the token was used or expired.
 
         One round trip: the family is created and indexed under its user, with the ``riders``.
         The token itself stays in the user's record until it expires; its pending challenge is
-        gone, so a replay is refused here.
+        gone, so a replay is refused here. ``ended``: families that a rider (:meth:`ending`)
+        ends in the same round trip, confirmed with it (REDIS_WAIT_REPLICAS).
         """
         family = session_id.family_id
         return self._open(
@@ -456,6 +458,7 @@ return 1
             username,
             client_info.packed("api"),
             riders,
+            ended,
         )
 
     def open_web(
@@ -465,9 +468,11 @@ return 1
         username: str,
         client_info: ClientInfo,
         riders: Sequence[Participant] = (),
+        ended: Sequence[str] = (),
     ) -> Session:
         """Starts a web family whose root is the web login ``session_id`` (a new family id and
-        secret), with the ``riders`` in the same round trip."""
+        secret), with the ``riders`` in the same round trip (``ended`` as for
+        :meth:`open_from_challenge`)."""
         opened = self._open(
             self.OPEN_WEB,
             [self.keys.family(session_id.family_id)],
@@ -476,6 +481,7 @@ return 1
             username,
             client_info.packed("web"),
             riders,
+            ended,
         )
         if not opened:
             raise RuntimeError("a fresh 128-bit family id collided with a live family")
@@ -532,6 +538,7 @@ return 1
         username: str,
         packed_info: str,
         riders: Sequence[Participant],
+        ended: Sequence[str],
     ) -> bool:
         family = session_id.family_id
         index_key = self.keys.user_families(user_id)
@@ -552,7 +559,7 @@ return 1
             riders,
             Change(handle=handle_of(family, session_id.member), username=username),
             [script],
-            self.replicas.of_change("Login", [family]),
+            self.replicas.of_change("Login", [family, *ended]),
         )[0]
         if not opened and not self.client.exists(self.keys.family(family)):
             # Nothing was opened and no family of that id lives (a replayed token names one that
@@ -697,6 +704,15 @@ return 1
             families = self.client.zrange(index_key, 0, count - 1)
         return self._end_families(index_key, families, riders, Change(user_id=user_id), what)
 
+    def ending(
+        self, user_id: int, families: Sequence[str], riders: Sequence[Participant] = ()
+    ) -> FamilyEnding:
+        """The end of ``families`` of user ``user_id``, with the ``riders`` of its announcement,
+        as a participant of another change's round trip (see :class:`FamilyEnding`). That
+        change's confirmation must cover ``families`` (``ended`` of :meth:`open_from_challenge`)."""
+        change = Change(user_id=user_id, ended_families=tuple(families))
+        return FamilyEnding(self, self.keys.user_families(user_id), list(families), riders, change)
+
     def end_all_for_user(
         self,
         user_id: int,
@@ -839,6 +855,53 @@ class _Reader:
 
     def sent(self, replies: list[Any]) -> None:
         self.replies = replies
+
+
+class FamilyEnding:
+    """Families of one user ended in the round trip of another change (a round_trip.Participant):
+    a login one past MAX_FAMILIES_PER_USER ends the oldest in the round trip that starts its own
+    family, instead of in one more.
+
+    The riders of the ending's own announcement travel inside it and are told of the ending (its
+    ``Change``), not of the change that carries them. Once sent, ``count`` says how many of the
+    families were still live.
+    """
+
+    def __init__(
+        self,
+        store: SessionStore,
+        index_key: str,
+        families: list[str],
+        riders: Sequence[Participant],
+        change: Change,
+    ) -> None:
+        self._store = store
+        self.index_key = index_key
+        self.families = families
+        self.riders = riders
+        self.change = change
+        self.scripts = (
+            store.RETIRE,
+            *(script for rider in riders for script in getattr(rider, "scripts", ())),
+        )
+        self.count = 0
+        self._spans: list[tuple[Participant, int, int]] = []
+
+    def queue(self, pipe: Any, change: Change) -> None:
+        start = len(pipe)
+        for family in self.families:
+            self._store._queue_end(pipe, family)
+        pipe.zrem(self.index_key, *self.families)
+        self._spans = []
+        for rider in self.riders:
+            first = len(pipe) - start
+            rider.queue(pipe, self.change)
+            self._spans.append((rider, first, len(pipe) - start))
+
+    def sent(self, replies: list[Any]) -> None:
+        self.count = sum(replies[: len(self.families)])
+        for rider, first, end in self._spans:
+            rider.sent(replies[first:end])
 
 
 class _Unindex:
