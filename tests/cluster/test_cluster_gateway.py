@@ -232,3 +232,36 @@ def test_a_cluster_outage_answers_service_unavailable_and_the_gateway_recovers(t
         assert error_code(late.authed("listtypes")) == "AUTHENTICATION_REQUIRED"
     finally:
         cluster.stop()
+
+
+def test_a_login_past_the_users_cap_ends_the_oldest_family_on_its_own_master(
+    make_app, real_redis, monkeypatch
+):
+    """The oldest family that a login past MAX_FAMILIES_PER_USER ends rides in the round trip
+    that starts the new family, a pipeline over several masters: the family on whichever master,
+    the user's index on another, the audit trail on a third."""
+    app = make_app(MAX_FAMILIES_PER_USER=2)
+    gateway = app.extensions["wsgate"]
+    access_key = gateway.users.add(USERNAME).access_key or ""
+    in_a_round_trip_of_its_own = []
+    monkeypatch.setattr(
+        gateway.logins.endings,
+        "oldest_of_user",
+        lambda *args, **kwargs: in_a_round_trip_of_its_own.append(args),
+    )
+    sessions = []
+    for _ in range(6):
+        ws = client_of(app)
+        assert ws.login(USERNAME, access_key)["success"]
+        sessions.append(ws.session_name)
+    alive = []
+    for name in sessions:
+        ws = client_of(app)
+        ws.session_name = name
+        alive.append(error_code(ws.authed("listtypes")) is None)
+    assert alive == [False, False, False, False, True, True]
+    user_id = gateway.users.get(USERNAME).id
+    assert real_redis.zcard(gateway.keys.user_families(user_id)) == 2
+    entries, _ = gateway.audit.tail(50)
+    assert sum(entry.event.reason == "family_cap" for entry in entries) == 4
+    assert in_a_round_trip_of_its_own == []
