@@ -840,10 +840,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--ab-rounds",
         type=int,
-        default=6,
+        default=10,
         metavar="N",
         help="also compare listtypes with the reference in N interleaved rounds "
-        "(ABBA order), so that both see the same machine load (6; 0: off)",
+        "(ABBA order), so that both see the same machine load; a round's ratio moves with how "
+        "wrk's connections fall on the workers, 0.7-1.6 (10; 0: off)",
     )
     parser.add_argument(
         "--ab-seconds",
