@@ -233,20 +233,25 @@ def render(report: dict[str, Any]) -> str:
                 f"redis {split['redis']:.3f}, wrk {split['wrk']:.3f}"
             )
             out.append(f"  {name}: {parts}{extra}{codes}{recycled}{cpu_text}")
-    ab = report.get("ab_listtypes_vs_reference")
-    if ab:
+    interleaved = [
+        (name, report[f"ab_{name}_vs_reference"])
+        for name in WORKLOADS
+        if f"ab_{name}_vs_reference" in report
+    ]
+    if interleaved:
         out.append("")
+        out.append("Interleaved with the reference (ABBA rounds, both apps under the same load):")
+    for name, ab in interleaved:
+        mine, reference = ab[name], ab["reference"]
         out.append(
-            f"Interleaved listtypes vs reference ({ab['rounds']} rounds x 2 runs of "
-            f"{ab['seconds_each']:g}s, ABBA): {ab['listtypes']['requests_per_s']:.0f} vs "
-            f"{ab['reference']['requests_per_s']:.0f} req/s = {ab['ratio']:.2f}x (per round "
-            f"{min(ab['ratio_per_round']):.2f}-{max(ab['ratio_per_round']):.2f}); app CPU "
-            f"{ab['listtypes']['app_cpu_ms_per_request']:.3f} vs "
-            f"{ab['reference']['app_cpu_ms_per_request']:.3f} ms/req = {ab['cpu_ratio']:.2f}x; "
-            f"p50 {ab['listtypes']['p50_ms_median']:.2f} vs {ab['reference']['p50_ms_median']:.2f}"
-            f" ms, p99 {ab['listtypes']['p99_ms_median']:.2f} vs "
-            f"{ab['reference']['p99_ms_median']:.2f} ms; failures "
-            f"{ab['listtypes']['failures']}/{ab['reference']['failures']}"
+            f"  {name}: {ab['rounds']} rounds x 2 runs of {ab['seconds_each']:g}s: "
+            f"{mine['requests_per_s']:.0f} vs {reference['requests_per_s']:.0f} req/s = "
+            f"{ab['ratio']:.2f}x (per round {min(ab['ratio_per_round']):.2f}-"
+            f"{max(ab['ratio_per_round']):.2f}); app CPU {mine['app_cpu_ms_per_request']:.3f} vs "
+            f"{reference['app_cpu_ms_per_request']:.3f} ms/req = {ab['cpu_ratio']:.2f}x; p50 "
+            f"{mine['p50_ms_median']:.2f} vs {reference['p50_ms_median']:.2f} ms, p99 "
+            f"{mine['p99_ms_median']:.2f} vs {reference['p99_ms_median']:.2f} ms; failures "
+            f"{mine['failures']}/{reference['failures']}"
         )
     wsgi = report.get("wsgi_in_process")
     if wsgi:

@@ -350,6 +350,7 @@ class Bench:
             self.wrk("listtypes", duration=args.warmup, data=listtypes_file)
             time.sleep(0.5)
 
+        interleave = "reference" in chosen
         for workload in chosen:
             if workload == "reference":
                 self.measure(
@@ -357,18 +358,38 @@ class Bench:
                 )
             elif workload == "login":
                 self.measure("login", lambda: {"data": login_file})
+                if interleave:
+                    self.run_ab("login", args.ab_rounds_each, lambda _round: {"data": login_file})
             elif workload == "listtypes":
                 self.measure("listtypes", lambda: {"data": listtypes_file})
-                if args.ab_rounds > 0 and "reference" in chosen:
-                    self.wait_for_quiet()
-                    self.run_ab(listtypes_file)
+                if interleave:
+                    self.run_ab(
+                        "listtypes", args.ab_rounds, lambda _round: {"data": listtypes_file}
+                    )
             elif workload == "extendsession":
                 web_logins = self.prepare_web_logins()
                 self.measure("extendsession", lambda logins=web_logins: {"data": logins})
+                if interleave:
+                    self.run_ab(
+                        "extendsession",
+                        args.ab_rounds_each,
+                        lambda _round, logins=web_logins: {"data": logins},
+                    )
             elif workload == "logout":
                 self.measure("logout", lambda: {"data": self.prepare_logout()})
+                if interleave and args.ab_rounds_each > 0:
+                    # Each run logs out sessions of its own: all of them made before the rounds.
+                    files = [
+                        self.prepare_logout(args.ab_seconds, f"logout-round-{index}.txt")
+                        for index in range(args.ab_rounds_each)
+                    ]
+                    self.run_ab(
+                        "logout", args.ab_rounds_each, lambda index, runs=files: {"data": runs[index]}
+                    )
             elif workload == "dead":
                 self.measure("dead", lambda: {"data": dead_file})
+                if interleave:
+                    self.run_ab("dead", args.ab_rounds_each, lambda _round: {"data": dead_file})
 
     def prepare_web_logins(self) -> Path:
         count = self.args.web_logins
@@ -389,12 +410,14 @@ class Bench:
             self.workdir / "web-logins.txt", (f"{c}\t{t}\t{self.base}" for c, t in logins)
         )
 
-    def prepare_logout(self) -> Path:
+    def prepare_logout(self, seconds: float | None = None, name: str = "logout.txt") -> Path:
+        """Live sessions enough for a logout run of ``seconds`` (default: --duration), in a file
+        of the work directory called ``name``."""
         done = self.report["workloads"]
         fastest = max(
             [done.get(w, {}).get("requests_per_s", 0) for w in ("listtypes", "reference")] + [1000]
         )
-        count = int(fastest * self.args.duration * 1.5) + 2000
+        count = int(fastest * (seconds or self.args.duration) * 1.5) + 2000
         started = time.perf_counter()
         ids = bulk_load(self.loader, self.gateway, self.pool, count)
         self.loader.connection_pool.disconnect()
@@ -402,16 +425,23 @@ class Bench:
         say(
             f"{count} live sessions to log out, bulk-loaded in {time.perf_counter() - started:.1f}s"
         )
-        return write_lines(self.workdir / "logout.txt", ids)
+        return write_lines(self.workdir / name, ids)
 
-    def run_ab(self, data: Path) -> None:
-        """listtypes against the reference in short interleaved runs (ABBA...): on a shared or
-        drifting machine, both see the same load, so their ratio means something."""
-        rounds, seconds = self.args.ab_rounds, self.args.ab_seconds
-        say(f"interleaving reference and listtypes: {rounds} rounds of {seconds:g}s each")
+    def run_ab(
+        self, workload: str, rounds: int, arguments: Callable[[int], dict[str, Any]]
+    ) -> None:
+        """``workload`` against the reference in short interleaved runs (ABBA...): on a shared or
+        drifting machine both see the same load, and a round's luck (how wrk's connections fall
+        on the workers) evens out over the rounds, so their ratio means something. Written as
+        ``ab_<workload>_vs_reference``; ``arguments(round)`` gives the workload's wrk arguments."""
+        if rounds <= 0:
+            return
+        self.wait_for_quiet()
+        seconds = self.args.ab_seconds
+        say(f"interleaving reference and {workload}: {rounds} rounds of {seconds:g}s each")
         groups = {
             "reference": self.reference_proc.process.pid,
-            "listtypes": self.gateway_proc.process.pid,
+            workload: self.gateway_proc.process.pid,
         }
         totals = {
             name: {
@@ -426,7 +456,7 @@ class Bench:
         }
         ratios = []
         for index in range(rounds):
-            order = ("reference", "listtypes") if index % 2 == 0 else ("listtypes", "reference")
+            order = ("reference", workload) if index % 2 == 0 else (workload, "reference")
             rates = {}
             for name in order:
                 before = cpu_sample({name: groups[name]}, {})
@@ -435,7 +465,7 @@ class Bench:
                         "reference", duration=seconds, url=self.reference_base, path="/reference"
                     )
                 else:
-                    result = self.wrk("listtypes", duration=seconds, data=data)
+                    result = self.wrk(workload, duration=seconds, **arguments(index))
                 after = cpu_sample({name: groups[name]}, {})
                 total = totals[name]
                 total["requests"] += result.requests
@@ -445,7 +475,7 @@ class Bench:
                 total["p50_ms"].append(round(result.latency_us["p50"] / 1000, 3))
                 total["p99_ms"].append(round(result.latency_us["p99"] / 1000, 3))
                 rates[name] = result.rps
-            ratios.append(rates["listtypes"] / rates["reference"] if rates["reference"] else 0)
+            ratios.append(rates[workload] / rates["reference"] if rates["reference"] else 0)
         summary: dict[str, Any] = {"rounds": rounds, "seconds_each": seconds}
         for name, total in totals.items():
             summary[name] = {
@@ -458,17 +488,17 @@ class Bench:
                 "p99_ms_median": statistics.median(total["p99_ms"]),
             }
         summary["ratio"] = round(
-            summary["listtypes"]["requests_per_s"] / summary["reference"]["requests_per_s"], 3
+            summary[workload]["requests_per_s"] / summary["reference"]["requests_per_s"], 3
         )
         summary["ratio_per_round"] = [round(r, 3) for r in ratios]
         summary["cpu_ratio"] = round(
             summary["reference"]["app_cpu_ms_per_request"]
-            / summary["listtypes"]["app_cpu_ms_per_request"],
+            / summary[workload]["app_cpu_ms_per_request"],
             3,
         )
-        self.report["ab_listtypes_vs_reference"] = summary
+        self.report[f"ab_{workload}_vs_reference"] = summary
         say(
-            f"interleaved: listtypes/reference = {summary['ratio']:.2f} "
+            f"interleaved: {workload}/reference = {summary['ratio']:.2f} "
             f"(rounds {min(ratios):.2f}-{max(ratios):.2f}), "
             f"CPU-time ratio {summary['cpu_ratio']:.2f}"
         )
@@ -722,6 +752,7 @@ class Bench:
             "wrk_threads_login": self.login_threads,
             "warmup_s": args.warmup,
             "ab_rounds": args.ab_rounds,
+            "ab_rounds_each": args.ab_rounds_each,
             "ab_seconds": args.ab_seconds,
             "gunicorn_workers": self.worker_count(),
             "cpus": os.cpu_count(),
@@ -845,6 +876,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also compare listtypes with the reference in N interleaved rounds "
         "(ABBA order), so that both see the same machine load; a round's ratio moves with how "
         "wrk's connections fall on the workers, 0.7-1.6 (10; 0: off)",
+    )
+    parser.add_argument(
+        "--ab-rounds-each",
+        type=int,
+        default=4,
+        metavar="N",
+        help="interleaved rounds with the reference for each other workload (login, "
+        "extendsession, logout, dead), as for listtypes (4; 0: off)",
     )
     parser.add_argument(
         "--ab-seconds",
