@@ -112,6 +112,34 @@ def test_idle_timeout_refuses_an_unused_session_and_keeps_a_busy_one(make_app, r
     assert error_code(idle.authed("listtypes")) == "AUTHENTICATION_REQUIRED"
 
 
+def test_a_busy_session_is_marked_used_at_most_once_a_second(make_app, real_redis):
+    """A check marks its member used (and moves the family key's expiry) at most once per
+    min(1 s, idle timeout / 100): the checks in between write nothing, so a busy session costs
+    Redis reads only; its idle timeout may end it up to that much early, never late."""
+    app = make_app(SESSION_IDLE_TIMEOUT=600)
+    gateway_of(app).users.add(USERNAME)
+    ws = client_of(app)
+    assert ws.login(USERNAME, gateway_of(app).users.get(USERNAME).access_key)["success"]
+    parsed = SessionId.parse(ws.session_name)
+    assert parsed is not None
+    key, field = family_key(app, ws.session_name), f"l:{parsed.member}"
+
+    def writes() -> int:
+        stats = real_redis.info("commandstats")
+        calls = [stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("hset", "pexpireat")]
+        return sum(int(count) for count in calls)
+
+    marked, expires, written = real_redis.hget(key, field), real_redis.pexpiretime(key), writes()
+    for _ in range(5):
+        assert ws.authed("listtypes")["success"]
+    assert (real_redis.hget(key, field), real_redis.pexpiretime(key)) == (marked, expires)
+    assert writes() == written
+    time.sleep(1.05)
+    assert ws.authed("listtypes")["success"]
+    assert int(real_redis.hget(key, field)) >= int(marked) + 1000
+    assert real_redis.pexpiretime(key) >= expires + 1000
+
+
 def test_absolute_timeout_ends_even_a_busy_session(make_app, real_redis):
     app = make_app(SESSION_IDLE_TIMEOUT=1, SESSION_ABSOLUTE_TIMEOUT=2)
     gateway_of(app).users.add(USERNAME)
