@@ -124,10 +124,6 @@ class RidingEnding:
         self.participant = participant
         self.round_trip = round_trip
 
-    @property
-    def families(self) -> list[str]:
-        return self.participant.families
-
     def made(self) -> None:
         """The round trip was sent and made the ending (confirmed by the replicas or not): its
         announcement is done, counting the families that were still live."""

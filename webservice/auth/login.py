@@ -263,9 +263,10 @@ class LoginFlow:
         replies = send(self.client, own, [attempt] if families is None else [attempt, families])
         record = replies[0] if valid else {}
         user = self.users.from_record(username, record) if valid else None
-        if user is not None and user.id != known_id:
-            self._remember_id(username, user.id)
-            families = None
+        if user is None or user.id != known_id:
+            families = None  # read for the same commands only, or for the id the name had
+            if user is not None:
+                self._remember_id(username, user.id)
         if user is not None:
             tokens, spent = read_challenge_tokens(record)
         elif valid and decoys:
