@@ -343,7 +343,7 @@ class LoginFlow:
         doomed = before.to_end(self.max_families) if before is not None else []
         ending = self.endings.riding(user_id, doomed, capped) if doomed else None
         # After the ending, so that the count says what is left over.
-        families = FamilyCount(self.keys.user_families(user_id))
+        families = LiveFamilies(self.keys.user_families(user_id))
         riders = [*round_trip.riders, *also]
         if ending is not None:
             riders.append(ending.participant)
@@ -370,9 +370,10 @@ KNOWN_IDS = 10_000
 
 
 class LiveFamilies:
-    """Reads, in a login's first round trip, how many live families the user has and the oldest
-    of them (a participant of that round trip): a login that makes one too many ends it in its
-    second round trip, instead of in a third."""
+    """Reads how many live families a user has and the oldest of them (by absolute expiry), as
+    a participant of a login's round trip. Read in the first, it lets a login that makes one too
+    many end the oldest in its second; read in the second, after that ending, it shows what a
+    race left over (ended in one more round trip, without looking for them again)."""
 
     def __init__(self, index_key: str) -> None:
         self.index_key = index_key
@@ -380,7 +381,7 @@ class LiveFamilies:
         self.oldest: list[str] = []
 
     def queue(self, pipe: Any, change: Change) -> None:
-        # By score (absolute expiry), as the login's own round trip first drops the expired.
+        # By score: the expired do not count (the login's second round trip drops them).
         now_ms = int(time.time() * 1000)
         pipe.zcount(self.index_key, now_ms, "+inf")
         pipe.zrangebyscore(self.index_key, now_ms, "+inf", start=0, num=1)
@@ -393,23 +394,3 @@ class LiveFamilies:
         """The family a new login ends to stay within ``max_families``; none when it need not,
         or when it must end more than one (a lowered cap: the login's own count sees to it)."""
         return self.oldest[:1] if self.count + 1 - max_families == 1 else []
-
-
-class FamilyCount:
-    """Counts a user's logins (their index) in the round trip that starts a new one, and reads
-    the oldest one: the family a login one past MAX_FAMILIES_PER_USER ends, without a round
-    trip to look for it."""
-
-    def __init__(self, index_key: str) -> None:
-        self.index_key = index_key
-        self.count = 0
-        #: The oldest family in the index (by absolute expiry), when there is one.
-        self.oldest: list[str] = []
-
-    def queue(self, pipe: Any, change: Change) -> None:
-        pipe.zcard(self.index_key)
-        pipe.zrange(self.index_key, 0, 0)
-
-    def sent(self, replies: list[Any]) -> None:
-        self.count = int(replies[0])
-        self.oldest = list(replies[1])

@@ -70,6 +70,33 @@ def _args_and_options(command: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return command
 
 
+#: Where one participant's commands sit in a pipeline: (participant, first, past the last).
+Span = tuple[Participant, int, int]
+
+
+def queue_each(pipe: Any, participants: Sequence[Participant], change: Change) -> list[Span]:
+    """Queues the commands of each participant, told of ``change``; answers where each one's
+    commands (and so its replies) sit in ``pipe``."""
+    spans = []
+    for participant in participants:
+        start = len(pipe)
+        participant.queue(pipe, change)
+        spans.append((participant, start, len(pipe)))
+    return spans
+
+
+def hand_out(spans: Sequence[Span], replies: list[Any], offset: int = 0) -> None:
+    """Gives each participant of ``spans`` its own replies; ``replies[0]`` answers the command
+    at position ``offset`` of the pipeline."""
+    for participant, start, end in spans:
+        participant.sent(replies[start - offset : end - offset])
+
+
+def scripts_of(participants: Sequence[Participant]) -> tuple[LuaScript, ...]:
+    """The Lua scripts the participants say they queue (their ``scripts`` attribute)."""
+    return tuple(s for p in participants for s in getattr(p, "scripts", ()))
+
+
 def send(
     client: RedisClient,
     own: Callable[[Any], None] | None = None,
@@ -100,18 +127,14 @@ def send(
     if own is not None:
         own(pipe)
     own_count = len(pipe)
-    spans = []
-    for participant in participants:
-        start = len(pipe)
-        participant.queue(pipe, change)
-        spans.append((participant, start, len(pipe)))
+    spans = queue_each(pipe, participants, change)
     if confirm_here is not None:
         confirm_here.queue(pipe)
     commands = list(_queued(pipe))  # a copy: executing the pipeline empties it
     replies = line.execute(pipe, raise_on_error=False) if commands else []
     missed = [index for index, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if missed:
-        for script in [*scripts, *(s for p in participants for s in getattr(p, "scripts", ()))]:
+        for script in [*scripts, *scripts_of(participants)]:
             script.load(client)
         again = client.pipeline(transaction=False)
         for index in missed:
@@ -127,8 +150,7 @@ def send(
     failed = next((reply for reply in replies if isinstance(reply, ResponseError)), None)
     if failed is not None:
         raise failed
-    for participant, start, end in spans:
-        participant.sent(replies[start:end])
+    hand_out(spans, replies)
     try:
         if confirm_here is not None:
             confirm_here.check(replies)

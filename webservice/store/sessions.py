@@ -37,7 +37,15 @@ from typing import Any
 from webservice.store.client import RedisClient
 from webservice.store.confirmation import NotConfirmed, Replicas
 from webservice.store.keys import RedisKeys
-from webservice.store.round_trip import Change, Participant, send
+from webservice.store.round_trip import (
+    Change,
+    Participant,
+    Span,
+    hand_out,
+    queue_each,
+    scripts_of,
+    send,
+)
 from webservice.store.scripts import CLOCK, LuaScript
 from webservice.store.tokens import (
     HANDLE_MEMBER_CHARS,
@@ -716,7 +724,8 @@ return 1
         as a participant of another change's round trip (see :class:`FamilyEnding`). That
         change's confirmation must cover ``families`` (``ended`` of :meth:`open_from_challenge`)."""
         change = Change(user_id=user_id, ended_families=tuple(families))
-        return FamilyEnding(self, self.keys.user_families(user_id), list(families), riders, change)
+        index_key = self.keys.user_families(user_id)
+        return FamilyEnding(self._queue_end, index_key, list(families), riders, change)
 
     def end_all_for_user(
         self,
@@ -874,39 +883,33 @@ class FamilyEnding:
 
     def __init__(
         self,
-        store: SessionStore,
+        queue_end: Callable[[Any, str], None],
         index_key: str,
         families: list[str],
         riders: Sequence[Participant],
         change: Change,
     ) -> None:
-        self._store = store
+        #: SessionStore._queue_end: queues the end of one family (its reply 1 when it was live).
+        self._queue_end = queue_end
         self.index_key = index_key
         self.families = families
         self.riders = riders
         self.change = change
-        self.scripts = (
-            store.RETIRE,
-            *(script for rider in riders for script in getattr(rider, "scripts", ())),
-        )
+        self.scripts = (SessionStore.RETIRE, *scripts_of(riders))
         self.count = 0
-        self._spans: list[tuple[Participant, int, int]] = []
+        self._start = 0
+        self._spans: list[Span] = []
 
     def queue(self, pipe: Any, change: Change) -> None:
-        start = len(pipe)
+        self._start = len(pipe)
         for family in self.families:
-            self._store._queue_end(pipe, family)
+            self._queue_end(pipe, family)
         pipe.zrem(self.index_key, *self.families)
-        self._spans = []
-        for rider in self.riders:
-            first = len(pipe) - start
-            rider.queue(pipe, self.change)
-            self._spans.append((rider, first, len(pipe) - start))
+        self._spans = queue_each(pipe, self.riders, self.change)
 
     def sent(self, replies: list[Any]) -> None:
         self.count = sum(replies[: len(self.families)])
-        for rider, first, end in self._spans:
-            rider.sent(replies[first:end])
+        hand_out(self._spans, replies, self._start)
 
 
 class _Unindex:
