@@ -243,12 +243,20 @@ def render(report: dict[str, Any]) -> str:
         out.append("Interleaved with the reference (ABBA rounds, both apps under the same load):")
     for name, ab in interleaved:
         mine, reference = ab[name], ab["reference"]
+        # (Reports written before the machine's CPU was measured in these rounds have no such figure.)
+        machine = (
+            f"; app+Redis+wrk CPU {mine['machine_cpu_ms_per_request']:.3f} vs "
+            f"{reference['machine_cpu_ms_per_request']:.3f} ms/req = {ab['machine_cpu_ratio']:.2f}x"
+            f" (CPUs busy {mine['machine_busy_pct']:.0f}% vs {reference['machine_busy_pct']:.0f}%)"
+            if "machine_cpu_ratio" in ab
+            else ""
+        )
         out.append(
             f"  {name}: {ab['rounds']} rounds x 2 runs of {ab['seconds_each']:g}s: "
             f"{mine['requests_per_s']:.0f} vs {reference['requests_per_s']:.0f} req/s = "
             f"{ab['ratio']:.2f}x (per round {min(ab['ratio_per_round']):.2f}-"
             f"{max(ab['ratio_per_round']):.2f}); app CPU {mine['app_cpu_ms_per_request']:.3f} vs "
-            f"{reference['app_cpu_ms_per_request']:.3f} ms/req = {ab['cpu_ratio']:.2f}x; p50 "
+            f"{reference['app_cpu_ms_per_request']:.3f} ms/req = {ab['cpu_ratio']:.2f}x{machine}; p50 "
             f"{mine['p50_ms_median']:.2f} vs {reference['p50_ms_median']:.2f} ms, p99 "
             f"{mine['p99_ms_median']:.2f} vs {reference['p99_ms_median']:.2f} ms; failures "
             f"{mine['failures']}/{reference['failures']}"

@@ -443,12 +443,16 @@ class Bench:
             "reference": self.reference_proc.process.pid,
             workload: self.gateway_proc.process.pid,
         }
+        redis = {"redis": self.redis_server.process.pid}
         totals = {
             name: {
                 "requests": 0,
                 "seconds": 0.0,
                 "failures": 0,
                 "cpu_ticks": 0,
+                "machine_ticks": 0,
+                "busy_ticks": 0,
+                "all_ticks": 0,
                 "p50_ms": [],
                 "p99_ms": [],
             }
@@ -459,19 +463,24 @@ class Bench:
             order = ("reference", workload) if index % 2 == 0 else (workload, "reference")
             rates = {}
             for name in order:
-                before = cpu_sample({name: groups[name]}, {})
+                before = cpu_sample({name: groups[name]}, redis)
                 if name == "reference":
                     result = self.wrk(
                         "reference", duration=seconds, url=self.reference_base, path="/reference"
                     )
                 else:
                     result = self.wrk(workload, duration=seconds, **arguments(index))
-                after = cpu_sample({name: groups[name]}, {})
+                after = cpu_sample({name: groups[name]}, redis)
                 total = totals[name]
                 total["requests"] += result.requests
                 total["seconds"] += result.duration_s
                 total["failures"] += result.failures
                 total["cpu_ticks"] += after.groups[name] - before.groups[name]
+                total["busy_ticks"] += after.busy - before.busy
+                total["all_ticks"] += after.total - before.total
+                total["machine_ticks"] += sum(
+                    after.groups[part] - before.groups[part] for part in (name, "redis", "wrk")
+                )
                 total["p50_ms"].append(round(result.latency_us["p50"] / 1000, 3))
                 total["p99_ms"].append(round(result.latency_us["p99"] / 1000, 3))
                 rates[name] = result.rps
@@ -483,6 +492,12 @@ class Bench:
                 "failures": total["failures"],
                 "app_cpu_ms_per_request": round(
                     1000 * total["cpu_ticks"] / CLOCK_TICKS / max(total["requests"], 1), 3
+                ),
+                "machine_cpu_ms_per_request": round(
+                    1000 * total["machine_ticks"] / CLOCK_TICKS / max(total["requests"], 1), 3
+                ),
+                "machine_busy_pct": round(
+                    100 * total["busy_ticks"] / max(total["all_ticks"], 1), 1
                 ),
                 "p50_ms_median": statistics.median(total["p50_ms"]),
                 "p99_ms_median": statistics.median(total["p99_ms"]),
@@ -496,11 +511,17 @@ class Bench:
             / summary[workload]["app_cpu_ms_per_request"],
             3,
         )
+        summary["machine_cpu_ratio"] = round(
+            summary["reference"]["machine_cpu_ms_per_request"]
+            / summary[workload]["machine_cpu_ms_per_request"],
+            3,
+        )
         self.report[f"ab_{workload}_vs_reference"] = summary
         say(
             f"interleaved: {workload}/reference = {summary['ratio']:.2f} "
             f"(rounds {min(ratios):.2f}-{max(ratios):.2f}), "
-            f"CPU-time ratio {summary['cpu_ratio']:.2f}"
+            f"CPU-time ratio {summary['cpu_ratio']:.2f} (app), "
+            f"{summary['machine_cpu_ratio']:.2f} (app, Redis and wrk)"
         )
 
     # ----------------------------------------------------------------------------- end all
