@@ -443,7 +443,7 @@ class Bench:
             "reference": self.reference_proc.process.pid,
             workload: self.gateway_proc.process.pid,
         }
-        redis = {"redis": self.redis_server.process.pid}
+        redis_server = {"redis": self.redis_server.process.pid}
         totals = {
             name: {
                 "requests": 0,
@@ -463,14 +463,14 @@ class Bench:
             order = ("reference", workload) if index % 2 == 0 else (workload, "reference")
             rates = {}
             for name in order:
-                before = cpu_sample({name: groups[name]}, redis)
+                before = cpu_sample({name: groups[name]}, redis_server)
                 if name == "reference":
                     result = self.wrk(
                         "reference", duration=seconds, url=self.reference_base, path="/reference"
                     )
                 else:
                     result = self.wrk(workload, duration=seconds, **arguments(index))
-                after = cpu_sample({name: groups[name]}, redis)
+                after = cpu_sample({name: groups[name]}, redis_server)
                 total = totals[name]
                 total["requests"] += result.requests
                 total["seconds"] += result.duration_s
