@@ -381,7 +381,10 @@ class LiveFamilies:
         self.oldest: list[str] = []
 
     def queue(self, pipe: Any, change: Change) -> None:
-        # By score: the expired do not count (the login's second round trip drops them).
+        # By score: the expired do not count (the login's second round trip drops them). "Now"
+        # is this host's clock, not Redis's (a read cannot ask for the time in the same round
+        # trip): with skewed clocks, only a family within the skew of its absolute expiry can be
+        # counted wrongly, and the family scripts still enforce that expiry by Redis's clock.
         now_ms = int(time.time() * 1000)
         pipe.zcount(self.index_key, now_ms, "+inf")
         pipe.zrangebyscore(self.index_key, now_ms, "+inf", start=0, num=1)
