@@ -66,6 +66,8 @@ HARMLESS_HOOKS = frozenset(
         # page headers (the endpoint's answers carry theirs), its signing key (nothing is signed).
         "webservice.standalone.app._session_store_error",
         "webservice.standalone.app._load_shared_secret_key",
+        # Its web pages' malformed multipart forms (never webservice.php's).
+        "webservice.standalone.app._refuse_nameless_form_parts",
         "webservice.standalone.security_headers.add_security_headers",
     }
 )

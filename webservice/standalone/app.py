@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flask import Flask, Response, current_app, render_template, request
+from flask import Flask, Response, abort, current_app, render_template, request
 from flask_wtf.csrf import CSRFProtect
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
@@ -73,6 +73,8 @@ def create_app(
     else:
         raise ValueError(f'WEB_SESSIONS must be "redis" or "cookie", not {kind!r}')
     app.before_request(_session_store_error)
+    # Before CSRFProtect's own check, which fails on such a form.
+    app.before_request(_refuse_nameless_form_parts)
     protect = CSRFProtect(app)
     protect.exempt(endpoint.blueprint)
     protect.exempt(rest.blueprint)
@@ -164,6 +166,23 @@ def _session_store_error() -> None:
     error = request.environ.get(SESSION_UNAVAILABLE)
     if error is not None and request.endpoint not in health.REDIS_FREE_ENDPOINTS:
         raise error
+
+
+#: The methods whose forms Flask-WTF's CSRFProtect reads (its default WTF_CSRF_METHODS).
+_FORM_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _refuse_nameless_form_parts() -> None:
+    """Answers 400 to a web page's multipart form with a part whose Content-Disposition names
+    nothing: Werkzeug reads it under the name None, on which Flask-WTF's CSRF check fails with an
+    AttributeError (a 500). webservice.php and the REST API read their forms themselves."""
+    if (
+        request.method in _FORM_METHODS
+        and request.mimetype == "multipart/form-data"
+        and request.blueprint not in (endpoint.blueprint.name, rest.blueprint.name)
+        and None in request.form
+    ):
+        abort(400, "Malformed form: a part without a name")
 
 
 def _load_shared_secret_key() -> None:
