@@ -28,7 +28,7 @@ def authentication_failed() -> WebServiceError:
     return WebServiceError(ErrorCode.AUTHENTICATION_FAILURE, "Authentication Failed")
 
 
-@operation("extendsession", needs_session=False)
+@operation("extendsession", needs_session=False, uses_flask_request=False)
 def extendsession(context: OperationContext, params: dict[str, Any]) -> dict[str, str]:
     """Gives the web login of this browser a new API session, linked to it.
 
@@ -38,18 +38,24 @@ def extendsession(context: OperationContext, params: dict[str, Any]) -> dict[str
     logging out of it or of the web login ends both. The audit entry goes in the round trip that
     adds the session, and is taken back if the web login turns out to have ended.
     """
-    web = context.gateway.web
-    if not web.has_cookie():
+    web, browser = context.gateway.web, context.browser
+    if not web.has_cookie(browser):
         raise authentication_required()
     settings = context.gateway.settings
-    origin_ok = origin_verdict(settings["PUBLIC_ORIGINS"], settings["TRUSTED_ORIGINS"])
+    origin_ok = origin_verdict(
+        settings["PUBLIC_ORIGINS"], settings["TRUSTED_ORIGINS"], browser.request
+    )
     if origin_ok is False:
         raise cross_site_refused()
-    if web.claimed_id() is None:
+    if origin_ok is None:
+        # Then the page's token is the proof: Flask-WTF checks it, in Flask's request context
+        # (without one, the request is handed to Flask's path here, before anything happened).
+        browser.require_request_context()
+    if web.claimed_id(browser) is None:
         raise authentication_failed()
-    if origin_ok is None and not has_valid_csrf_header():
+    if origin_ok is None and not has_valid_csrf_header(browser):
         raise cross_site_refused()
-    extended = web.extend()
+    extended = web.extend(browser)
     if extended is None:
         raise authentication_failed()
     session_id, session = extended

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import fakeredis
@@ -22,6 +24,7 @@ from werkzeug.test import EnvironBuilder
 from tests.conftest import TEST_SETTINGS
 from tests.host.hostapp import ACCESS_KEYS, create_host_app
 from tests.unit.support import TEST_OPERATIONS
+from webservice.api.lean_path import LeanPath
 from webservice.api.registry import installed_operations
 from webservice.standalone import create_app
 from webservice.store.challenges import login_proof
@@ -175,10 +178,205 @@ def test_a_plugin_that_reads_flasks_request_is_handed_to_flask_with_its_body(app
     assert calls.count == 1
 
 
-def test_anything_with_a_cookie_goes_through_flask(app: Flask) -> None:
+def test_with_sessions_in_redis_anything_with_a_cookie_goes_through_flask(app: Flask) -> None:
     calls = ViewCalls(app)
     with_unrelated_cookie(app).get("/webservice.php", query_string={"operation": "listtypes"})
     assert calls.count == 1
+
+
+# --- A browser's requests, with the signed-cookie session ---------------------------------------
+
+OWN_ORIGIN = "http://localhost"
+_SESSION_NAME = re.compile(rb'"sessionName":"[^"]+"')
+
+
+@contextmanager
+def flask_path(app: Flask) -> Iterator[None]:
+    """The lean path passes every request on to Flask."""
+    lean: Any = app.wsgi_app
+    while not isinstance(lean, LeanPath):
+        lean = lean.app  # the middlewares around it
+    lean._usable = (False, False)
+    try:
+        yield
+    finally:
+        lean._usable = None
+
+
+def web_login(app: Flask, username: str = "alice") -> tuple[str, str]:
+    """Logs ``username`` in to the web UI: (its session cookie, its page's CSRF token)."""
+    gateway = app.extensions["wsgate"]
+    gateway.users.add(username, password="a long enough password")
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    form_token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert form_token is not None
+    answer = client.post(
+        "/login",
+        data={"username": username, "password": "a long enough password",
+              "csrf_token": form_token.group(1)},
+    )  # fmt: skip
+    assert answer.status_code == 302, answer.get_data(as_text=True)[:300]
+    home = client.get("/").get_data(as_text=True)
+    page_token = re.search(r'<meta name="csrf-token" content="([^"]+)"', home)
+    assert page_token is not None
+    cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
+    assert cookie is not None
+    return f"{cookie.key}={cookie.value}", page_token.group(1)
+
+
+def sent_both_ways(app: Flask, headers: dict[str, str], **request: Any) -> tuple[Any, Any, int]:
+    """The same request with a cookie, on this app's way (the lean path, when it takes it) and
+    Flask's: (this way's answer, Flask's, how many of the two the Flask view answered)."""
+    calls = ViewCalls(app)
+    headers = {"X-Request-Id": "fixed-id-2", **headers}
+    first = app.test_client(use_cookies=False).post("/webservice.php", headers=headers, **request)
+    with flask_path(app):
+        second = app.test_client(use_cookies=False).post(
+            "/webservice.php", headers=headers, **request
+        )
+    return first, second, calls.count
+
+
+def comparable(response: Any) -> tuple[str, list[tuple[str, str]], bytes]:
+    """The answer, but for the new session's name (different on every call)."""
+    status, headers, body = answer_of(response)
+    return status, headers, _SESSION_NAME.sub(b'"sessionName":"..."', body)
+
+
+@pytest.fixture
+def cookie_app() -> Flask:
+    return standalone(WEB_SESSIONS="cookie")
+
+
+def test_a_browsers_extendsession_takes_the_lean_path_and_answers_as_flask_does(
+    cookie_app: Flask,
+) -> None:
+    app = cookie_app
+    cookie, token = web_login(app)
+    stranger, _ = web_login(app, "bob")
+    sign = app.session_interface.get_signing_serializer(app).dumps  # type: ignore[attr-defined]
+    visitor = f"{app.config['SESSION_COOKIE_NAME']}={sign({'csrf_token': 'x' * 40})}"
+    forged = f"{app.config['SESSION_COOKIE_NAME']}={'x' * 43}"
+    extend = {"data": {"operation": "extendsession"}}
+    session = live_session(app, "carol")
+    cases: list[tuple[dict[str, str], dict[str, Any], str]] = [
+        ({"Cookie": cookie, "Origin": OWN_ORIGIN}, extend, "ok"),
+        ({"Cookie": stranger, "Origin": OWN_ORIGIN, "X-CSRFToken": token}, extend, "ok"),
+        ({"Cookie": cookie, "Origin": "https://evil.example"}, extend, "ACCESS_DENIED"),
+        ({"Cookie": visitor, "Origin": OWN_ORIGIN}, extend, "AUTHENTICATION_FAILURE"),
+        ({"Cookie": forged, "Origin": OWN_ORIGIN}, extend, "AUTHENTICATION_FAILURE"),
+        ({"Cookie": "unrelated=1", "Origin": OWN_ORIGIN}, extend, "AUTHENTICATION_REQUIRED"),
+        # An in-page script's API calls carry the cookie too: the session data is never read.
+        ({"Cookie": cookie}, {"data": {"operation": "listtypes", "sessionName": session}}, "ok"),
+        ({"Cookie": cookie}, {"data": {"operation": "listtypes"}}, "AUTHENTICATION_REQUIRED"),
+    ]
+    for headers, request, code in cases:
+        lean, flask, flask_answered = sent_both_ways(app, headers, **request)
+        assert comparable(lean) == comparable(flask), (headers, request)
+        answer = lean.get_json()
+        assert (answer["error"]["code"] if not answer["success"] else "ok") == code, answer
+        assert flask_answered == 1, (headers, request)
+    extended, _, _ = sent_both_ways(app, {"Cookie": cookie, "Origin": OWN_ORIGIN}, **extend)
+    assert extended.headers["Vary"] == "Cookie"
+
+
+def test_a_browser_whose_login_ended_is_told_so_with_its_cookie_changed_as_flask_does(
+    cookie_app: Flask,
+) -> None:
+    app = cookie_app
+    cookie, _ = web_login(app)
+    gateway = app.extensions["wsgate"]
+    for family in gateway.redis.keys(f"{gateway.keys.prefix}:{{*}}:f"):
+        gateway.redis.delete(family)
+    lean, flask, flask_answered = sent_both_ways(
+        app, {"Cookie": cookie, "Origin": OWN_ORIGIN}, data={"operation": "extendsession"}
+    )
+    assert flask_answered == 1
+    assert lean.get_json()["error"]["code"] == "AUTHENTICATION_FAILURE"
+
+    def without_cookie_value(response: Any) -> Any:
+        status, headers, body = answer_of(response)
+        masked = [(n, re.sub(r"^([^=]+)=[^;]*", r"\1=...", v) if n == "Set-Cookie" else v)
+                  for n, v in headers]  # fmt: skip
+        return status, masked, body
+
+    assert without_cookie_value(lean) == without_cookie_value(flask)
+    # The login is gone from the browser's session data, which keeps the rest.
+    renewed = lean.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
+    data = app.session_interface.get_signing_serializer(app).loads(renewed)  # type: ignore[attr-defined]
+    assert "_wsgate_login" not in data and "csrf_token" in data
+
+
+def test_a_permanent_sessions_cookie_is_refreshed_as_flask_does(cookie_app: Flask) -> None:
+    app = cookie_app
+    app.config["SESSION_REFRESH_EACH_REQUEST"] = True
+    sign = app.session_interface.get_signing_serializer(app).dumps  # type: ignore[attr-defined]
+    cookie = f"{app.config['SESSION_COOKIE_NAME']}={sign({'_permanent': True, 'theme': 'dark'})}"
+    lean, flask, flask_answered = sent_both_ways(
+        app, {"Cookie": cookie}, data={"operation": "listtypes"}
+    )
+    assert flask_answered == 1
+    assert lean.headers.getlist("Set-Cookie") and flask.headers.getlist("Set-Cookie")
+    assert [name for name, _ in lean.headers.items()] == [name for name, _ in flask.headers.items()]
+    assert lean.get_data() == flask.get_data()
+
+
+def test_without_origin_the_csrf_token_is_checked_by_flasks_path(cookie_app: Flask) -> None:
+    app = cookie_app
+    cookie, token = web_login(app)
+    calls = ViewCalls(app)
+    client = app.test_client(use_cookies=False)
+    extend = {"operation": "extendsession"}
+    answer = client.post("/webservice.php", data=extend,
+                         headers={"Cookie": cookie, "X-CSRFToken": token}).get_json()  # fmt: skip
+    assert answer["success"], answer
+    assert calls.count == 1
+    refused = client.post("/webservice.php", data=extend,
+                          headers={"Cookie": cookie, "X-CSRFToken": "forged"}).get_json()  # fmt: skip
+    assert refused["error"]["code"] == "ACCESS_DENIED"
+    assert calls.count == 2
+    client.post("/webservice.php", data=extend, headers={"Cookie": cookie, "Origin": OWN_ORIGIN})
+    assert calls.count == 2
+
+
+def test_with_a_cookie_flasks_path_stays_where_a_hook_reads_the_session() -> None:
+    """Flask-Login's remember-me refresh reads the session on every answer (``Vary: Cookie``)."""
+    host = create_host_app(redis_client=fakeredis.FakeRedis(decode_responses=True))
+    calls = ViewCalls(host)
+    client = host.test_client(use_cookies=False)
+    client.get("/webservice.php", query_string={"operation": "listtypes"})
+    assert calls.count == 0
+    client.get("/webservice.php", query_string={"operation": "listtypes"},
+               headers={"Cookie": "session=anything"})  # fmt: skip
+    assert calls.count == 1
+
+
+def test_with_a_cookie_flasks_path_stays_until_the_app_has_its_signing_key() -> None:
+    app = standalone(WEB_SESSIONS="cookie", SECRET_KEY=None)
+    calls = ViewCalls(app)
+    client = app.test_client(use_cookies=False)
+    cookie = {"Cookie": f"{app.config['SESSION_COOKIE_NAME']}=anything"}
+    client.get("/webservice.php", query_string={"operation": "listtypes"}, headers=cookie)
+    assert calls.count == 1  # and its hook loaded the shared key from Redis
+    assert app.secret_key
+    client.get("/webservice.php", query_string={"operation": "listtypes"}, headers=cookie)
+    assert calls.count == 1
+
+
+def test_trusted_hosts_keep_flasks_path_and_its_refusal_of_other_hosts() -> None:
+    """Flask refuses a Host that TRUSTED_HOSTS does not name (the envelope says so); the lean
+    path, which never asks, used to answer the operation."""
+    app = standalone(TRUSTED_HOSTS=["gateway.example"])
+    client = app.test_client()
+    query = {"operation": "listtypes"}
+    refused = client.get("/webservice.php", query_string=query, headers={"Host": "evil.example"})
+    assert refused.get_json()["error"] == {
+        "code": "INVALID_PARAMETER",
+        "message": "Malformed request: Host 'evil.example' is not trusted.",
+    }
+    served = client.get("/webservice.php", query_string=query, headers={"Host": "gateway.example"})
+    assert served.get_json()["error"]["code"] == "AUTHENTICATION_REQUIRED"
 
 
 def test_an_unknown_hook_or_a_request_signal_keeps_flasks_path() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from webservice.auth.browser import Browser
 from webservice.services import Services
 from webservice.store.sessions import ClientInfo, Session
 
@@ -23,6 +24,10 @@ class OperationContext:
     session: Session | None
     #: The session id as the request named it (header or ``sessionName``), unvalidated.
     session_id: str | None
+    #: The request and the browser's session data (the host's web login): what an operation
+    #: declared ``uses_flask_request=False`` reads instead of Flask's ``request`` and
+    #: ``session``, which the lean path does not set up (auth/browser.py).
+    browser: Browser
     #: For an operation that ``ends_sessions``: ``session`` is no longer live, a revocation ended
     #: it moments ago (within REDIS_WAIT_RETRY_GRACE) and the replicas have now confirmed that.
     #: The request is the retry of a revocation whose confirmation came too late: answer what

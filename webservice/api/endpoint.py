@@ -31,6 +31,7 @@ from webservice.api.errors import (
 )
 from webservice.api.gateway import Gateway, current_gateway
 from webservice.api.request_parsing import parse_request
+from webservice.auth.browser import Browser, NeedsRequestContext
 from webservice.serving import metrics, request_log
 from webservice.serving.request_log import Trace
 from webservice.store.confirmation import NotConfirmed
@@ -51,9 +52,15 @@ blueprint = Blueprint("webservice", __name__)
 
 
 def handle() -> Response:
-    """The view (a request with a cookie, or one the lean path passed on: lean_path.py)."""
-    answer = respond(current_gateway(), request._get_current_object())  # type: ignore[attr-defined]
+    """The view (a request the lean path passed on, or one it never sees: lean_path.py)."""
+    browser = Browser.of_flask()
+    answer = respond(current_gateway(), browser.request, browser)
     assert answer is not None  # only the lean path is ever handed back a request
+    return response_of(answer)
+
+
+def response_of(answer: Answer) -> Response:
+    """The view's response to ``answer`` (before the after-request hooks)."""
     response = envelope.response(answer.body)
     response.headers[request_log.REQUEST_ID_HEADER] = answer.request_id
     return response
@@ -67,14 +74,11 @@ class Answer:
     request_id: str
 
 
-class NeedsFlaskRequest(Exception):
-    """The lean path met an operation that reads Flask's request context (lean_path.py)."""
-
-
-def respond(gateway: Gateway, req: Request, lean: bool = False) -> Answer | None:
-    """Answers a webservice.php request: the envelope, logged and counted. ``lean``: called by
-    the lean path without Flask's request context; answers None, before anything has happened,
-    when the operation needs that context (Operation.uses_flask_request)."""
+def respond(gateway: Gateway, req: Request, browser: Browser) -> Answer | None:
+    """Answers a webservice.php request: the envelope, logged and counted. Outside Flask's
+    request context (the lean path: ``browser`` says), answers None, before anything has
+    happened, when the operation needs that context (Operation.uses_flask_request, or
+    NeedsRequestContext)."""
     environ = req.environ
     trace = Trace(request_log.request_id(environ))
     result: Any = None
@@ -83,8 +87,8 @@ def respond(gateway: Gateway, req: Request, lean: bool = False) -> Answer | None
         error = method_not_allowed(req.method)
     else:
         try:
-            result = _dispatch(gateway, req, trace, lean)
-        except NeedsFlaskRequest:
+            result = _dispatch(gateway, req, trace, browser)
+        except NeedsRequestContext:
             return None
         except WebServiceError as raised:
             error = raised
@@ -116,7 +120,7 @@ def respond(gateway: Gateway, req: Request, lean: bool = False) -> Answer | None
     return Answer(body, trace.request_id)
 
 
-def _dispatch(gateway: Gateway, req: Request, trace: Trace, lean: bool) -> object:
+def _dispatch(gateway: Gateway, req: Request, trace: Trace, browser: Browser) -> object:
     settings = gateway.settings
     # The endpoint's own bounds, whatever the host app allows its other views (Flask 3.1).
     req.max_content_length = settings["MAX_CONTENT_LENGTH"]
@@ -128,8 +132,8 @@ def _dispatch(gateway: Gateway, req: Request, trace: Trace, lean: bool) -> objec
         settings["MAX_PARAMETER_LENGTH"],
     )
     op = gateway.operations.get(parsed.operation) if parsed.operation else None
-    if lean and op is not None and op.uses_flask_request:
-        raise NeedsFlaskRequest
+    if op is not None and op.uses_flask_request:
+        browser.require_request_context()
     trace.requested = parsed.operation
     trace.address = parsed.client.address
     if op is None:
@@ -155,7 +159,9 @@ def _dispatch(gateway: Gateway, req: Request, trace: Trace, lean: bool) -> objec
     def started(new: Session) -> None:
         trace.user, trace.session = new.username, new.handle
 
-    context = OperationContext(gateway, parsed.client, session, parsed.session_id, ended, started)
+    context = OperationContext(
+        gateway, parsed.client, session, parsed.session_id, browser, ended, started
+    )
     return op.handler(context, params)
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from flask import Blueprint, Flask, request
+from flask import Blueprint, Flask, Request, request
 from flask_wtf.csrf import ValidationError, generate_csrf, validate_csrf
+
+from webservice.auth.browser import Browser
 
 CSRF_HEADER = "X-CSRFToken"
 #: The Jinja global that gives a page the token (``{{ wsgate_csrf_token() }}``).
@@ -53,31 +55,42 @@ def csrf_token() -> str:
     return generate_csrf()
 
 
-def request_origin() -> str:
-    """The app's origin as this request names it (its Host header, or a trusted proxy's)."""
-    return f"{request.scheme}://{request.host}"
+def request_origin(of: Request | None = None) -> str:
+    """The app's origin as request ``of`` (default: this request) names it (its Host header, or a
+    trusted proxy's)."""
+    req = of if of is not None else request
+    return f"{req.scheme}://{req.host}"
 
 
-def origin_verdict(public_origins: Iterable[str], trusted_origins: Iterable[str]) -> bool | None:
-    """Whether the request's ``Origin`` is the app's own (one of ``public_origins``; when none is
-    configured, the request's own) or a trusted one; ``None`` if absent.
+def origin_verdict(
+    public_origins: Iterable[str], trusted_origins: Iterable[str], of: Request | None = None
+) -> bool | None:
+    """Whether the ``Origin`` of request ``of`` (default: this request) is the app's own (one of
+    ``public_origins``; when none is configured, the request's own) or a trusted one; ``None`` if
+    absent.
 
     Browsers send ``Origin`` on cross-site POSTs, so a foreign one is refused outright, whatever
     cookie and token come with it. With ``public_origins`` configured, the request's Host header
     is not consulted at all: a client cannot pass the check by naming its own origin as the host.
     """
-    origin = request.headers.get("Origin")
+    req = of if of is not None else request
+    origin = req.headers.get("Origin")
     if origin is None:
         return None
-    own = list(public_origins) or [request_origin()]
+    own = list(public_origins) or [request_origin(req)]
     return origin in own or origin in trusted_origins
 
 
-def has_valid_csrf_header() -> bool:
-    """Whether ``X-CSRFToken`` carries this browser's CSRF token."""
-    token = request.headers.get(CSRF_HEADER)
+def has_valid_csrf_header(browser: Browser | None = None) -> bool:
+    """Whether ``X-CSRFToken`` carries this browser's CSRF token (default: this request's).
+    Flask-WTF checks it in Flask's request context: outside it (the lean path), a browser that
+    sends a token raises NeedsRequestContext (auth/browser.py)."""
+    req = browser.request if browser is not None else request
+    token = req.headers.get(CSRF_HEADER)
     if not token:
         return False
+    if browser is not None:
+        browser.require_request_context()
     try:
         validate_csrf(token)
     except ValidationError:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from flask import Request, current_app, g, request, session
 
 from webservice import events
+from webservice.auth.browser import Browser
 from webservice.auth.endings import Endings
 from webservice.auth.login import LoginFlow
 from webservice.events import SessionEvent
@@ -52,24 +53,28 @@ class WebLink:
 
     # --- reading ----------------------------------------------------------------------------
 
-    def has_cookie(self) -> bool:
-        """Whether the request carries the app's session cookie at all."""
+    def has_cookie(self, browser: Browser | None = None) -> bool:
+        """Whether the request (``browser``'s, default this request context's) carries the app's
+        session cookie at all."""
+        req = browser.request if browser is not None else request
         interface = current_app.session_interface
-        return bool(request.cookies.get(interface.get_cookie_name(current_app)))
+        return bool(req.cookies.get(interface.get_cookie_name(current_app)))
 
-    def claimed_id(self) -> SessionId | None:
+    def claimed_id(self, browser: Browser | None = None) -> SessionId | None:
         """The web login this browser's session data names (live or not: see :meth:`current`),
         bound to the session id where the interface has one: the family's root member is the
         hash of the login's secret and that id, so the session data copied under another id
-        (server-side sessions) is no login."""
-        link = session.get(SESSION_KEY)
+        (server-side sessions) is no login. ``browser``: default this request context's."""
+        data = browser.session if browser is not None else session
+        link = data.get(SESSION_KEY)
         parsed = SessionId.parse(link.get("id")) if isinstance(link, dict) else None
         if parsed is None:
             return None
-        return SessionId(parsed.family_id, parsed.secret + str(getattr(session, "sid", "") or ""))
+        return SessionId(parsed.family_id, parsed.secret + str(getattr(data, "sid", "") or ""))
 
-    def claimed_username(self) -> str:
-        link = session.get(SESSION_KEY)
+    def claimed_username(self, browser: Browser | None = None) -> str:
+        data = browser.session if browser is not None else session
+        link = data.get(SESSION_KEY)
         return str(link.get("user", "")) if isinstance(link, dict) else ""
 
     def current(self) -> Session | None:
@@ -150,22 +155,23 @@ class WebLink:
         """Ends the family of ``login``, announcing it (``family_ended``, ``reason``)."""
         self.endings.family(login, event.but(reason=reason))
 
-    def extend(self) -> tuple[SessionId, Session] | None:
-        """A new API session linked to this browser's live web login; ``None`` if it is not
-        logged in (its session data then forgets the login)."""
-        root = self.claimed_id()
+    def extend(self, browser: Browser | None = None) -> tuple[SessionId, Session] | None:
+        """A new API session linked to the live web login of ``browser`` (default: this request
+        context's); ``None`` if it is not logged in (its session data then forgets the login)."""
+        browser = browser if browser is not None else Browser.of_flask()
+        root = self.claimed_id(browser)
         if root is None:
             return None
         added = SessionId.new(root.family_id)
-        client = client_info()
+        client = client_info(browser.request)
         event = SessionEvent.of_client(
-            "api", client, user=self.claimed_username(), handle=added.handle
+            "api", client, user=self.claimed_username(browser), handle=added.handle
         )
         round_trip = events.announce(events.session_extended, event)
         extended = self.sessions.extend(root, added, client, round_trip.riders)
         if extended is None:
             round_trip.cancel()
-            session.pop(SESSION_KEY, None)
+            browser.session.pop(SESSION_KEY, None)
             return None
         round_trip.done()
         if extended.ended is not None:

@@ -22,6 +22,14 @@ from tests.unit.web.support import (
 REFUSED = "ACCESS_DENIED"
 
 
+@pytest.fixture(params=["redis", "cookie"])
+def env(request: pytest.FixtureRequest) -> Env:
+    """Both kinds of the standalone server's web sessions: Flask-Session's in Redis (a browser's
+    extendsession then takes Flask's path) and the signed cookie (then the lean path takes it:
+    webservice/api/lean_path.py)."""
+    return make_env({"WEB_SESSIONS": request.param})
+
+
 @pytest.fixture
 def browser(env: Env, alice):
     """A browser logged in to the web UI as alice."""
