@@ -6,6 +6,10 @@ envelope shape. scripts/bench serves it with the gateway's own gunicorn settings
 Redis client factory, so the gateway's requests per second divided by this app's says what the
 gateway's own work costs on top of Flask, gunicorn and one Redis round trip.
 
+Beside it, ``GET /reference/two-round-trips`` reads the same key a second time, as the gateway
+sends a command (webservice/store/direct.py): the least a request that needs two round trips (a
+login, a logout) can cost here, the floor of those workloads' ratios.
+
 Environment: WSGATE_REDIS_URL (required).
 """
 
@@ -15,7 +19,9 @@ import json
 import os
 
 from flask import Flask, Response
+
 from webservice.store.client import connect
+from webservice.store.direct import line_of
 
 #: The key the endpoint reads; scripts/bench sets it before the run.
 REFERENCE_KEY = "bench:reference"
@@ -37,6 +43,22 @@ redis_client = connect(
 @app.get("/reference")
 def reference() -> Response:
     value = redis_client.get(REFERENCE_KEY)
+    return Response(
+        _encode({"success": True, "result": {"value": value}}),
+        status=200,
+        mimetype="application/json",
+    )
+
+
+#: The gateway's way of sending a command (what its round trips cost, not redis-py's).
+_line = line_of(redis_client)
+
+
+@app.get("/reference/two-round-trips")
+def two_round_trips() -> Response:
+    value = redis_client.get(REFERENCE_KEY)
+    if _line.call("GET", REFERENCE_KEY) != value:
+        raise RuntimeError("the two reads disagree")
     return Response(
         _encode({"success": True, "result": {"value": value}}),
         status=200,

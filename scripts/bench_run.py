@@ -79,6 +79,8 @@ SCRIPTS = ROOT / "scripts"
 DEFAULT_SCALE = "10000,100000,1000000"
 #: wrk threads (so users) of the login workload, at least: see Bench.start.
 LOGIN_THREADS = 4
+#: The reference app's endpoint that reads Redis twice (scripts/bench_reference.py).
+TWO_ROUND_TRIPS_PATH = "/reference/two-round-trips"
 
 
 class Interrupted(SystemExit):
@@ -390,6 +392,15 @@ class Bench:
                 self.measure("dead", lambda: {"data": dead_file})
                 if interleave:
                     self.run_ab("dead", args.ab_rounds_each, lambda _round: {"data": dead_file})
+        if interleave and len(chosen) > 1:
+            # The floor of the workloads that need two round trips (login, logout): the
+            # reference reading Redis twice, the second time as the gateway sends a command.
+            self.run_ab(
+                "two_round_trips",
+                args.ab_rounds_each,
+                lambda _round: {"url": self.reference_base, "path": TWO_ROUND_TRIPS_PATH},
+                app_pid=self.reference_proc.process.pid,
+            )
 
     def prepare_web_logins(self) -> Path:
         count = self.args.web_logins
@@ -428,12 +439,17 @@ class Bench:
         return write_lines(self.workdir / name, ids)
 
     def run_ab(
-        self, workload: str, rounds: int, arguments: Callable[[int], dict[str, Any]]
+        self,
+        workload: str,
+        rounds: int,
+        arguments: Callable[[int], dict[str, Any]],
+        app_pid: int | None = None,
     ) -> None:
         """``workload`` against the reference in short interleaved runs (ABBA...): on a shared or
         drifting machine both see the same load, and a round's luck (how wrk's connections fall
         on the workers) evens out over the rounds, so their ratio means something. Written as
-        ``ab_<workload>_vs_reference``; ``arguments(round)`` gives the workload's wrk arguments."""
+        ``ab_<workload>_vs_reference``; ``arguments(round)`` gives the workload's wrk arguments;
+        ``app_pid`` is the gunicorn that serves it (default: the gateway's)."""
         if rounds <= 0:
             return
         self.wait_for_quiet()
@@ -441,7 +457,7 @@ class Bench:
         say(f"interleaving reference and {workload}: {rounds} rounds of {seconds:g}s each")
         groups = {
             "reference": self.reference_proc.process.pid,
-            workload: self.gateway_proc.process.pid,
+            workload: app_pid or self.gateway_proc.process.pid,
         }
         redis_server = {"redis": self.redis_server.process.pid}
         totals = {

@@ -8,6 +8,7 @@
 --
 -- Workloads (the file holds one item per line, tab-separated fields):
 --   reference      GET the reference app's endpoint (no file); expects {"success":true,...}
+--   two_round_trips  the same, on the reference app's endpoint that reads Redis twice
 --   login          getchallenge then login, again and again: each getchallenge answer's token is
 --                  turned into a login with accessKey = md5(token .. access key) computed here, in
 --                  pure Lua (wrk's LuaJIT has no md5). file: "username<TAB>access key", one line per
@@ -190,7 +191,7 @@ function init(args)
   workload = options.workload
   path = options.path or "/webservice.php"
   local nthreads = tonumber(options.threads or "1")
-  if workload == "reference" then
+  if workload == "reference" or workload == "two_round_trips" then
     -- nothing to read
   elseif workload == "login" then
     local users = read_lines(options.file, 1, 0)
@@ -219,7 +220,7 @@ local function next_line()
 end
 
 function request()
-  if workload == "reference" then
+  if workload == "reference" or workload == "two_round_trips" then
     return wrk.format("GET", path)
   elseif workload == "listtypes" or workload == "dead" then
     return wrk.format("GET", path .. "?operation=listtypes&sessionName=" .. next_line())
