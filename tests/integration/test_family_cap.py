@@ -1,6 +1,7 @@
 """A family at its cap of members (MAX_SESSIONS_PER_FAMILY), against a real redis-server: each
 extension ends the oldest member other than the web login, found from the family's list of
-members in creation order without reading the whole family, and that list stays bounded."""
+members in creation order without reading the whole family, and that list stays bounded; dead
+members (idle past the timeout) at the head of that list make the room instead."""
 
 from __future__ import annotations
 
@@ -72,6 +73,40 @@ def test_members_gone_alone_are_skipped_and_the_list_stays_bounded(store, real_r
     new, ended = extend(store, root)
     assert ended == added[0].handle
     assert members_of(store, root) == {root.member, *(a.member for a in added[1:]), new.member}
+
+
+def test_dead_members_at_the_head_of_the_list_make_room_and_no_live_one_ends(store, real_redis):
+    """Members idle past the timeout are dead already (a check of theirs would drop them, as
+    nobody is told): at the cap they go first, and only as many as the new member needs."""
+    root = web_login(store)
+    key = store.keys.family(root.family_id)
+    added = [extend(store, root)[0] for _ in range(CAP - 1)]
+    for dead in added[:2]:
+        real_redis.hset(key, f"l:{dead.member}", 1)  # last used in 1970
+    new, ended = extend(store, root)
+    assert ended is None
+    assert members_of(store, root) == {root.member, *(a.member for a in added[1:]), new.member}
+    newer, ended = extend(store, root)
+    assert ended is None
+    assert members_of(store, root) == {
+        root.member, *(a.member for a in added[2:]), new.member, newer.member
+    }
+    _, ended = extend(store, root)
+    assert ended == added[2].handle
+
+
+def test_a_live_oldest_member_ends_even_when_a_younger_one_is_dead(store, real_redis):
+    """The list is read from its start up to the first live member only (the cap's step stays
+    short): a dead member behind it waits for its own check, or its turn."""
+    root = web_login(store)
+    key = store.keys.family(root.family_id)
+    added = [extend(store, root)[0] for _ in range(CAP - 1)]
+    real_redis.hset(key, f"l:{added[1].member}", 1)
+    _, ended = extend(store, root)
+    assert ended == added[0].handle
+    _, ended = extend(store, root)
+    assert ended is None  # the dead one made the room
+    assert added[1].member not in members_of(store, root)
 
 
 def test_a_family_without_the_list_still_ends_its_oldest_member(store, real_redis):

@@ -235,13 +235,15 @@ return {family[1], family[2]}
     #: Guarantees: the member is added only if the family is live and ARGV[1] is its live root of
     #: that kind, in the same step: a family that a logout has deleted can never gain a member.
     #: A family never holds more than ARGV[6] members: at the cap, its oldest member other than
-    #: the root ends (by creation time) in the same step.
+    #: the root ends (by creation time) in the same step, unless the oldest are dead already
+    #: (idle past the timeout: what a check of theirs would drop, unannounced): those are
+    #: dropped first, and a live member ends only if the family is still at its cap.
     #: How the oldest is found without reading the whole family: field ``o`` lists the members
-    #: this script added, oldest first (each followed by a space). At the cap, the first listed
-    #: that is still a member ends, and the list drops it and every gone member before it
-    #: (members that timed out alone); the list is rebuilt from the members left when it grows
-    #: past twice the cap. A family whose list names no member to end (one extended before the
-    #: list existed) is read whole, as it always was.
+    #: this script added, oldest first (each followed by a space). At the cap, the list is read
+    #: from its start: members gone alone (timed out) are skipped, dead ones dropped, and the
+    #: first live one ends if there is still no room; the list drops all of them. It is rebuilt
+    #: from the members left when it grows past twice the cap. A family whose list names no
+    #: member to end (one extended before the list existed) is read whole, as it always was.
     EXTEND = LuaScript(
         CLOCK,
         _FAMILY_FUNCTIONS,
@@ -258,18 +260,23 @@ local members = (redis.call('HLEN', KEYS[1]) - 5 - (order and 1 or 0)) / 2
 order = order or ''
 local ended = ''
 if members >= cap then
+  local idle = tonumber(ARGV[2])
   local from = 1
-  while ended == '' do
+  while ended == '' and members >= cap do
     local space = string.find(order, ' ', from, true)
     if not space then break end
     local listed = string.sub(order, from, space - 1)
     from = space + 1
-    if listed ~= ARGV[1] and redis.call('HEXISTS', KEYS[1], 'i:' .. listed) == 1 then
+    local used = listed ~= ARGV[1] and redis.call('HGET', KEYS[1], 'l:' .. listed)
+    if used and now - tonumber(used) > idle then
+      redis.call('HDEL', KEYS[1], 'l:' .. listed, 'i:' .. listed)
+      members = members - 1
+    elseif used then
       ended = listed
     end
   end
   order = string.sub(order, from)
-  if ended == '' then
+  if ended == '' and members >= cap then
     local fields = redis.call('HGETALL', KEYS[1])
     local oldest_created
     for i = 1, #fields, 2 do

@@ -18,6 +18,7 @@ from tests.unit.web.support import (
     member_of,
     ok,
 )
+from webservice.store.tokens import handle_of
 
 REFUSED = "ACCESS_DENIED"
 
@@ -339,3 +340,27 @@ def test_extendsession_after_a_web_logout_in_another_tab_fails(env, alice, brows
     body = tab.extend({"Origin": OWN_ORIGIN}, with_token=False)
     failed(body, "AUTHENTICATION_FAILURE", "Authentication Failed")
     assert env.families() == set()
+
+
+def test_at_the_cap_a_dead_session_makes_room_and_no_live_one_is_ended() -> None:
+    """A session idle past the timeout is dead already: at the family's cap it goes, unannounced
+    (as a check of its own would drop it), rather than the oldest live one."""
+    env = make_env({"MAX_SESSIONS_PER_FAMILY": 3, "WEB_SESSIONS": "cookie"})
+    env.add_user("alice")
+    browser = env.browser()
+    browser.login("alice")
+    oldest, younger = browser.extended_session(), browser.extended_session()
+    env.age_member(family_of(oldest), member_of(oldest))
+    newest = browser.extended_session()
+    assert not env.alive(oldest)
+    assert env.alive(younger) and env.alive(newest)
+    stream = env.redis.xrange(env.gateway.keys.audit_log())
+    assert [fields["reason"] for _, fields in stream if fields["event"] == "end"] == []
+    # Still at the cap, with nobody dead: the oldest live one ends, and the trail says so.
+    browser.extended_session()
+    assert not env.alive(younger)
+    stream = env.redis.xrange(env.gateway.keys.audit_log())
+    ended = [fields for _, fields in stream if fields["event"] == "end"]
+    assert [(e["reason"], e["handle"]) for e in ended] == [
+        ("session_cap", handle_of(family_of(younger), member_of(younger)))
+    ]
