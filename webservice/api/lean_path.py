@@ -142,16 +142,11 @@ class LeanPath:
                 # An operation that reads Flask's request: Flask serves it, from the same bytes.
                 environ["wsgi.input"] = io.BytesIO(request.get_data(cache=True))
                 return self.wsgi_app(environ, start_response)
-            data = browser.opened
-            if data is None and cookie and app.config["SESSION_REFRESH_EACH_REQUEST"]:
-                data = browser.open(app)  # a permanent session's cookie may be due again
-            interface = app.session_interface
-            if data is not None and interface.is_null_session(data):
-                data = None  # Flask saves no null session
-            if data is not None and not _only_varies(app, interface, data):
+            data = self._session_to_save(browser, cookie)
+            if data is not None and not _only_varies(app, app.session_interface, data):
                 # Flask's own save, on the view's response with the endpoint's headers.
                 response = endpoint.add_headers(endpoint.response_of(answer))
-                interface.save_session(app, data, response)
+                app.session_interface.save_session(app, data, response)
                 return response(environ, start_response)
         body = answer.body
         headers = [
@@ -164,6 +159,17 @@ class LeanPath:
             headers.append(_VARY_COOKIE)
         start_response(_STATUS, headers)
         return [] if request.method == "HEAD" else [body]
+
+    def _session_to_save(self, browser: Browser, cookie: bool) -> SessionMixin | None:
+        """The session data Flask would save after this request: what the operation read, or
+        the cookie's when Flask refreshes a permanent session's cookie on every answer
+        (SESSION_REFRESH_EACH_REQUEST); never a null session (Flask saves none)."""
+        data = browser.opened
+        if data is None and cookie and self.app.config["SESSION_REFRESH_EACH_REQUEST"]:
+            data = browser.open()
+        if data is not None and self.app.session_interface.is_null_session(data):
+            return None
+        return data
 
     def usable(self, cookie: bool) -> bool:
         """Whether Flask's path would do nothing more for such a request than this one does."""
@@ -190,11 +196,7 @@ class LeanPath:
             for hook in scoped
         }
         without = hooks <= HARMLESS_HOOKS
-        with_cookie = (
-            without
-            and hooks <= HARMLESS_WITH_A_COOKIE
-            and opens_outside_flask(app.session_interface)
-        )
+        with_cookie = hooks <= HARMLESS_WITH_A_COOKIE and opens_outside_flask(app.session_interface)
         return without, with_cookie
 
 

@@ -51,13 +51,15 @@ class Browser:
         ``Vary: Cookie``)."""
         if self._app is None:
             return session._get_current_object()  # type: ignore[attr-defined,no-any-return]
-        data = self.open(self._app)
+        data = self.open()
         data.accessed = True
         return data
 
-    def open(self, app: Flask) -> SessionMixin:
-        """The session data, opened now if nothing has read it yet (not marked accessed): what
-        the lean path saves after the request, as Flask saves its own."""
+    def open(self) -> SessionMixin:
+        """Outside Flask's request context: the session data, opened now if nothing has read it
+        yet (not marked accessed), as the lean path saves it after the request."""
+        app = self._app
+        assert app is not None, "in Flask's request context, Flask opened the session data"
         if self._session is None:
             interface = app.session_interface
             opened = interface.open_session(app, self.request)
