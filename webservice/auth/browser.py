@@ -40,10 +40,6 @@ class Browser:
         return cls(request._get_current_object())  # type: ignore[attr-defined]
 
     @property
-    def in_request_context(self) -> bool:
-        return self._app is None
-
-    @property
     def session(self) -> SessionMixin:
         """The session data: Flask's, or opened on first use through the app's session interface
         (a null session when it opens none, as Flask makes one). Marked accessed, as Flask's
