@@ -24,6 +24,7 @@ from werkzeug.test import EnvironBuilder
 from tests.conftest import TEST_SETTINGS
 from tests.host.hostapp import ACCESS_KEYS, create_host_app
 from tests.unit.support import TEST_OPERATIONS
+from tests.unit.web.support import Env, make_env
 from webservice.api.lean_path import LeanPath
 from webservice.api.registry import installed_operations
 from webservice.standalone import create_app
@@ -203,26 +204,13 @@ def flask_path(app: Flask) -> Iterator[None]:
         lean._usable = None
 
 
-def web_login(app: Flask, username: str = "alice") -> tuple[str, str]:
+def web_login(env: Env, username: str = "alice") -> tuple[str, str]:
     """Logs ``username`` in to the web UI: (its session cookie, its page's CSRF token)."""
-    gateway = app.extensions["wsgate"]
-    gateway.users.add(username, password="a long enough password")
-    client = app.test_client()
-    page = client.get("/login").get_data(as_text=True)
-    form_token = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert form_token is not None
-    answer = client.post(
-        "/login",
-        data={"username": username, "password": "a long enough password",
-              "csrf_token": form_token.group(1)},
-    )  # fmt: skip
-    assert answer.status_code == 302, answer.get_data(as_text=True)[:300]
-    home = client.get("/").get_data(as_text=True)
-    page_token = re.search(r'<meta name="csrf-token" content="([^"]+)"', home)
-    assert page_token is not None
-    cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
-    assert cookie is not None
-    return f"{cookie.key}={cookie.value}", page_token.group(1)
+    env.add_user(username)
+    browser = env.browser()
+    browser.login(username)
+    token = browser.csrf_token()
+    return f"{env.cookie_name}={browser.cookie}", token
 
 
 def sent_both_ways(app: Flask, headers: dict[str, str], **request: Any) -> tuple[Any, Any, int]:
@@ -245,16 +233,16 @@ def comparable(response: Any) -> tuple[str, list[tuple[str, str]], bytes]:
 
 
 @pytest.fixture
-def cookie_app() -> Flask:
-    return standalone(WEB_SESSIONS="cookie")
+def cookie_env() -> Env:
+    return make_env({"WEB_SESSIONS": "cookie"})
 
 
 def test_a_browsers_extendsession_takes_the_lean_path_and_answers_as_flask_does(
-    cookie_app: Flask,
+    cookie_env: Env,
 ) -> None:
-    app = cookie_app
-    cookie, token = web_login(app)
-    stranger, _ = web_login(app, "bob")
+    app = cookie_env.app
+    cookie, token = web_login(cookie_env)
+    stranger, _ = web_login(cookie_env, "bob")
     sign = app.session_interface.get_signing_serializer(app).dumps  # type: ignore[attr-defined]
     visitor = f"{app.config['SESSION_COOKIE_NAME']}={sign({'csrf_token': 'x' * 40})}"
     forged = f"{app.config['SESSION_COOKIE_NAME']}={'x' * 43}"
@@ -282,10 +270,10 @@ def test_a_browsers_extendsession_takes_the_lean_path_and_answers_as_flask_does(
 
 
 def test_a_browser_whose_login_ended_is_told_so_with_its_cookie_changed_as_flask_does(
-    cookie_app: Flask,
+    cookie_env: Env,
 ) -> None:
-    app = cookie_app
-    cookie, _ = web_login(app)
+    app = cookie_env.app
+    cookie, _ = web_login(cookie_env)
     gateway = app.extensions["wsgate"]
     for family in gateway.redis.keys(f"{gateway.keys.prefix}:{{*}}:f"):
         gateway.redis.delete(family)
@@ -308,8 +296,8 @@ def test_a_browser_whose_login_ended_is_told_so_with_its_cookie_changed_as_flask
     assert "_wsgate_login" not in data and "csrf_token" in data
 
 
-def test_a_permanent_sessions_cookie_is_refreshed_as_flask_does(cookie_app: Flask) -> None:
-    app = cookie_app
+def test_a_permanent_sessions_cookie_is_refreshed_as_flask_does(cookie_env: Env) -> None:
+    app = cookie_env.app
     app.config["SESSION_REFRESH_EACH_REQUEST"] = True
     sign = app.session_interface.get_signing_serializer(app).dumps  # type: ignore[attr-defined]
     cookie = f"{app.config['SESSION_COOKIE_NAME']}={sign({'_permanent': True, 'theme': 'dark'})}"
@@ -322,9 +310,9 @@ def test_a_permanent_sessions_cookie_is_refreshed_as_flask_does(cookie_app: Flas
     assert lean.get_data() == flask.get_data()
 
 
-def test_without_origin_the_csrf_token_is_checked_by_flasks_path(cookie_app: Flask) -> None:
-    app = cookie_app
-    cookie, token = web_login(app)
+def test_without_origin_the_csrf_token_is_checked_by_flasks_path(cookie_env: Env) -> None:
+    app = cookie_env.app
+    cookie, token = web_login(cookie_env)
     calls = ViewCalls(app)
     client = app.test_client(use_cookies=False)
     extend = {"operation": "extendsession"}
