@@ -59,5 +59,5 @@ def extendsession(context: OperationContext, params: dict[str, Any]) -> dict[str
     if extended is None:
         raise authentication_failed()
     session_id, session = extended
-    context.started(session)
+    context.acts_for(session)
     return session_result(context.gateway.settings, str(session_id), session.user_id)

@@ -58,7 +58,7 @@ def login(context: OperationContext, params: dict[str, Any]) -> dict[str, str]:
         if refused.answer == Refusal.LIMITED:
             raise too_many_requests("failed logins", refused.retry_after or 1) from None
         raise _ANSWERS[refused.answer]() from None
-    context.started(Session(user.id, user.username, session_id.family_id, session_id.member))
+    context.acts_for(Session(user.id, user.username, session_id.family_id, session_id.member))
     return session_result(context.gateway.settings, str(session_id), user.id)
 
 

@@ -35,6 +35,14 @@ clearing its caches) passes a callback to ``round_trip.on_done``::
     def forget(sender, event, round_trip, **extra):
         round_trip.on_done(lambda: cache.delete(f"user:{event.user}"))
 
+One change is announced once made instead: a logout of the caller's own session on a single Redis
+(auth/endings.py, ``Endings.own_family``) checks the session and ends its family in one script, which
+writes the audit entry too, because only that script learns whose family it is. It is made that
+way only while every receiver of ``family_ended`` for the app was connected with
+``after_the_fact=True`` (the gateway's own: the audit trail, which writes nothing for a round trip
+that says ``audited``, and the metrics); a host's receiver makes every logout announce first, as
+above.
+
 The few changes that can still fail once their round trip is sent (a login whose token was used a
 moment earlier, an extension whose web login has just ended) are taken back: riders hear of it
 through their ``cancelled`` method, and ``on_done`` callbacks are not called. An ending that the
@@ -45,6 +53,7 @@ nothing more and announces nothing).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -65,6 +74,8 @@ session_ended = _signals.signal("wsgate.session-ended")
 #: The ``family_ended`` reasons that are the user's own logout (API or REST ``logout``, a web
 #: logout), as opposed to an ending by handle, a revocation, a cap or a timeout.
 LOGOUT_REASONS = frozenset({"logout", "web_logout"})
+#: The ``family_ended`` reasons of a family that a check found past a timeout, by TimedOut.why.
+TIMEOUT_REASONS = {"expired": "absolute_timeout", "idle": "idle_timeout"}
 
 
 @dataclass(frozen=True)
@@ -106,8 +117,11 @@ class Rider(Participant, Protocol):
 class RoundTrip:
     """What the receivers of one event add to the round trip of its change."""
 
-    def __init__(self) -> None:
+    def __init__(self, audited: bool = False) -> None:
         self.riders: list[Rider] = []
+        #: The change, already made, wrote the audit entry of this event itself (a logout made in
+        #: one step: see the module docstring); the audit trail writes none.
+        self.audited = audited
         #: How many families the change ended (``family_ended`` of an end-all; else 1).
         self.count = 1
         self._on_done: list[Callable[[], None]] = []
@@ -129,15 +143,36 @@ class RoundTrip:
             rider.cancelled()
 
 
-def connect(app: Any, receivers: Mapping[Any, Callable[..., Any]]) -> None:
+#: The receivers connected with ``after_the_fact=True`` (see :func:`connect`).
+_AFTER_THE_FACT: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
+
+
+def connect(
+    app: Any, receivers: Mapping[Any, Callable[..., Any]], after_the_fact: bool = False
+) -> None:
     """Connects each receiver to its signal (ours or Flask-Login's) for ``app`` alone. Strongly:
-    blinker keeps receivers weakly, and these are closures that nothing else holds."""
+    blinker keeps receivers weakly, and these are closures that nothing else holds.
+
+    ``after_the_fact``: the receivers may hear of a change once it is made (they ride nothing in
+    its round trip but, for the audit trail, an entry it leaves out when the round trip says
+    ``audited``), which lets the changes that can only be announced afterwards be made in one
+    step (:func:`hear_after_the_fact`)."""
     for signal, receiver in receivers.items():
         signal.connect(receiver, sender=app, weak=False)
+        if after_the_fact:
+            _AFTER_THE_FACT.add(receiver)
 
 
-def announce(signal: Any, event: SessionEvent) -> RoundTrip:
-    """Sends ``signal`` for ``event``; answers the round trip its receivers filled in."""
-    round_trip = RoundTrip()
+def hear_after_the_fact(signal: Any) -> bool:
+    """Whether every receiver of ``signal`` for the current app may hear of a change once it is
+    made (connected with ``after_the_fact=True``)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    return all(receiver in _AFTER_THE_FACT for receiver in signal.receivers_for(app))
+
+
+def announce(signal: Any, event: SessionEvent, audited: bool = False) -> RoundTrip:
+    """Sends ``signal`` for ``event``; answers the round trip its receivers filled in.
+    ``audited``: see :attr:`RoundTrip.audited`."""
+    round_trip = RoundTrip(audited)
     signal.send(current_app._get_current_object(), event=event, round_trip=round_trip)  # type: ignore[attr-defined]
     return round_trip

@@ -95,7 +95,8 @@ class Services:
             max_per_address=settings["CHALLENGE_MAX_PER_ADDRESS"],
             max_per_user=settings["CHALLENGE_MAX_PER_USER"],
         )
-        endings = Endings(sessions)
+        audit = AuditTrail(client, keys, max_entries=settings["AUDIT_MAX_ENTRIES"])
+        endings = Endings(sessions, audit)
         sessions.on_timeout = endings.timed_out
         logins = LoginFlow(
             client,
@@ -116,7 +117,7 @@ class Services:
             user_source=source,
             sessions=sessions,
             challenges=challenges,
-            audit=AuditTrail(client, keys, max_entries=settings["AUDIT_MAX_ENTRIES"]),
+            audit=audit,
             login_limits=limits,
             challenge_rate=ChallengeRateLimit(
                 client,

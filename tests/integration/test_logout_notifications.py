@@ -129,7 +129,8 @@ def test_the_notifications_ride_in_the_logouts_own_round_trips(redis_server, rea
     assert client.authed("listtypes")["success"]  # loads the session check's script, if needed
     before = tally.round_trips
     assert client.authed("logout")["success"]
-    assert tally.round_trips - before == 2  # tests/integration/test_round_trips.py: as without
+    # Their receiver hears of the ending before it is made: the general two round trips.
+    assert tally.round_trips - before == 2
     entries = gateway_of(app).outbox.undelivered()
     family = client.session_name.partition(".")[0]
     assert [(e.notice.sid, e.notice.aud, e.notice.reason) for e in entries] == [

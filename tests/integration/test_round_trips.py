@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 DESIGNED_ROUND_TRIPS = {
     "listtypes": 1,
     "login": 2,
-    "logout": 2,
+    "logout": 1,
     "getchallenge": 2,
     "login, wrong proof": 2,
     "listtypes, garbage session id": 0,

@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from webservice.api import envelope
-from webservice.api.context import OperationContext
+from webservice.api.context import OperationContext, SessionCheck
 from webservice.api.errors import (
     ErrorCode,
     WebServiceError,
@@ -139,28 +139,42 @@ def _dispatch(gateway: Gateway, req: Request, trace: Trace, browser: Browser) ->
     if op is None:
         raise unknown_operation()
     trace.operation = op.name
-    session = None
-    ended = False
-    if op.needs_session:
+    profile = settings["WIRE_PROFILE"]
+
+    def check_session() -> tuple[Session, bool]:
         found = gateway.sessions.lookup(parsed.session_id)
+        ended = False
         if found == "unknown" and op.ends_sessions:
             # A retry of a revocation whose confirmation came too late (REDIS_WAIT_REPLICAS).
             recent = gateway.sessions.recently_ended(parsed.session_id)
             found, ended = (recent, True) if recent is not None else (found, False)
         if isinstance(found, str):
-            raise session_refused(found, settings["WIRE_PROFILE"])
-        session = found
-        trace.user = session.username
-        trace.session = session.handle
-    else:
+            raise session_refused(found, profile)
+        acts_for(found)
+        return found, ended
+
+    def acts_for(session: Session) -> None:
+        trace.user, trace.session = session.username, session.handle
+
+    session = None
+    ended = False
+    deferred: SessionCheck | None = None
+    if not op.needs_session:
         request_log.learn_user(trace, parsed.params.get("username"))
-    params = op.load_params(parsed.params)
-
-    def started(new: Session) -> None:
-        trace.user, trace.session = new.username, new.handle
-
+    elif not op.checks_own_session:
+        session, ended = check_session()
+    elif parsed.session_id is None:
+        raise session_refused("missing", profile)
+    else:
+        deferred = check_session
+    try:
+        params = op.load_params(parsed.params)
+    except WebServiceError:
+        if deferred is not None:
+            deferred()  # a dead session is refused before bad parameters, as for the others
+        raise
     context = OperationContext(
-        gateway, parsed.client, session, parsed.session_id, browser, ended, started
+        gateway, parsed.client, session, parsed.session_id, browser, ended, acts_for, deferred
     )
     return op.handler(context, params)
 

@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from webservice import events
+from webservice.auth.trail import ending_entry
 from webservice.events import RoundTrip, SessionEvent
+from webservice.store.audit import AuditTrail
 from webservice.store.confirmation import NotConfirmed
 from webservice.store.round_trip import Change, send
 from webservice.store.sessions import FamilyEnding, Session, SessionStore, TimedOut
-
-#: ``family_ended`` reasons of the families a check found past a timeout (TimedOut.why).
-TIMEOUT_REASONS = {"expired": "absolute_timeout", "idle": "idle_timeout"}
+from webservice.store.tokens import SessionId
 
 
 @contextmanager
@@ -35,8 +35,39 @@ def _made(round_trip: RoundTrip) -> Iterator[None]:
 
 
 class Endings:
-    def __init__(self, sessions: SessionStore) -> None:
+    def __init__(self, sessions: SessionStore, trail: AuditTrail) -> None:
         self.sessions = sessions
+        #: Where the audit entry of an ending made in one step goes (:meth:`own_family`).
+        self.trail = trail
+
+    def own_family(self, raw_session_id: object, event: SessionEvent) -> Session | str | None:
+        """Ends the family of the caller's own ``api`` session ``raw_session_id`` in the round trip
+        that checks it; answers the session it was, else why not (as SessionStore.lookup; nothing
+        ended). ``None`` when it cannot be made so here: then check the session and end its family
+        (:meth:`family`), two round trips.
+
+        Only the check learns whose family it is, so the ending is announced once made
+        (``family_ended`` with ``audited``; the script wrote the entry): only on a single Redis
+        (SessionStore.ends_own_in_one_step), and while every receiver may hear of it then
+        (events.hear_after_the_fact): a host's receiver, or logout notifications, which ride the
+        ending's round trip, make it :meth:`family`."""
+        if not (
+            self.sessions.ends_own_in_one_step and events.hear_after_the_fact(events.family_ended)
+        ):
+            return None
+        session_id = SessionId.parse(raw_session_id)
+        if session_id is None:
+            return "unknown"
+        announced = event.but(handle=session_id.handle)
+        entry = ending_entry(announced)
+        ended = self.sessions.end_own(
+            session_id, "api", self.trail.entry(entry) if entry is not None else None
+        )
+        if isinstance(ended, Session):
+            events.announce(
+                events.family_ended, announced.but(user=ended.username), audited=True
+            ).done()
+        return ended
 
     def family(self, session: Session, event: SessionEvent) -> None:
         """Ends the family of ``session`` (one round trip)."""
@@ -66,7 +97,7 @@ class Endings:
             ended.kind,
             user=ended.username,
             handle=ended.handle,
-            reason=TIMEOUT_REASONS[ended.why],
+            reason=events.TIMEOUT_REASONS[ended.why],
         )
         round_trip = events.announce(events.family_ended, event)
         if round_trip.riders:

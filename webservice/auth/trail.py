@@ -8,52 +8,57 @@ from typing import Any
 from flask import Flask
 
 from webservice import events
-from webservice.auth.endings import TIMEOUT_REASONS
 from webservice.events import RoundTrip, SessionEvent
 from webservice.store.audit import AuditEvent, AuditTrail
 
 #: Families that timed out are not in the trail (store/audit.py), as before they were announced.
-_TIMEOUTS = frozenset(TIMEOUT_REASONS.values())
+_TIMEOUTS = frozenset(events.TIMEOUT_REASONS.values())
+
+
+def audit_event(name: str, event: SessionEvent, reason: str = "") -> AuditEvent:
+    """The entry ``name`` that records ``event``."""
+    return AuditEvent(
+        name,
+        event.via,
+        user=event.user,
+        handle=event.handle,
+        address=event.address,
+        agent=event.agent,
+        reason=reason,
+        detail="limit reached" if event.reaches_limit else event.detail,
+    )
+
+
+def ending_entry(event: SessionEvent) -> AuditEvent | None:
+    """The entry that records the ending ``event`` (``family_ended``, ``session_ended``), if
+    the trail writes one."""
+    if event.reason in _TIMEOUTS:
+        return None
+    if event.reason in events.LOGOUT_REASONS:
+        return audit_event("logout", event)
+    return audit_event("end", event, event.reason)
 
 
 def record_events(app: Flask, trail: AuditTrail) -> None:
     """Writes the events of ``app`` to ``trail``."""
 
-    def entry(name: str, event: SessionEvent, round_trip: RoundTrip, reason: str = "") -> None:
-        detail = "limit reached" if event.reaches_limit else event.detail
-        round_trip.ride(
-            trail.pending(
-                AuditEvent(
-                    name,
-                    event.via,
-                    user=event.user,
-                    handle=event.handle,
-                    address=event.address,
-                    agent=event.agent,
-                    reason=reason,
-                    detail=detail,
-                )
-            )
-        )
+    def write(entry: AuditEvent | None, round_trip: RoundTrip) -> None:
+        if entry is not None and not round_trip.audited:
+            round_trip.ride(trail.pending(entry))
 
     def login(sender: Any, event: SessionEvent, round_trip: RoundTrip, **extra: Any) -> None:
-        entry("login", event, round_trip)
+        write(audit_event("login", event), round_trip)
 
     def failed(sender: Any, event: SessionEvent, round_trip: RoundTrip, **extra: Any) -> None:
         # Refusals while a limit holds are not written: a flood would wash older entries out.
         if not event.limited:
-            entry("login_failed", event, round_trip, event.reason)
+            write(audit_event("login_failed", event, event.reason), round_trip)
 
     def extended(sender: Any, event: SessionEvent, round_trip: RoundTrip, **extra: Any) -> None:
-        entry("extend", event, round_trip)
+        write(audit_event("extend", event), round_trip)
 
     def ended(sender: Any, event: SessionEvent, round_trip: RoundTrip, **extra: Any) -> None:
-        if event.reason in _TIMEOUTS:
-            return
-        if event.reason in events.LOGOUT_REASONS:
-            entry("logout", event, round_trip)
-        else:
-            entry("end", event, round_trip, event.reason)
+        write(ending_entry(event), round_trip)
 
     events.connect(
         app,
@@ -64,4 +69,5 @@ def record_events(app: Flask, trail: AuditTrail) -> None:
             events.family_ended: ended,
             events.session_ended: ended,
         },
+        after_the_fact=True,
     )

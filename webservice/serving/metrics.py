@@ -154,6 +154,7 @@ def count_events(app: Flask) -> None:
             events.session_extended: extended,
             events.family_ended: ended,
         },
+        after_the_fact=True,  # they count only once the change is made
     )
 
 

@@ -64,7 +64,7 @@ from typing import Any
 from webservice.store.client import RedisClient
 from webservice.store.keys import RedisKeys, same_user
 from webservice.store.round_trip import Change
-from webservice.store.sessions import MAX_USER_AGENT, ClientInfo
+from webservice.store.sessions import MAX_USER_AGENT, ClientInfo, StreamEntry
 from webservice.store.users import is_valid_username
 
 #: Entries read per XREVRANGE while looking back for one user's entries.
@@ -159,6 +159,11 @@ class AuditTrail:
     def record(self, event: AuditEvent) -> str:
         """Writes the entry in a round trip of its own; answers its id."""
         return self.client.xadd(self.key, event.as_fields(), maxlen=self.max_entries, approximate=True)
+
+    def entry(self, event: AuditEvent) -> StreamEntry:
+        """The entry as a script writes it with its change, its user the one the change finds
+        (SessionStore.end_own)."""
+        return StreamEntry(self.key, self.max_entries, event.as_fields())
 
     def pending(self, event: AuditEvent) -> PendingEntry:
         """The entry as a participant of a change's round trip (round_trip.Participant)."""

@@ -86,7 +86,12 @@ class RedisKeys:
         return f"{self.prefix}:seq:user"
 
     def user_families(self, user_id: int) -> str:
-        return f"{self.prefix}:families:{user_id}"
+        return f"{self.user_families_prefix()}{user_id}"
+
+    def user_families_prefix(self) -> str:
+        """What :meth:`user_families` puts before the user id: for a script that builds the key
+        from the user id it reads (a single Redis only: sessions.SessionStore.END_OWN)."""
+        return f"{self.prefix}:families:"
 
     def no_user_families(self) -> str:
         return f"{self.prefix}:families:none"

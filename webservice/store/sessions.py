@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from webservice.store.client import RedisClient
-from webservice.store.confirmation import NotConfirmed, Replicas
+from webservice.store.confirmation import NotConfirmed, Replicas, cluster_of
 from webservice.store.keys import RedisKeys
 from webservice.store.round_trip import (
     Change,
@@ -197,6 +197,21 @@ _TIMED_OUT = "ended"
 
 
 @dataclass(frozen=True)
+class StreamEntry:
+    """An entry that a script adds to a capped stream with the change it makes, its field
+    ``user`` set to the username of the family it finds (store/audit.py's entries)."""
+
+    stream: str
+    max_length: int
+    fields: dict[str, str]
+
+    def arguments(self) -> list[str | int]:
+        """Its ARGV, as SessionStore.END_OWN takes them."""
+        values = [value for pair in self.fields.items() for value in pair]
+        return [self.max_length, 2 * list(self.fields).index("user") + 2, *values]
+
+
+@dataclass(frozen=True)
 class Extension:
     """What ``SessionStore.extend`` did: the session added, and the handle of the member that
     ended to make room for it, if the family was at its cap."""
@@ -223,6 +238,36 @@ local family, why, ended = check_member(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARG
   tonumber(ARGV[4]))
 if ended then return {'ended', why, ended[1], ended[2]} end
 if not family then return why or false end
+return {family[1], family[2]}
+""",
+    )
+
+    #: KEYS: the family; for an entry, the stream. ARGV: the member, the idle timeout (ms), the
+    #: kind asked ('api'), the ``keep`` ms of check_member, the user family index key without its
+    #: user id (keys.user_families_prefix), the family id; for an entry, the stream's length
+    #: (MAXLEN ~), the position among its fields and values of the ``user`` field's value, then
+    #: its fields and values (StreamEntry.arguments).
+    #: Returns {user id, username} when it ended the family; else as TOUCH.
+    #: Guarantees: what TOUCH's check of the member and then end_family do, in one step: the whole
+    #: family ends at once if that member of it is live, with its index entry, and the entry is
+    #: added (its user the family's) exactly when it ends.
+    #: A single Redis only: the index key is built here from the user id the family holds, which
+    #: a Redis Cluster, where a script may touch only the keys it is given (in one slot), refuses.
+    END_OWN = LuaScript(
+        CLOCK,
+        _FAMILY_FUNCTIONS,
+        """
+local family, why, ended = check_member(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], now_ms(),
+  tonumber(ARGV[4]))
+if ended then return {'ended', why, ended[1], ended[2]} end
+if not family then return why or false end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', ARGV[5] .. family[1], ARGV[6])
+if KEYS[2] then
+  local entry = {unpack(ARGV, 9)}
+  entry[tonumber(ARGV[8])] = family[2]
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', unpack(entry))
+end
 return {family[1], family[2]}
 """,
     )
@@ -426,19 +471,22 @@ return 1
         return found if isinstance(found, Session) else None
 
     def _touch(self, session_id: SessionId, kind: str) -> Session | str:
-        member = session_id.member
         answer = self.TOUCH(
             self.client,
             [self.keys.family(session_id.family_id)],
-            [member, self.idle_ms, kind, self.keep_ms],
+            [session_id.member, self.idle_ms, kind, self.keep_ms],
         )
+        return self._found(session_id, kind, answer)
+
+    def _found(self, session_id: SessionId, kind: str, answer: Any) -> Session | str:
+        """The session a check (TOUCH's answer, or END_OWN's) found, else why not (:meth:`lookup`)."""
         if isinstance(answer, str):
             return answer
         if not answer:
             return "unknown"
         if answer[0] == _TIMED_OUT:
             return self._timed_out(session_id, answer, kind)
-        return Session(int(answer[0]), answer[1], session_id.family_id, member)
+        return Session(int(answer[0]), answer[1], session_id.family_id, session_id.member)
 
     def _timed_out(self, session_id: SessionId, answer: list[str], kind: str) -> str:
         """A script found the family of ``session_id`` (a ``kind`` member) past a timeout and
@@ -655,6 +703,29 @@ return 1
             [self.RETIRE],
             self.replicas.of_change("Logout", [session.family_id]),
         )
+
+    @property
+    def ends_own_in_one_step(self) -> bool:
+        """Whether :meth:`end_own` can be used: on a single Redis (END_OWN), when changes need
+        not be confirmed (REDIS_WAIT_REPLICAS keeps an ended marker and confirms: end_family)."""
+        return not self.replicas.enabled and cluster_of(self.client) is None
+
+    def end_own(
+        self, session_id: SessionId, kind: str, entry: StreamEntry | None = None
+    ) -> Session | str:
+        """Checks the ``kind`` session ``session_id`` and ends its family, adding ``entry`` (its
+        ``user`` the family's), all in one round trip; answers the session it was, else why not
+        (as :meth:`lookup`, having ended nothing). Only while :attr:`ends_own_in_one_step`."""
+        family = session_id.family_id
+        keys = [self.keys.family(family)]
+        args: list[Any] = [
+            session_id.member, self.idle_ms, kind, self.keep_ms,
+            self.keys.user_families_prefix(), family,
+        ]  # fmt: skip
+        if entry is not None:
+            keys.append(entry.stream)
+            args.extend(entry.arguments())
+        return self._found(session_id, kind, self.END_OWN(self.client, keys, args))
 
     def _queue_end(self, pipe: Any, family: str) -> None:
         """Queues the end of ``family`` (its reply: 1 when it was live, else 0): a DEL, or with
