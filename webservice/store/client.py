@@ -218,3 +218,8 @@ class ClusterClient(_ClusterErrors):
 
 
 RedisClient = redis.Redis | RedisCluster | ClusterClient
+
+
+def is_cluster(client: RedisClient) -> bool:
+    """Whether ``client`` talks to a Redis Cluster (without connecting to it)."""
+    return isinstance(client, ClusterClient | RedisCluster)

@@ -34,8 +34,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from webservice.store.client import RedisClient
-from webservice.store.confirmation import NotConfirmed, Replicas, cluster_of
+from webservice.store.client import RedisClient, is_cluster
+from webservice.store.confirmation import NotConfirmed, Replicas
 from webservice.store.keys import RedisKeys
 from webservice.store.round_trip import (
     Change,
@@ -708,7 +708,7 @@ return 1
     def ends_own_in_one_step(self) -> bool:
         """Whether :meth:`end_own` can be used: on a single Redis (END_OWN), when changes need
         not be confirmed (REDIS_WAIT_REPLICAS keeps an ended marker and confirms: end_family)."""
-        return not self.replicas.enabled and cluster_of(self.client) is None
+        return not self.replicas.enabled and not is_cluster(self.client)
 
     def end_own(
         self, session_id: SessionId, kind: str, entry: StreamEntry | None = None
