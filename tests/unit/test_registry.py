@@ -6,11 +6,20 @@ import json
 import math
 
 import pytest
-from marshmallow import ValidationError
+from marshmallow import ValidationError, pre_load
 
 import operations
 from tests.unit.support import TEST_OPERATIONS, envelope, error, result
-from webservice.api.params import Boolean, DateTime, Double, Encoded, Params, String
+from webservice.api.errors import WebServiceError
+from webservice.api.params import (
+    Boolean,
+    DateTime,
+    Double,
+    Encoded,
+    Params,
+    String,
+    bare_text_fields,
+)
 from webservice.api.registry import (
     ENTRY_POINT_GROUP,
     Operation,
@@ -330,3 +339,80 @@ def test_invalid_parameter_in_a_json_body_is_named(typed_client, document, name)
 def test_test_operations_are_not_builtins():
     names = {op.name for op in operations.BUILTIN_OPERATIONS}
     assert not names & {op.name for op in TEST_OPERATIONS}
+
+
+# --- bare text fields: loaded without marshmallow, as marshmallow loads them --------------------
+
+
+class _BareParams(Params):
+    handle = String(required=True)
+    note = String()
+
+
+class _Validated(Params):
+    handle = String(validate=lambda value: value != "no")
+
+
+class _Defaulted(Params):
+    note = String(load_default="hi")
+
+
+class _Renamed(Params):
+    note = String(data_key="Note")
+
+
+class _Nullable(Params):
+    note = String(allow_none=True)
+
+
+class _Hooked(Params):
+    note = String()
+
+    @pre_load
+    def upper(self, data, **kwargs):
+        return {key: value.upper() if isinstance(value, str) else value for key, value in data.items()}
+
+
+class _Typed(Params):
+    note = String()
+    count = Double()
+
+
+@pytest.mark.parametrize(
+    ("schema", "bare"),
+    [
+        (Params, ()),
+        (_BareParams, (("handle", True), ("note", False))),
+        (_Validated, None),
+        (_Defaulted, None),
+        (_Renamed, None),
+        (_Nullable, None),
+        (_Hooked, None),
+        (_Typed, None),
+    ],
+)
+def test_only_schemas_of_bare_text_fields_are_loaded_without_marshmallow(schema, bare):
+    assert bare_text_fields(schema()) == bare
+
+
+_VALUES = [_ABSENT := object(), "", "x", "ü" * 3, None, 5, 1.5, True, ["a"], {"a": 1}, b"raw"]
+
+
+@pytest.mark.parametrize("schema", [Params, _BareParams, _Validated, _Hooked, _Typed])
+@pytest.mark.parametrize("handle", _VALUES)
+@pytest.mark.parametrize("note", _VALUES)
+def test_parameters_load_as_marshmallow_loads_them(schema, handle, note):
+    raw = {"operation": "op", "sessionName": "s"}
+    for name, value in (("handle", handle), ("note", note)):
+        if value is not _ABSENT:
+            raw[name] = value
+    op = operation("op", params=schema)(lambda context, params: None)
+    try:
+        expected: object = schema().load(raw)
+    except ValidationError:
+        expected = ValidationError
+    try:
+        loaded: object = op.load_params(raw)
+    except WebServiceError:
+        loaded = ValidationError
+    assert loaded == expected

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from marshmallow import Schema, ValidationError
 
 from webservice.api.errors import ErrorCode, WebServiceError
-from webservice.api.params import Params
+from webservice.api.params import BareTextFields, Params, bare_text_fields, load_bare_text
 
 if TYPE_CHECKING:
     from webservice.api.context import OperationContext
@@ -60,12 +60,20 @@ class Operation:
     #: Where it came from: a distribution and its entry point, else the handler's module.
     source: str = field(default="", compare=False)
 
+    #: The schema's fields when it has only bare text ones (params.bare_text_fields).
+    _bare_text: BareTextFields | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_bare_text", bare_text_fields(self.params))
+
     def load_params(self, raw: dict[str, Any]) -> dict[str, Any]:
         """The handler's parameters, validated; raises the envelope's parameter errors."""
-        if type(self.params) is Params:
-            # The base schema declares nothing and excludes the rest: nothing to load (the
-            # hot path of listtypes-like operations skips marshmallow's machinery).
-            return {}
+        if self._bare_text is not None:
+            # The hot path of listtypes-like operations (the base schema: nothing to load),
+            # logout and login skips marshmallow's machinery when the values are good.
+            loaded = load_bare_text(self._bare_text, raw)
+            if loaded is not None:
+                return loaded
         try:
             return self.params.load(raw)
         except ValidationError as error:

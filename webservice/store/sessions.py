@@ -118,14 +118,14 @@ class SessionView:
 #: Lua functions shared by the scripts that act for a member; each script calls them with its own
 #: arguments (``now`` from scripts.CLOCK's ``now_ms()``).
 #:
-#: ``check_member(key, member, idle, kind, now, keep)``: the family record
+#: ``check_member(key, member, idle, kind, now, keep, ending)``: the family record
 #: {u, n, x, r, w, l:member} and whether ``member`` is its root, if the family ``key`` is before
 #: its absolute expiry, its root and ``member`` were used within ``idle`` ms, and ``member`` is of
 #: ``kind``: 'web' only for the web login that roots a web family, 'api' for every other member (so
 #: a web login's secret never works as an API session, nor the reverse); else nil and why:
 #: 'expired', 'idle', or nothing (unknown). A member found idle is removed; the family is deleted
 #: when it has expired or its root is idle, and then a third value is the record it deleted. A live
-#: member is marked used, and when it is the root the key's expiry moves to
+#: member is marked used (unless ``ending``: the caller ends the family next, END_OWN), and when it is the root the key's expiry moves to
 #: min(absolute expiry, now + idle) + keep: at most once per min(1 s, idle / 100), so that most
 #: checks of a busy session write nothing (a write costs Redis about twice the CPU of the read,
 #: and every replica and the append-only file get it). A member used again sooner keeps its
@@ -140,7 +140,7 @@ class SessionView:
 #: by ``keep`` ms (dead, as the checks above say), so that a request arriving meanwhile finds it
 #: timed out and the family's end is announced and notified.
 _FAMILY_FUNCTIONS = r"""
-local function check_member(key, member, idle, kind, now, keep)
+local function check_member(key, member, idle, kind, now, keep, ending)
   local family = redis.call('HMGET', key, 'u', 'n', 'x', 'r', 'w', 'l:' .. member)
   if not family[6] then return nil end
   local expiry = tonumber(family[3])
@@ -160,7 +160,7 @@ local function check_member(key, member, idle, kind, now, keep)
     return nil, 'idle'
   end
   if (is_root and family[5] == '1') ~= (kind == 'web') then return nil end
-  if now - tonumber(family[6]) >= math.min(1000, math.floor(idle / 100)) then
+  if not ending and now - tonumber(family[6]) >= math.min(1000, math.floor(idle / 100)) then
     redis.call('HSET', key, 'l:' .. member, ms(now))
     if is_root then
       redis.call('PEXPIREAT', key, ms(math.min(expiry, now + idle) + keep))
@@ -258,7 +258,7 @@ return {family[1], family[2]}
         _FAMILY_FUNCTIONS,
         """
 local family, why, ended = check_member(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], now_ms(),
-  tonumber(ARGV[4]))
+  tonumber(ARGV[4]), true)
 if ended then return {'ended', why, ended[1], ended[2]} end
 if not family then return why or false end
 redis.call('DEL', KEYS[1])
@@ -440,6 +440,9 @@ return 1
         self.max_members = max(2, int(max_members))
         #: How long a family's record outlives its timeouts (ms; see check_member's ``keep``).
         self.keep_ms = int(keep_timed_out * 1000)
+        #: Whether :meth:`end_own` can be used: on a single Redis (END_OWN), when changes need
+        #: not be confirmed (REDIS_WAIT_REPLICAS keeps an ended marker and confirms: end_family).
+        self.ends_own_in_one_step = not self.replicas.enabled and not is_cluster(client)
         #: Told of every family a check found timed out and ended (auth/endings.py announces it).
         self.on_timeout: Callable[[TimedOut], None] | None = None
 
@@ -703,12 +706,6 @@ return 1
             [self.RETIRE],
             self.replicas.of_change("Logout", [session.family_id]),
         )
-
-    @property
-    def ends_own_in_one_step(self) -> bool:
-        """Whether :meth:`end_own` can be used: on a single Redis (END_OWN), when changes need
-        not be confirmed (REDIS_WAIT_REPLICAS keeps an ended marker and confirms: end_family)."""
-        return not self.replicas.enabled and not is_cluster(self.client)
 
     def end_own(
         self, session_id: SessionId, kind: str, entry: StreamEntry | None = None
