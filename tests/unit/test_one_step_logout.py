@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import fakeredis
+import pytest
 
 from tests.conftest import TEST_SETTINGS
 from tests.unit.support import login, post
@@ -102,3 +103,14 @@ def test_a_host_receiver_hears_a_logout_before_it_is_made(app, fake_redis):
     assert not fake_redis.exists(family_key)
     [entry] = [e for e in gateway.audit.tail(10)[0] if e.event.event == "logout"]
     assert entry.event.user == "alice"
+
+
+def test_an_event_changed_is_a_copy_and_only_its_fields_change():
+    event = events.SessionEvent("api", user="alice", reason="logout")
+    changed = event.but(handle="F:m", detail="by x")
+    assert changed == events.SessionEvent(
+        "api", user="alice", handle="F:m", reason="logout", detail="by x"
+    )
+    assert event.handle == "" and event.detail == ""
+    with pytest.raises(TypeError):
+        event.but(nosuch="x")

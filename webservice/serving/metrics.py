@@ -95,36 +95,37 @@ EXTENSIONS = Counter(
 )
 
 # Label lookups cost more than the increments; the children are kept per label values.
-_request_children: dict[tuple[str, str], Any] = {}
-_latency_children: dict[str, Any] = {}
+_children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, looked up once."""
+    key = (metric, labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
 
 
 def observe_request(operation: str | None, code: str, seconds: float) -> None:
     """Counts one webservice.php answer: ``operation`` the registered name (None: unknown),
     ``code`` "ok" or the error code."""
     name = operation or UNKNOWN
-    key = (name, code)
-    child = _request_children.get(key)
-    if child is None:
-        child = _request_children[key] = REQUESTS.labels(name, code)
-    child.inc()
-    timer = _latency_children.get(name)
-    if timer is None:
-        timer = _latency_children[name] = LATENCY.labels(name)
-    timer.observe(seconds)
+    _child(REQUESTS, name, code).inc()
+    _child(LATENCY, name).observe(seconds)
 
 
 def count_login(via: str, outcome: str) -> None:
-    LOGINS.labels(via, outcome).inc()
+    _child(LOGINS, via, outcome).inc()
 
 
 def count_logout(via: str) -> None:
-    LOGOUTS.labels(via).inc()
+    _child(LOGOUTS, via).inc()
 
 
 def count_revocations(via: str, reason: str, ended: int = 1) -> None:
     if ended > 0:
-        REVOCATIONS.labels(via, reason).inc(ended)
+        _child(REVOCATIONS, via, reason).inc(ended)
 
 
 def count_events(app: Flask) -> None:
