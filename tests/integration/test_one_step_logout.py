@@ -204,9 +204,7 @@ def test_a_timed_out_session_is_refused_as_the_check_refuses_it_and_its_timeout_
 ):
     """The vtiger profile keeps a timed-out record one idle timeout, and tells it apart: the
     logout finds it idle, ends it, announces ``idle_timeout`` and writes no logout entry."""
-    setup = build(
-        path, redis_server, real_redis, SESSION_IDLE_TIMEOUT=1, WIRE_PROFILE="vtiger"
-    )
+    setup = build(path, redis_server, real_redis, SESSION_IDLE_TIMEOUT=1, WIRE_PROFILE="vtiger")
     client, busy = setup.logged_in(), setup.logged_in()
     listtypes_refused = setup.logged_in()
     time.sleep(1.3)

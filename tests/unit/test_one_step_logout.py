@@ -26,23 +26,26 @@ def store(client: Any, replicas: Replicas | None = None) -> SessionStore:
 
 def test_only_a_single_redis_without_confirmation_ends_in_one_step():
     single = fakeredis.FakeRedis(decode_responses=True)
-    assert store(single).ends_own_in_one_step
+    assert store(single).one_step_endings
 
     def no_cluster_yet() -> Any:
         raise AssertionError("telling a cluster apart must not connect to it")
 
-    assert not store(ClusterClient(no_cluster_yet)).ends_own_in_one_step
+    assert not store(ClusterClient(no_cluster_yet)).one_step_endings
     waits = Replicas.of({**settings.defaults(), "REDIS_WAIT_REPLICAS": 1}, RedisKeys())
-    assert not store(single, waits).ends_own_in_one_step
+    assert not store(single, waits).one_step_endings
 
 
-def test_a_stream_entry_says_where_the_script_puts_the_user():
-    entry = StreamEntry("p:audit", 1000, {"event": "logout", "via": "api", "user": "", "x": "y"})
+def test_a_stream_entry_says_where_the_script_puts_the_user_and_the_handle():
+    entry = StreamEntry(
+        "p:audit", 1000, {"event": "end", "user": "", "via": "api", "handle": "", "x": "y"}
+    )
     arguments = entry.arguments()
-    assert arguments[:2] == [1000, 6]
-    pairs = arguments[2:]
-    assert pairs == ["event", "logout", "via", "api", "user", "", "x", "y"]
-    assert pairs[arguments[1] - 2] == "user"  # Lua counts from 1: the value after the name
+    assert arguments[:3] == [1000, 4, 8]
+    pairs = arguments[3:]
+    assert pairs == ["event", "end", "user", "", "via", "api", "handle", "", "x", "y"]
+    # Lua counts from 1: the value after each name.
+    assert (pairs[arguments[1] - 2], pairs[arguments[2] - 2]) == ("user", "handle")
 
 
 def test_the_gateways_own_receivers_hear_after_the_fact_and_a_hosts_do_not(app):

@@ -17,7 +17,7 @@ from webservice.events import RoundTrip, SessionEvent
 from webservice.store.audit import AuditTrail
 from webservice.store.confirmation import NotConfirmed
 from webservice.store.round_trip import Change, send
-from webservice.store.sessions import FamilyEnding, Session, SessionStore, TimedOut
+from webservice.store.sessions import FamilyEnding, Session, SessionStore, StreamEntry, TimedOut
 from webservice.store.tokens import SessionId
 
 
@@ -48,11 +48,11 @@ class Endings:
 
         Only the check learns whose family it is, so the ending is announced once made
         (``family_ended`` with ``audited``; the script wrote the entry): only on a single Redis
-        (SessionStore.ends_own_in_one_step), and while every receiver may hear of it then
+        (SessionStore.one_step_endings), and while every receiver may hear of it then
         (events.hear_after_the_fact): a host's receiver, or logout notifications, which ride the
         ending's round trip, make it :meth:`family`."""
         if not (
-            self.sessions.ends_own_in_one_step and events.hear_after_the_fact(events.family_ended)
+            self.sessions.one_step_endings and events.hear_after_the_fact(events.family_ended)
         ):
             return None
         session_id = SessionId.parse(raw_session_id)
@@ -105,13 +105,24 @@ class Endings:
             send(self.sessions.client, participants=round_trip.riders, change=change)
         round_trip.done()
 
-    def capped_member(self, handle: str, event: SessionEvent) -> None:
+    def capped_entry(self, event: SessionEvent) -> StreamEntry | None:
+        """The audit entry of the member that the extension ``event`` may end to make room in
+        its family, for the extension's script to write (SessionStore.extend), saving
+        :meth:`capped_member` a round trip; ``None`` where a script may not
+        (SessionStore.one_step_endings)."""
+        if not self.sessions.one_step_endings:
+            return None
+        entry = ending_entry(_capped(event))
+        return self.trail.entry(entry) if entry is not None else None
+
+    def capped_member(self, handle: str, event: SessionEvent, audited: bool = False) -> None:
         """Announces that the session ``handle`` ended alone, to make room in its family
-        (``session_ended``, reason ``session_cap``); its own round trip, rare. (The ending
-        itself was made, and confirmed, by the extension that needed the room.)"""
-        ended = event.but(handle=handle, reason="session_cap", detail="")
-        round_trip = events.announce(events.session_ended, ended)
-        send(self.sessions.client, participants=round_trip.riders)
+        (``session_ended``, reason ``session_cap``), once the extension that needed the room
+        made (and confirmed) that ending; ``audited``: the extension wrote its audit entry
+        (:meth:`capped_entry`). What receivers ride goes in a round trip of its own."""
+        round_trip = events.announce(events.session_ended, _capped(event, handle), audited)
+        if round_trip.riders:
+            send(self.sessions.client, participants=round_trip.riders)
         round_trip.done()
 
     def oldest_of_user(
@@ -146,6 +157,12 @@ class Endings:
                 user_id, keep_family, round_trip.riders, Change(event.handle, event.user)
             )
         return round_trip.count
+
+
+def _capped(extension: SessionEvent, handle: str = "") -> SessionEvent:
+    """The ``session_ended`` event of the member ``handle`` that ``extension`` ended to make
+    room in its family."""
+    return extension.but(handle=handle, reason="session_cap", detail="")
 
 
 class RidingEnding:

@@ -168,12 +168,15 @@ class WebLink:
             "api", client, user=self.claimed_username(browser), handle=added.handle
         )
         round_trip = events.announce(events.session_extended, event)
-        extended = self.sessions.extend(root, added, client, round_trip.riders)
+        capped_entry = self.endings.capped_entry(event)
+        extended = self.sessions.extend(
+            root, added, client, round_trip.riders, capped_entry=capped_entry
+        )
         if extended is None:
             round_trip.cancel()
             browser.session.pop(SESSION_KEY, None)
             return None
         round_trip.done()
         if extended.ended is not None:
-            self.endings.capped_member(extended.ended, event)
+            self.endings.capped_member(extended.ended, event, audited=capped_entry is not None)
         return added, extended.session

@@ -135,6 +135,11 @@ class SessionView:
 #: a new family with root ``member`` ('1' in ``web`` for a web login); the key expires ``keep`` ms
 #: after the root idles out.
 #:
+#: ``append_entry(stream, args, from, user, handle)``: adds to ``stream`` the entry that ``args``
+#: holds from index ``from`` on (StreamEntry.arguments), its ``user`` value set to ``user`` and,
+#: when given, its ``handle`` value to ``handle``. ``member_handle(family_id, member)`` is
+#: tokens.handle_of.
+#:
 #: ``keep`` is 0 unless logout notifications are on (SessionStore's ``keep_timed_out``): Redis then
 #: drops the record the moment it times out. With notifications, the record outlives its timeouts
 #: by ``keep`` ms (dead, as the checks above say), so that a request arriving meanwhile finds it
@@ -169,13 +174,24 @@ local function check_member(key, member, idle, kind, now, keep, ending)
   return family, is_root
 end
 
+local function append_entry(stream, args, from, user, handle)
+  local entry = {unpack(args, from + 3)}
+  entry[tonumber(args[from + 1])] = user
+  if handle then entry[tonumber(args[from + 2])] = handle end
+  redis.call('XADD', stream, 'MAXLEN', '~', args[from], '*', unpack(entry))
+end
+
+local function member_handle(family_id, member)
+  return family_id .. ':' .. string.sub(member, 1, HANDLE_MEMBER_CHARS)
+end
+
 local function create_family(key, username, user_id, member, info, web, idle, absolute, now, keep)
   local expiry = now + absolute
   redis.call('HSET', key, 'u', user_id, 'n', username, 'x', ms(expiry), 'r', member, 'w', web,
     'l:' .. member, ms(now), 'i:' .. member, ms(now) .. '\31' .. info)
   redis.call('PEXPIREAT', key, ms(math.min(expiry, now + idle) + keep))
 end
-"""
+""".replace("HANDLE_MEMBER_CHARS", str(HANDLE_MEMBER_CHARS))
 
 
 @dataclass(frozen=True)
@@ -198,17 +214,21 @@ _TIMED_OUT = "ended"
 
 @dataclass(frozen=True)
 class StreamEntry:
-    """An entry that a script adds to a capped stream with the change it makes, its field
-    ``user`` set to the username of the family it finds (store/audit.py's entries)."""
+    """An entry that a script adds to a capped stream with the change it makes (store/audit.py's
+    entries), its fields ``user`` and ``handle`` set to what the script finds: the username of
+    the family, and the handle of the member that the entry is about, when the script decides
+    which (``append_entry`` of _FAMILY_FUNCTIONS)."""
 
     stream: str
     max_length: int
     fields: dict[str, str]
 
     def arguments(self) -> list[str | int]:
-        """Its ARGV, as SessionStore.END_OWN takes them."""
+        """Its ARGV, as ``append_entry`` takes them: the stream's length (MAXLEN ~), where the
+        values of ``user`` and ``handle`` are among the fields and values that follow (from 1)."""
+        names = list(self.fields)
         values = [value for pair in self.fields.items() for value in pair]
-        return [self.max_length, 2 * list(self.fields).index("user") + 2, *values]
+        return [self.max_length, 2 * names.index("user") + 2, 2 * names.index("handle") + 2, *values]
 
 
 @dataclass(frozen=True)
@@ -244,9 +264,8 @@ return {family[1], family[2]}
 
     #: KEYS: the family; for an entry, the stream. ARGV: the member, the idle timeout (ms), the
     #: kind asked ('api'), the ``keep`` ms of check_member, the user family index key without its
-    #: user id (keys.user_families_prefix), the family id; for an entry, the stream's length
-    #: (MAXLEN ~), the position among its fields and values of the ``user`` field's value, then
-    #: its fields and values (StreamEntry.arguments).
+    #: user id (keys.user_families_prefix), the family id; for an entry, the entry
+    #: (StreamEntry.arguments).
     #: Returns {user id, username} when it ended the family; else as TOUCH.
     #: Guarantees: what TOUCH's check of the member and then end_family do, in one step: the whole
     #: family ends at once if that member of it is live, with its index entry, and the entry is
@@ -263,18 +282,16 @@ if ended then return {'ended', why, ended[1], ended[2]} end
 if not family then return why or false end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', ARGV[5] .. family[1], ARGV[6])
-if KEYS[2] then
-  local entry = {unpack(ARGV, 9)}
-  entry[tonumber(ARGV[8])] = family[2]
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', unpack(entry))
-end
+if KEYS[2] then append_entry(KEYS[2], ARGV, 7, family[2]) end
 return {family[1], family[2]}
 """,
     )
 
-    #: KEYS: the family. ARGV: its root member, the idle timeout (ms), the new API member, its
-    #: packed client info, the root's kind ('web' for extendsession), the most members a family
-    #: may have, the ``keep`` ms of check_member.
+    #: KEYS: the family; for an entry, the stream. ARGV: its root member, the idle timeout (ms),
+    #: the new API member, its packed client info, the root's kind ('web' for extendsession), the
+    #: most members a family may have, the ``keep`` ms of check_member; for an entry, the family
+    #: id and the entry (StreamEntry.arguments), added (its user the family's, its handle the
+    #: ended member's) when a member ends to make room: a single Redis only (as END_OWN).
     #: Returns {user id, username, the member ended to make room or ''}; else
     #: {'ended', why, user id, username} when the family timed out (as TOUCH), or nil.
     #: Guarantees: the member is added only if the family is live and ARGV[1] is its live root of
@@ -334,7 +351,10 @@ if members >= cap then
       end
     end
   end
-  if ended ~= '' then redis.call('HDEL', KEYS[1], 'l:' .. ended, 'i:' .. ended) end
+  if ended ~= '' then
+    redis.call('HDEL', KEYS[1], 'l:' .. ended, 'i:' .. ended)
+    if KEYS[2] then append_entry(KEYS[2], ARGV, 9, family[2], member_handle(ARGV[8], ended)) end
+  end
 end
 order = order .. ARGV[3] .. ' '
 if #order > 2 * cap * (#ARGV[3] + 1) then
@@ -440,9 +460,11 @@ return 1
         self.max_members = max(2, int(max_members))
         #: How long a family's record outlives its timeouts (ms; see check_member's ``keep``).
         self.keep_ms = int(keep_timed_out * 1000)
-        #: Whether :meth:`end_own` can be used: on a single Redis (END_OWN), when changes need
-        #: not be confirmed (REDIS_WAIT_REPLICAS keeps an ended marker and confirms: end_family).
-        self.ends_own_in_one_step = not self.replicas.enabled and not is_cluster(client)
+        #: Whether a script may end sessions together with what goes with them in other keys (the
+        #: family's index entry, the audit entry): on a single Redis, where a script may touch
+        #: keys of any slot, and when changes need not be confirmed (REDIS_WAIT_REPLICAS keeps
+        #: an ended marker and confirms: end_family). See END_OWN, and EXTEND's entry.
+        self.one_step_endings = not self.replicas.enabled and not is_cluster(client)
         #: Told of every family a check found timed out and ended (auth/endings.py announces it).
         self.on_timeout: Callable[[TimedOut], None] | None = None
 
@@ -565,16 +587,19 @@ return 1
         client_info: ClientInfo,
         riders: Sequence[Participant] = (),
         root_kind: str = "web",
+        capped_entry: StreamEntry | None = None,
     ) -> Extension | None:
         """Adds the API session ``added`` (a new secret in the family of ``root``) to the family
         of the live ``root_kind`` root ``root`` (a web login); ``None`` if that is not live. At
         the family's cap (MAX_SESSIONS_PER_FAMILY) its oldest other member ends to make room.
 
         The web login's own secret is never handed out. The ``riders`` go in the same round trip
-        (sent whether or not the login is live).
+        (sent whether or not the login is live). ``capped_entry``: the audit entry of the member
+        that ends to make room, if one does, written by the script (only while
+        :attr:`one_step_endings`).
         """
         keys = [self.keys.family(root.family_id)]
-        args = [
+        args: list[Any] = [
             root.member,
             self.idle_ms,
             added.member,
@@ -583,6 +608,9 @@ return 1
             self.max_members,
             self.keep_ms,
         ]
+        if capped_entry is not None:
+            keys.append(capped_entry.stream)
+            args += [root.family_id, *capped_entry.arguments()]
         (answer,) = send(
             self.client,
             lambda pipe: self.EXTEND.queue(pipe, keys, args),
@@ -712,7 +740,7 @@ return 1
     ) -> Session | str:
         """Checks the ``kind`` session ``session_id`` and ends its family, adding ``entry`` (its
         ``user`` the family's), all in one round trip; answers the session it was, else why not
-        (as :meth:`lookup`, having ended nothing). Only while :attr:`ends_own_in_one_step`."""
+        (as :meth:`lookup`, having ended nothing). Only while :attr:`one_step_endings`."""
         family = session_id.family_id
         keys = [self.keys.family(family)]
         args: list[Any] = [

@@ -1,0 +1,127 @@
+"""``extendsession`` at its family's cap (MAX_SESSIONS_PER_FAMILY), over HTTP on a real Redis: on a
+single Redis, the script that ends the oldest member for the new one writes that member's audit
+entry too, so the extension stays one round trip; a host's receiver of ``session_ended`` that
+rides something still gets it sent, in a round trip of its own, as before."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import TEST_SETTINGS
+from tests.integration.test_linked_sessions_race import (
+    CHEAP_HASHER,
+    ONE_ADDRESS_FOR_ALL,
+    PASSWORD,
+    Api,
+    Browser,
+    FlaskTransport,
+)
+from tests.integration.test_round_trips import Tally, counting_client
+from webservice import events
+from webservice.standalone import create_app
+from webservice.store.tokens import SessionId
+
+pytestmark = pytest.mark.integration
+
+CAP = 3
+
+
+def capped_app(redis_server, tally: Tally):
+    app = create_app(
+        {
+            **TEST_SETTINGS,
+            **ONE_ADDRESS_FOR_ALL,
+            "REDIS_URL": redis_server.url,
+            "MAX_SESSIONS_PER_FAMILY": CAP,
+        },
+        redis_client=counting_client(redis_server, tally),
+    )
+    app.extensions["wsgate"].users.hasher = CHEAP_HASHER
+    app.extensions["wsgate"].users.add("alice", PASSWORD)
+    return app
+
+
+def at_the_cap(app) -> tuple[Browser, list[str]]:
+    """A browser logged in whose family holds CAP members: its login and CAP - 1 extensions."""
+    browser = Browser(FlaskTransport(app))
+    browser.log_in("alice")
+    linked = [extended(browser) for _ in range(CAP - 1)]
+    return browser, linked
+
+
+def extended(browser: Browser) -> str:
+    answer = browser.extend("token")
+    assert answer["success"], answer
+    return answer["result"]["sessionName"]
+
+
+def cap_entries(app) -> list[dict[str, str]]:
+    entries, _ = app.extensions["wsgate"].audit.tail(100)
+    return [e.event.as_fields() for e in entries if e.event.reason == "session_cap"]
+
+
+def handle(session_name: str) -> str:
+    parsed = SessionId.parse(session_name)
+    assert parsed is not None
+    return parsed.handle
+
+
+def test_the_oldest_members_end_is_written_by_the_extension_in_its_one_round_trip(
+    redis_server, real_redis
+):
+    tally = Tally()
+    app = capped_app(redis_server, tally)
+    browser, linked = at_the_cap(app)
+    extended(browser)  # the first extension past the cap loads nothing new: scripts are warm
+    ended = [linked.pop(0)]
+    before = tally.round_trips
+    newest = extended(browser)
+    ended.append(linked.pop(0))
+
+    assert tally.round_trips - before == 1
+    assert [
+        (e["event"], e["via"], e["user"], e["handle"], e["detail"]) for e in cap_entries(app)
+    ] == [("end", "api", "alice", handle(name), "") for name in ended]
+    assert all(e["address"] and e["agent"] for e in cap_entries(app))
+    api = Api(FlaskTransport(app, cookies=False))
+    for name in ended:
+        assert not api.works(name)
+    assert api.works(newest)
+
+
+def test_a_host_receiver_of_session_ended_hears_it_and_what_it_rides_is_sent(
+    redis_server, real_redis
+):
+    tally = Tally()
+    app = capped_app(redis_server, tally)
+    heard: list[tuple[str, str, bool]] = []
+
+    class Rider:
+        def queue(self, pipe: Any, change: Any) -> None:
+            pipe.incr("host:capped")
+
+        def sent(self, replies: list[Any]) -> None:
+            pass
+
+        def cancelled(self) -> None:
+            pass
+
+    def on_ended(sender: Any, event: events.SessionEvent, round_trip: events.RoundTrip, **_: Any):
+        heard.append((event.reason, event.handle, round_trip.audited))
+        round_trip.ride(Rider())
+
+    events.session_ended.connect(on_ended, sender=app)
+    browser, linked = at_the_cap(app)
+    extended(browser)
+    before = tally.round_trips
+    extended(browser)
+
+    assert tally.round_trips - before == 2  # the extension, then what the receiver rides
+    assert heard == [
+        ("session_cap", handle(linked[0]), True),
+        ("session_cap", handle(linked[1]), True),
+    ]
+    assert real_redis.get("host:capped") == "2"
+    assert [e["handle"] for e in cap_entries(app)] == [handle(linked[0]), handle(linked[1])]
