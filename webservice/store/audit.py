@@ -46,8 +46,10 @@ sessions that time out (Redis expires them).
 
 The trail hears of logins, extensions and endings through the signals of webservice.events
 (auth/trail.py connects them), and writes each entry in the round trip that the change sends
-anyway (:class:`PendingEntry`, a participant of that round trip), so a login and a logout keep
-their two round trips. Such an entry is written before the outcome of the change is known; the few
+anyway (:class:`PendingEntry`, a participant of that round trip), so a login keeps its two round
+trips. Two changes write their entry in their own script instead, on a single Redis
+(:meth:`AuditTrail.entry`): a logout of one's own session, which is one round trip then, and the
+end of the member an extension drops at its family's cap. Such an entry is written before the outcome of the change is known; the few
 changes that can still fail then (a login whose token was used a moment earlier, an extension
 whose web login just ended) take their entry back (:meth:`PendingEntry.cancelled`). The stream is capped at about
 ``AUDIT_MAX_ENTRIES`` (``XADD MAXLEN ~``: Redis trims it in whole blocks, cheaply).
