@@ -68,7 +68,9 @@ def bare_text_fields(schema: Schema) -> BareTextFields | None:
     is. :func:`load_bare_text` does that without marshmallow's machinery, a tenth of the cost of
     a ``logout`` or a ``login`` (which name one or two such fields).
     """
-    if any(schema._hooks.values()) or schema.unknown != EXCLUDE:
+    # marshmallow keeps a schema's hooks in ``_hooks``; a version that does not is not guessed at.
+    hooks = getattr(schema, "_hooks", None)
+    if not isinstance(hooks, dict) or any(hooks.values()) or schema.unknown != EXCLUDE:
         return None
     bare = []
     for name, declared in schema.load_fields.items():
