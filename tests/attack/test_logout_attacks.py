@@ -77,7 +77,7 @@ def test_an_extension_racing_the_logout_of_its_family_leaves_nothing_alive(
         home = browser.get(live_gateway.base_url + "/", timeout=10).text
         csrf = re.search(r'name="csrf-token" content="([^"]+)"', home).group(1)
 
-        def extend(_: int) -> str | None:
+        def extend(_: int, csrf: str = csrf) -> str | None:
             answer = browser.post(
                 live_gateway.base_url + ENDPOINT, data={"operation": "extendsession"},
                 headers={"X-CSRFToken": csrf}, timeout=10,
