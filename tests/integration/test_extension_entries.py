@@ -1,7 +1,8 @@
-"""``extendsession`` at its family's cap (MAX_SESSIONS_PER_FAMILY), over HTTP on a real Redis: on a
-single Redis, the script that ends the oldest member for the new one writes that member's audit
-entry too, so the extension stays one round trip; a host's receiver of ``session_ended`` that
-rides something still gets it sent, in a round trip of its own, as before."""
+"""The audit entries of ``extendsession``, over HTTP on a real Redis: its own entry rides in its
+one round trip, written once, and none is left by an extension that fails. At the family's cap
+(MAX_SESSIONS_PER_FAMILY), on a single Redis, the script that ends the oldest member for the new
+one writes that member's entry too, so the extension stays one round trip; a host's receiver of
+``session_ended`` that rides something still gets it sent, in a round trip of its own."""
 
 from __future__ import annotations
 
@@ -125,3 +126,51 @@ def test_a_host_receiver_of_session_ended_hears_it_and_what_it_rides_is_sent(
     ]
     assert real_redis.get("host:capped") == "2"
     assert [e["handle"] for e in cap_entries(app)] == [handle(linked[0]), handle(linked[1])]
+
+
+def extend_entries(app) -> list[dict[str, str]]:
+    entries, _ = app.extensions["wsgate"].audit.tail(100)
+    return [e.event.as_fields() for e in entries if e.event.event == "extend"]
+
+
+def test_an_extensions_own_entry_rides_in_its_one_round_trip(redis_server, real_redis):
+    tally = Tally()
+    app = capped_app(redis_server, tally)
+    heard: list[str] = []
+
+    def on_extended(sender: Any, event: events.SessionEvent, round_trip: events.RoundTrip, **_):
+        heard.append(event.handle)
+
+    events.session_extended.connect(on_extended, sender=app)
+    browser = Browser(FlaskTransport(app))
+    browser.log_in("alice")
+    extended(browser)  # scripts loaded
+    before = (tally.round_trips, tally.commands)
+    name = extended(browser)
+
+    # The extension's script and the entry's XADD, in one pipeline.
+    assert (tally.round_trips - before[0], tally.commands - before[1]) == (1, 2)
+    assert heard[-1] == handle(name)
+    entries = extend_entries(app)
+    assert len(entries) == 2
+    assert (entries[-1]["via"], entries[-1]["user"], entries[-1]["handle"]) == (
+        "api",
+        "alice",
+        handle(name),
+    )
+
+
+def test_an_extension_of_an_ended_web_login_leaves_no_entry(redis_server, real_redis):
+    """Its entry, written in its round trip before the script said no, is taken back."""
+    tally = Tally()
+    app = capped_app(redis_server, tally)
+    browser = Browser(FlaskTransport(app))
+    browser.log_in("alice")
+    first = extended(browser)
+    api = Api(FlaskTransport(app, cookies=False))
+    assert api.call("logout", sessionName=first)["success"]  # ends the web login with it
+
+    answer = browser.extend("token")
+
+    assert not answer["success"], answer
+    assert [e["handle"] for e in extend_entries(app)] == [handle(first)]
