@@ -168,9 +168,9 @@ def connect(
     ``audited``), which lets the changes that can only be announced afterwards be made in one
     step (:func:`hear_after_the_fact`)."""
     for signal, receiver in receivers.items():
-        signal.connect(receiver, sender=app, weak=False)
         if after_the_fact:
-            _AFTER_THE_FACT.add(receiver)
+            _AFTER_THE_FACT.add(receiver)  # first: connecting forgets hear_after_the_fact's answers
+        signal.connect(receiver, sender=app, weak=False)
 
 
 def hear_after_the_fact(signal: Any) -> bool:
