@@ -59,10 +59,7 @@ class Endings:
         if session_id is None:
             return "unknown"
         announced = event.but(handle=session_id.handle)
-        entry = ending_entry(announced)
-        ended = self.sessions.end_own(
-            session_id, "api", self.trail.entry(entry) if entry is not None else None
-        )
+        ended = self.sessions.end_own(session_id, "api", self._scripted_entry(announced))
         if isinstance(ended, Session):
             events.announce(
                 events.family_ended, announced.but(user=ended.username), audited=True
@@ -112,7 +109,11 @@ class Endings:
         (SessionStore.one_step_endings)."""
         if not self.sessions.one_step_endings:
             return None
-        entry = ending_entry(_capped(event))
+        return self._scripted_entry(_capped(event))
+
+    def _scripted_entry(self, ending: SessionEvent) -> StreamEntry | None:
+        """The audit entry of ``ending`` (if the trail writes one), as a script writes it."""
+        entry = ending_entry(ending)
         return self.trail.entry(entry) if entry is not None else None
 
     def capped_member(self, handle: str, event: SessionEvent, audited: bool = False) -> None:

@@ -15,7 +15,7 @@ from webservice.store.audit import AuditEvent, AuditTrail
 _TIMEOUTS = frozenset(events.TIMEOUT_REASONS.values())
 
 
-def audit_event(name: str, event: SessionEvent, reason: str = "") -> AuditEvent:
+def _audit_event(name: str, event: SessionEvent, reason: str = "") -> AuditEvent:
     """The entry ``name`` that records ``event``."""
     return AuditEvent(
         name,
@@ -35,8 +35,8 @@ def ending_entry(event: SessionEvent) -> AuditEvent | None:
     if event.reason in _TIMEOUTS:
         return None
     if event.reason in events.LOGOUT_REASONS:
-        return audit_event("logout", event)
-    return audit_event("end", event, event.reason)
+        return _audit_event("logout", event)
+    return _audit_event("end", event, event.reason)
 
 
 def record_events(app: Flask, trail: AuditTrail) -> None:
@@ -47,15 +47,15 @@ def record_events(app: Flask, trail: AuditTrail) -> None:
             round_trip.ride(trail.pending(entry))
 
     def login(sender: Any, event: SessionEvent, round_trip: RoundTrip, **extra: Any) -> None:
-        write(audit_event("login", event), round_trip)
+        write(_audit_event("login", event), round_trip)
 
     def failed(sender: Any, event: SessionEvent, round_trip: RoundTrip, **extra: Any) -> None:
         # Refusals while a limit holds are not written: a flood would wash older entries out.
         if not event.limited:
-            write(audit_event("login_failed", event, event.reason), round_trip)
+            write(_audit_event("login_failed", event, event.reason), round_trip)
 
     def extended(sender: Any, event: SessionEvent, round_trip: RoundTrip, **extra: Any) -> None:
-        write(audit_event("extend", event), round_trip)
+        write(_audit_event("extend", event), round_trip)
 
     def ended(sender: Any, event: SessionEvent, round_trip: RoundTrip, **extra: Any) -> None:
         write(ending_entry(event), round_trip)

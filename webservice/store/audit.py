@@ -47,11 +47,12 @@ sessions that time out (Redis expires them).
 The trail hears of logins, extensions and endings through the signals of webservice.events
 (auth/trail.py connects them), and writes each entry in the round trip that the change sends
 anyway (:class:`PendingEntry`, a participant of that round trip), so a login keeps its two round
-trips. Two changes write their entry in their own script instead, on a single Redis
-(:meth:`AuditTrail.entry`): a logout of one's own session, which is one round trip then, and the
-end of the member an extension drops at its family's cap. Such an entry is written before the outcome of the change is known; the few
-changes that can still fail then (a login whose token was used a moment earlier, an extension
-whose web login just ended) take their entry back (:meth:`PendingEntry.cancelled`). The stream is capped at about
+trips. Such an entry is written before the outcome of the change is known; the few changes that
+can still fail then (a login whose token was used a moment earlier, an extension whose web login
+just ended) take their entry back (:meth:`PendingEntry.cancelled`). On a single Redis, two
+changes have their script write their entry instead (:meth:`AuditTrail.entry`), only if the
+change is made: a logout of one's own session, which is one round trip then, and the end of the
+member an extension drops at its family's cap. The stream is capped at about
 ``AUDIT_MAX_ENTRIES`` (``XADD MAXLEN ~``: Redis trims it in whole blocks, cheaply).
 """
 
@@ -163,8 +164,9 @@ class AuditTrail:
         return self.client.xadd(self.key, event.as_fields(), maxlen=self.max_entries, approximate=True)
 
     def entry(self, event: AuditEvent) -> StreamEntry:
-        """The entry as a script writes it with its change, its user the one the change finds
-        (SessionStore.end_own)."""
+        """The entry as a script writes it with its change, its user (and for an extension's
+        capped member, its handle) the one the script finds (SessionStore.end_own and
+        SessionStore.extend)."""
         return StreamEntry(self.key, self.max_entries, event.as_fields())
 
     def pending(self, event: AuditEvent) -> PendingEntry:

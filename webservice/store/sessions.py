@@ -125,8 +125,9 @@ class SessionView:
 #: a web login's secret never works as an API session, nor the reverse); else nil and why:
 #: 'expired', 'idle', or nothing (unknown). A member found idle is removed; the family is deleted
 #: when it has expired or its root is idle, and then a third value is the record it deleted. A live
-#: member is marked used (unless ``ending``: the caller ends the family next, END_OWN), and when it is the root the key's expiry moves to
-#: min(absolute expiry, now + idle) + keep: at most once per min(1 s, idle / 100), so that most
+#: member is marked used (unless ``ending``: the caller ends the family next, END_OWN), and when
+#: it is the root the key's expiry moves to min(absolute expiry, now + idle) + keep: at most once
+#: per min(1 s, idle / 100), so that most
 #: checks of a busy session write nothing (a write costs Redis about twice the CPU of the read,
 #: and every replica and the append-only file get it). A member used again sooner keeps its
 #: earlier mark: an idle timeout may end a session up to that much early, never late.
@@ -136,8 +137,9 @@ class SessionView:
 #: after the root idles out.
 #:
 #: ``append_entry(stream, args, from, user, handle)``: adds to ``stream`` the entry that ``args``
-#: holds from index ``from`` on (StreamEntry.arguments), its ``user`` value set to ``user`` and,
-#: when given, its ``handle`` value to ``handle``. ``member_handle(family_id, member)`` is
+#: holds from index ``from`` to its end (StreamEntry.arguments: so an entry is always the last of
+#: a script's ARGV), its ``user`` value set to ``user`` and, when given, its ``handle`` value to
+#: ``handle``. ``member_handle(family_id, member)`` is
 #: tokens.handle_of.
 #:
 #: ``keep`` is 0 unless logout notifications are on (SessionStore's ``keep_timed_out``): Redis then
@@ -228,7 +230,8 @@ class StreamEntry:
         values of ``user`` and ``handle`` are among the fields and values that follow (from 1)."""
         names = list(self.fields)
         values = [value for pair in self.fields.items() for value in pair]
-        return [self.max_length, 2 * names.index("user") + 2, 2 * names.index("handle") + 2, *values]
+        user, handle = 2 * names.index("user") + 2, 2 * names.index("handle") + 2
+        return [self.max_length, user, handle, *values]
 
 
 @dataclass(frozen=True)
@@ -504,7 +507,8 @@ return 1
         return self._found(session_id, kind, answer)
 
     def _found(self, session_id: SessionId, kind: str, answer: Any) -> Session | str:
-        """The session a check (TOUCH's answer, or END_OWN's) found, else why not (:meth:`lookup`)."""
+        """The session a check (TOUCH's answer, or END_OWN's) found, else why not
+        (:meth:`lookup`)."""
         if isinstance(answer, str):
             return answer
         if not answer:
