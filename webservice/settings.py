@@ -65,13 +65,14 @@ MAX_FAMILIES_PER_USER = 1000
 # --- Challenges (getchallenge / login) -------------------------------------------------------------
 #: Seconds a challenge token can be used to log in (once).
 CHALLENGE_TTL = 300
-#: Challenge tokens kept per user and client address (those a login spent too, until they expire,
-#: so that a replayed proof is told its token was used); beyond it a spent one is dropped, else
-#: the oldest. Bounds memory while letting many workers of one integration log in as the same
-#: user at the same time.
+#: Unused challenge tokens kept per user and client address; beyond it the oldest is dropped.
+#: Bounds memory while letting many workers of one integration log in as the same user at the
+#: same time.
 CHALLENGE_MAX_OUTSTANDING = 32
 #: Unused challenge tokens kept per user in all; beyond it the address holding the most loses
 #: its oldest. 17 x 32: sixteen addresses flooding getchallenge cannot push out the user's own.
+#: Also the most tokens a user's logins used that are kept until they expire (the newest), so
+#: that a replayed proof is told its token was used.
 CHALLENGE_MAX_PER_USER = 544
 #: Unused challenges kept per client address, over all names (the oldest withdrawn beyond it):
 #: bounds what one address can leave in Redis without logging in.

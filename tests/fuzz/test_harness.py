@@ -44,17 +44,19 @@ def test_login_may_start_a_family_and_audit_it():
     assert unexplained(diff(BEFORE, after), ["login"], True)
 
 
-def test_login_may_only_mark_one_token_spent():
+def test_login_may_only_move_one_token_to_the_spent_ones():
     before = dict(BEFORE)
     before["wsgate:user:alice"] = ("hash", {"id": "1", "key": "k", "t:abc": "5|10.0.0.1"})
     spent = dict(before)
-    spent["wsgate:user:alice"] = ("hash", {"id": "1", "key": "k", "t:abc": "5:spent|10.0.0.1"})
+    spent["wsgate:user:alice"] = ("hash", {"id": "1", "key": "k"})
+    spent["{wsgate:user:alice}:spent"] = ("zset", [("abc", 5.0)])
     assert unexplained(diff(before, spent), ["login"], True) == []
     assert unexplained(diff(before, spent), ["login"], False)
     for fields in (
-        {"id": "1", "key": "k", "t:abc": "9:spent|10.0.0.1"},
-        {"id": "1", "key": "other", "t:abc": "5:spent|10.0.0.1"},
-        {"id": "1", "key": "k", "t:abc": "5|10.0.0.1", "t:new": "5:spent|x"},
+        {"id": "1", "key": "k", "t:abc": "5:spent|10.0.0.1"},
+        {"id": "1", "key": "other"},
+        {"id": "1", "key": "k", "t:abc": "5|10.0.0.1", "t:new": "5|x"},
+        {"id": "1"},
     ):
         other = dict(before)
         other["wsgate:user:alice"] = ("hash", fields)

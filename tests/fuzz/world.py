@@ -396,6 +396,7 @@ USER = re.compile(rf"^{PREFIX}:user:.+$")
 USER_INDEX = re.compile(rf"^{PREFIX}:families:\d+$")
 WEB = re.compile(rf"^{PREFIX}:web:.+$")
 DECOY = re.compile(rf"^\{{{PREFIX}:user:.+\}}:decoy$")
+SPENT = re.compile(rf"^\{{{PREFIX}:user:.+\}}:spent$")
 AUDIT = re.compile(rf"^{PREFIX}:audit$")
 FAILURES = re.compile(rf"^{PREFIX}:login-failures:.+$")
 RATE = re.compile(rf"^{PREFIX}:rate:getchallenge:.+$")
@@ -425,15 +426,15 @@ def only_token_fields_changed(change: tuple[tuple[str, Any], tuple[str, Any]]) -
 
 
 def token_spent(change: tuple[tuple[str, Any], tuple[str, Any]]) -> bool:
-    """A record whose only change is one challenge token marked spent by the login that used
-    it: ``<expiry>|<address>`` became ``<expiry>:spent|<address>``."""
+    """A record whose only change is one challenge token gone: the login that used it moved it
+    to the name's spent tokens (SPENT)."""
     (_, before), (_, after) = change
     fields = before.keys() | after.keys()
     changed = [field for field in fields if before.get(field) != after.get(field)]
-    if len(changed) != 1 or not changed[0].startswith("t:") or changed[0] not in before:
-        return False
-    expiry, _, address = before[changed[0]].partition("|")
-    return after.get(changed[0]) == f"{expiry}:spent|{address}"
+    return (
+        len(changed) == 1 and changed[0].startswith("t:") and changed[0] in before
+        and changed[0] not in after
+    )
 
 
 def audit_appended(change: tuple[tuple[str, Any], tuple[str, Any]]) -> bool:
@@ -465,7 +466,9 @@ def unexplained(
         if op == "getchallenge":
             return bool(RATE.match(key))
         if op == "login" and success:
-            return bool(FAMILY.match(key) or USER_INDEX.match(key) or AUDIT.match(key))
+            return bool(
+                FAMILY.match(key) or USER_INDEX.match(key) or AUDIT.match(key) or SPENT.match(key)
+            )
         if op == "login":
             return bool(FAILURES.match(key) or AUDIT.match(key))
         if op in ("extendsession", "logout", "endsession", "endallsessions") and success:
@@ -487,8 +490,12 @@ def unexplained(
             # (a decoy record whose last token goes goes with it).
             return bool(PENDING.match(key) or DECOY.match(key))
         if op == "login" and success:
-            # The used token's entry left its address's set (its last one: the set goes).
-            return bool(PENDING.match(key) or FAILURES.match(key) or ADDRESS_CHALLENGES.match(key))
+            # The used token's entry left its address's set (its last one: the set goes); the
+            # name's spent tokens all expired (the used one too).
+            return bool(
+                PENDING.match(key) or FAILURES.match(key) or ADDRESS_CHALLENGES.match(key)
+                or SPENT.match(key)
+            )
         if op in ("logout", "endsession", "endallsessions") and success:
             return bool(FAMILY.match(key) or USER_INDEX.match(key))
         if op == "listsessions":
@@ -515,7 +522,7 @@ def unexplained(
         if op == "login" and success:
             return bool(
                 USER_INDEX.match(key) or (AUDIT.match(key) and audit_appended(change))
-                or FAILURES.match(key) or ADDRESS_CHALLENGES.match(key)
+                or FAILURES.match(key) or ADDRESS_CHALLENGES.match(key) or SPENT.match(key)
                 or (USER.match(key) and token_spent(change))
             )
         if op == "login":

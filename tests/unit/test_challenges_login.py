@@ -21,7 +21,7 @@ from tests.unit.support import (
     result,
     snapshot,
 )
-from webservice.store.tokens import family_id_for_challenge
+from webservice.store.tokens import family_id_for_challenge, hash_secret
 
 USER_NOT_FOUND = "Given user cannot be found"
 BAD_TOKEN = "Specified token is invalid or expired"
@@ -122,11 +122,9 @@ def test_replay_refused_even_with_a_fresh_token_outstanding(client, alice):
     assert result(login_with(client, fresh, alice.access_key))["sessionName"]
 
 
-def test_a_login_hashes_its_live_tokens_and_the_spent_ones_only_for_a_replay(
-    client, alice, monkeypatch
-):
-    """A user that logs in again and again keeps its spent tokens (replays are told apart from
-    wrong proofs): a right proof hashes the live tokens only; a replayed or a wrong one, all."""
+def test_a_login_hashes_only_the_tokens_no_login_used(client, alice, monkeypatch):
+    """A user that logs in again and again keeps no spent token in its record: any proof hashes
+    the unused tokens only, and a replay none (its proof's hash is found among the spent)."""
     from webservice.store import challenges
 
     for _ in range(5):
@@ -140,13 +138,27 @@ def test_a_login_hashes_its_live_tokens_and_the_spent_ones_only_for_a_replay(
     )
 
     error(login_with(client, used, alice.access_key), "INVALID_AUTH_TOKEN", BAD_TOKEN)
-    assert len(hashed) == 6 and hashed[0] == live
-    hashed.clear()
+    assert hashed == []
     error(login_with(client, live, "not the key"), "INVALID_USER_CREDENTIALS")
-    assert len(hashed) == 6
+    assert hashed == [live]
     hashed.clear()
     assert result(login_with(client, live, alice.access_key))["sessionName"]
     assert hashed == [live]
+
+
+def test_a_replay_in_any_letter_case_or_padding_is_told_its_token_was_used(
+    client, alice, gateway
+):
+    token = challenge(client, "alice")["token"]
+    given = proof(token, alice.access_key)
+    result(post(client, operation="login", username="alice", accessKey=given))
+    for replay in (given.upper(), f" {given} "):
+        error(
+            post(client, operation="login", username="ALICE", accessKey=replay),
+            "INVALID_AUTH_TOKEN",
+            BAD_TOKEN,
+        )
+    assert not gateway.redis.keys("*login-failures*")
 
 
 def test_several_outstanding_tokens_each_log_in_once(client, alice):
@@ -179,24 +191,33 @@ def test_outstanding_tokens_are_bounded_oldest_dropped(make_app):
         assert result(login_with(client, token, alice.access_key))["sessionName"]
 
 
-def test_a_used_token_is_marked_spent_and_leaves_its_address_set(client, alice, gateway):
+def test_a_used_token_leaves_its_record_and_address_set_and_its_proof_is_kept_hashed(
+    client, alice, gateway
+):
     token = challenge(client, "alice")["token"]
+    record, spent = gateway.keys.user("alice"), gateway.keys.spent_challenges("alice")
+    expiry = int(gateway.redis.hget(record, f"t:{token}").partition("|")[0])
     address_key = gateway.keys.challenges_of_address("127.0.0.1")
     assert gateway.redis.zcard(address_key) == 1
-    result(login_with(client, token, alice.access_key))
-    value = gateway.redis.hget(gateway.keys.user("alice"), f"t:{token}")
-    assert re.fullmatch(r"\d+:spent\|127\.0\.0\.1", value), value
+    given = proof(token, alice.access_key)
+    result(post(client, operation="login", username="alice", accessKey=given))
+    assert gateway.redis.hget(record, f"t:{token}") is None
+    assert gateway.redis.zrange(spent, 0, -1, withscores=True) == [(hash_secret(given), expiry)]
+    assert gateway.redis.pexpiretime(spent) == expiry
+    assert not any(token in key or given in key for key in gateway.redis.keys("*"))
     assert gateway.redis.zcard(address_key) == 0
-    # Still recognised as used: a replay is told so, and is not counted as a wrong key.
+    # Still recognised as used: a replay is told so, and is not counted as a wrong key, with a
+    # fresh token outstanding and without one.
     fresh = challenge(client, "alice")["token"]
     error(login_with(client, token, alice.access_key), "INVALID_AUTH_TOKEN", BAD_TOKEN)
-    assert not gateway.redis.keys("*login-failures*")
     assert result(login_with(client, fresh, alice.access_key))["sessionName"]
+    error(login_with(client, token, alice.access_key), "INVALID_AUTH_TOKEN", BAD_TOKEN)
+    assert not gateway.redis.keys("*login-failures*")
 
 
-def test_a_cap_drops_spent_tokens_first_and_withdraws_nothing(make_app):
-    """Logging in again and again while one login is slow: the caps drop the spent tokens,
-    whose pending challenges are gone (nothing to withdraw), not the slow login's older one."""
+def test_spent_tokens_take_no_room_in_the_caps_and_withdraw_nothing(make_app):
+    """Logging in again and again while one login is slow: the record keeps the slow login's
+    token only, and the caps never drop it for the tokens the others used."""
     app = make_app({"CHALLENGE_MAX_OUTSTANDING": 3})
     gateway = gateway_of(app)
     alice = gateway.users.add("alice")
@@ -215,9 +236,10 @@ def test_a_cap_drops_spent_tokens_first_and_withdraws_nothing(make_app):
         assert result(login_with(client, token, alice.access_key))["sessionName"]
     assert withdrawn == []
     fields = gateway.redis.hgetall(gateway.keys.user("alice"))
-    assert len([name for name in fields if name.startswith("t:")]) == 3
+    assert [name for name in fields if name.startswith("t:")] == [f"t:{slow}"]
+    assert gateway.redis.zcard(gateway.keys.spent_challenges("alice")) == 6
     assert result(login_with(client, slow, alice.access_key))["sessionName"]
-    # Unused tokens are dropped once no spent one is left to drop, and withdrawn.
+    # Unused tokens beyond the cap are dropped, oldest first, and withdrawn.
     fresh = []
     for _ in range(4):
         fresh.append(challenge(client, "alice")["token"])
@@ -225,12 +247,67 @@ def test_a_cap_drops_spent_tokens_first_and_withdraws_nothing(make_app):
     assert withdrawn == [[(fresh[0], "alice")]]
 
 
+def test_spent_tokens_keep_the_newest_up_to_the_cap_per_user(make_app):
+    app = make_app({"CHALLENGE_MAX_OUTSTANDING": 2, "CHALLENGE_MAX_PER_USER": 3})
+    gateway = gateway_of(app)
+    alice = gateway.users.add("alice")
+    client = app.test_client()
+    used = []
+    for _ in range(5):
+        used.append(challenge(client, "alice")["token"])
+        time.sleep(0.003)  # distinct expiries, so "newest" is well defined
+        assert result(login_with(client, used[-1], alice.access_key))["sessionName"]
+    spent = gateway.keys.spent_challenges("alice")
+    proofs = [hash_secret(proof(token, alice.access_key)) for token in used]
+    assert gateway.redis.zrange(spent, 0, -1) == proofs[2:]
+    for token in used[2:]:
+        error(login_with(client, token, alice.access_key), "INVALID_AUTH_TOKEN", BAD_TOKEN)
+    assert not gateway.redis.keys("*login-failures*")
+    # A proof dropped from them is no longer known: as in coreBOS, a wrong proof (with a token
+    # outstanding; without one, no live token).
+    error(login_with(client, used[0], alice.access_key), "INVALID_AUTH_TOKEN", BAD_TOKEN)
+    challenge(client, "alice")
+    error(login_with(client, used[0], alice.access_key), "INVALID_USER_CREDENTIALS")
+
+
+def test_an_expired_spent_proof_is_a_wrong_one_and_leaves_at_the_next_login(
+    client, alice, gateway
+):
+    old = challenge(client, "alice")["token"]
+    result(login_with(client, old, alice.access_key))
+    spent = gateway.keys.spent_challenges("alice")
+    old_proof = hash_secret(proof(old, alice.access_key))
+    gateway.redis.zadd(spent, {old_proof: int(time.time() * 1000) - 1000})
+    token = challenge(client, "alice")["token"]
+    error(login_with(client, old, alice.access_key), "INVALID_USER_CREDENTIALS")
+    result(login_with(client, token, alice.access_key))
+    assert gateway.redis.zrange(spent, 0, -1) == [hash_secret(proof(token, alice.access_key))]
+
+
+def test_a_record_with_a_token_marked_spent_by_an_earlier_version_still_logs_in(
+    client, alice, gateway
+):
+    """Before spent tokens had a set of their own, a login marked its token in the record
+    (``<expiry>:spent|<address>``); such a record, met while it has not expired, is read."""
+    old = challenge(client, "alice")["token"]
+    result(login_with(client, old, alice.access_key))
+    record = gateway.keys.user("alice")
+    expiry = int(time.time() * 1000) + 60_000
+    gateway.redis.hset(record, f"t:{old}", f"{expiry}:spent|127.0.0.1")
+    gateway.redis.delete(gateway.keys.spent_challenges("alice"))
+    error(login_with(client, old, alice.access_key), "INVALID_AUTH_TOKEN", BAD_TOKEN)
+    token = challenge(client, "alice")["token"]
+    assert result(login_with(client, token, alice.access_key))["sessionName"]
+
+
 def test_a_login_whose_user_was_deleted_meanwhile_does_not_recreate_its_record(
     client, alice, gateway
 ):
     token = challenge(client, "alice")["token"]
     record = gateway.keys.user("alice")
-    spent = gateway.logins.challenges.spent(token, record, "1|127.0.0.1", "alice")
+    spent = gateway.logins.challenges.spent(
+        token, record, "1|127.0.0.1", "alice", proof(token, alice.access_key)
+    )
     for script in spent.scripts:
         script.load(gateway.redis)
     gateway.redis.delete(record)
@@ -238,6 +315,7 @@ def test_a_login_whose_user_was_deleted_meanwhile_does_not_recreate_its_record(
     spent.queue(pipe, None)
     assert pipe.execute() == [0, 1]
     assert not gateway.redis.exists(record)
+    assert not gateway.redis.exists(gateway.keys.spent_challenges("alice"))
 
 
 # --- login: expired tokens -----------------------------------------------------------------------

@@ -129,9 +129,9 @@ def test_same_hashing_work_for_a_name_and_a_user(client, monkeypatch):
     digests = []
     original = login_module.find_proven_token
 
-    def counting(tokens, access_key, given, spent=()):
+    def counting(tokens, access_key, given):
         digests.append(len(tokens))
-        return original(tokens, access_key, given, spent)
+        return original(tokens, access_key, given)
 
     monkeypatch.setattr(login_module, "find_proven_token", counting)
     for name in ("alice", "nobody"):
@@ -176,10 +176,11 @@ def test_same_redis_commands_for_a_name_and_a_user(hidden, monkeypatch):
     assert known == [
         ["EVALSHA"],  # the getchallenge rate bucket
         ["EVALSHA", "SET", "EVALSHA"],  # the token, its pending challenge, the address's cap
-        # user, decoys, failure counters (username at this address, username, address), whether
-        # the address is known for the name, and the user's live families
-        ["HGETALL", "HGETALL", "GET", "PTTL", "GET", "PTTL", "GET", "PTTL", "HGET", "ZCOUNT",
-         "ZRANGEBYSCORE"],
+        # user, decoys, whether the proof is a spent one, failure counters (username at this
+        # address, username, address), whether the address is known for the name, the user's
+        # live families
+        ["HGETALL", "HGETALL", "ZSCORE", "GET", "PTTL", "GET", "PTTL", "GET", "PTTL", "HGET",
+         "ZCOUNT", "ZRANGEBYSCORE"],
         ["EVALSHA", "EVALSHA", "EVALSHA", "XADD"],  # count the failure, audit it
     ]
 

@@ -35,6 +35,7 @@ from webservice.store.challenges import (
     ChallengeStore,
     find_proven_token,
     has_unexpired,
+    proof_digest,
 )
 from webservice.store.client import RedisClient
 from webservice.store.confirmation import NotConfirmed
@@ -47,8 +48,8 @@ from webservice.store.users import (
     CHALLENGE_FIELD_PREFIX,
     User,
     UserDirectory,
+    challenge_tokens,
     is_valid_username,
-    read_challenge_tokens,
 )
 
 Started = TypeVar("Started")
@@ -87,8 +88,9 @@ class LoginRead:
     #: The user's outstanding challenge tokens (token -> expiry ms), or for a name that is no
     #: user, the decoy tokens getchallenge handed out for it (HIDE_UNKNOWN_USERS).
     tokens: dict[str, int]
-    #: Those of ``tokens`` a login used already (marked spent in the record).
-    spent: frozenset[str]
+    #: Whether the proof given is one a login made from a token it used (the token unexpired):
+    #: a replay, told that its token was used and not counted as a failure.
+    replayed: bool
     #: The record read at the user source's tokens key (the directory's user hash).
     record: dict[str, str]
     attempt: LoginAttempt
@@ -145,10 +147,12 @@ class LoginFlow:
     def api_login(self, username: str, proof: str, client: ClientInfo) -> tuple[SessionId, ApiUser]:
         """A new API session for a user that proves its access key against a challenge token;
         raises :class:`LoginRefused`."""
-        read = self.read(username, client, "api", decoys=self.hide)
+        read = self.read(username, client, "api", decoys=self.hide, proof=proof)
         try:
             user, token = self._proven_token(read, username, proof)
         except LoginRefused as refused:
+            if refused.reason == "token_used":
+                self._refuse_used(username, client, read.attempt)
             self.fail(read.attempt, username, client, "api", refused)
         session_id = SessionId.for_challenge(token)
         opened = self.succeed(
@@ -163,21 +167,29 @@ class LoginFlow:
                 )
                 or None
             ),
-            [read.attempt.success(), self._spent(token, username, read.record)],
+            [read.attempt.success(), self._spent(token, username, read.record, proof)],
             read.families,
         )
         if opened is None:
-            # The proof was right, but the token was used a moment ago: not a guess, not counted.
-            refused = LoginRefused("token_used", Refusal.NO_LIVE_TOKEN)
-            self._announce_failure(username, client, "api", refused, read.attempt).done()
-            raise refused
+            # The proof was right, but the token was used a moment ago.
+            self._refuse_used(username, client, read.attempt)
         read.attempt.remember(int(time.time() * 1000))
         return session_id, user
 
-    def _spent(self, token: str, username: str, record: dict[str, str]) -> Participant:
-        """The used ``token`` marked spent, riding with the family it starts."""
+    def _refuse_used(self, username: str, client: ClientInfo, attempt: LoginAttempt) -> NoReturn:
+        """Refuses a proof made from a token a login used: not a guess, not counted."""
+        refused = LoginRefused("token_used", Refusal.NO_LIVE_TOKEN)
+        self._announce_failure(username, client, "api", refused, attempt).done()
+        raise refused
+
+    def _spent(
+        self, token: str, username: str, record: dict[str, str], proof: str
+    ) -> Participant:
+        """The used ``token`` spent, riding with the family it starts."""
         field = record.get(CHALLENGE_FIELD_PREFIX + token, "")
-        return self.challenges.spent(token, self.users.tokens_key(username), field, username)
+        return self.challenges.spent(
+            token, self.users.tokens_key(username), field, username, proof
+        )
 
     def _proven_token(self, read: LoginRead, username: str, proof: str) -> tuple[ApiUser, str]:
         """The active user and the token the proof was made from; else raises LoginRefused.
@@ -193,13 +205,15 @@ class LoginFlow:
             raise LoginRefused("invalid_username", hidden if hide else Refusal.NOT_FOUND)
         if user is None and not hide:
             raise LoginRefused("unknown_user", Refusal.NOT_FOUND)
+        if read.replayed:
+            raise LoginRefused("token_used", Refusal.NO_LIVE_TOKEN)
         if not has_unexpired(tokens):
             reason = "unknown_user" if user is None else "no_live_token"
             raise LoginRefused(reason, Refusal.NO_LIVE_TOKEN)
         if user is not None and user.access_key is None and not hide:
             raise LoginRefused("no_access_key", Refusal.NO_ACCESS_KEY)
         access_key = user.access_key if user is not None else None
-        token = find_proven_token(tokens, access_key or DECOY_ACCESS_KEY, proof, spent=read.spent)
+        token = find_proven_token(tokens, access_key or DECOY_ACCESS_KEY, proof)
         if user is None:
             raise LoginRefused("unknown_user", hidden)
         if access_key is None:
@@ -239,10 +253,19 @@ class LoginFlow:
 
     # --- the steps ----------------------------------------------------------------------------
 
-    def read(self, username: str, client: ClientInfo, via: str, *, decoys: bool) -> LoginRead:
+    def read(
+        self,
+        username: str,
+        client: ClientInfo,
+        via: str,
+        *,
+        decoys: bool,
+        proof: str | None = None,
+    ) -> LoginRead:
         """Reads the user's record with its tokens (and with ``decoys`` the name's decoy record,
-        for a user as for a name that is no user: the same work either way) and the failure
-        counters, in one round trip. Raises LoginRefused (LIMITED) when a limit holds."""
+        for a user as for a name that is no user: the same work either way), whether ``proof``
+        is one a login used, and the failure counters, in one round trip. Raises LoginRefused
+        (LIMITED) when a limit holds."""
         attempt = self.limits.attempt(username, client.address)
         valid = is_valid_username(username)
         known_id = self._known_ids.get(same_user(username)) if valid else None
@@ -256,9 +279,13 @@ class LoginFlow:
 
         def own(pipe: Any) -> None:
             if valid:
+                # The record before the spent proofs: a login that spends a token meanwhile
+                # leaves it in the one or the other (challenges._SpentToken).
                 pipe.hgetall(self.users.tokens_key(username))
                 if decoys:
                     pipe.hgetall(self.keys.decoy_challenges(username))
+                if proof is not None:
+                    pipe.zscore(self.keys.spent_challenges(username), proof_digest(proof))
 
         replies = send(self.client, own, [attempt] if families is None else [attempt, families])
         record = replies[0] if valid else {}
@@ -267,18 +294,17 @@ class LoginFlow:
             families = None  # read for the same commands only, or for the id the name had
             if user is not None:
                 self._remember_id(username, user.id)
-        if user is not None:
-            tokens, spent = read_challenge_tokens(record)
-        elif valid and decoys:
-            tokens, spent = read_challenge_tokens(replies[1])
-        else:
-            tokens, spent = {}, frozenset()
+        tokens: dict[str, int] = {}
+        if valid and (user is not None or decoys):
+            tokens = challenge_tokens(record if user is not None else replies[1])
+        used_until = replies[-1] if valid and proof is not None else None
+        replayed = used_until is not None and used_until > time.time() * 1000
         wait = attempt.retry_after
         if wait is not None:
             refused = LoginRefused("limited", Refusal.LIMITED, wait)
             self._announce_failure(username, client, via, refused, attempt).done()
             raise refused
-        return LoginRead(user, tokens, spent, record, attempt, families)
+        return LoginRead(user, tokens, replayed, record, attempt, families)
 
     def _remember_id(self, username: str, user_id: int) -> None:
         known = self._known_ids

@@ -10,13 +10,15 @@ Unlike coreBOS, every call hands out a new token and several stay valid at once 
 the same moment.
 
 **Spent tokens.** A login that uses a token (:meth:`ChallengeStore.spent`, riding in the round
-trip that starts the family) leaves its field in the record until it expires, marked spent
-(``<expiry ms>:spent|<address>``), so that a replay of its proof is still told the token was
-used (and is not counted as a wrong access key); and it takes the token's entry out of its
-address's challenges. So an integration that logs in again and again never fills either cap with
-tokens it used: a cap drops spent tokens before any other (a slow login's token is not pushed out
-by the logins that overtook it), they have no pending challenge left to withdraw, and
-``getchallenge`` stays one round trip.
+trip that starts the family) takes it out of the record and keeps a hash of its proof, scored by
+the token's expiry, in the name's spent proofs (``{P:user:<name>}:spent``), so that a replay of
+the proof is still told the token was used (and is not counted as a wrong access key); and it
+takes the token's entry out of its address's challenges. So an integration that logs in again
+and again never fills either cap with tokens it used, they have no pending challenge left to
+withdraw, and ``getchallenge`` stays one round trip. The record holds only the tokens no login
+used yet: the getchallenge script and a login's read go through those only, and a login asks
+for its own proof's hash among the spent ones (``ZSCORE``), whatever their number. They keep the
+``max_per_user`` newest and expire with the newest.
 
 **Decoys** (``HIDE_UNKNOWN_USERS``). For a name that is no user, getchallenge answers as for a
 user: a fresh random token of the same shape, with serverTime and expireTime, recorded the same
@@ -37,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +49,7 @@ from webservice.store.round_trip import Change, Participant, send
 from webservice.store.scripts import CLOCK, LuaScript
 from webservice.store.tokens import (
     family_id_for_challenge,
+    hash_secret,
     new_access_key,
     new_challenge_token,
 )
@@ -71,15 +74,13 @@ class ChallengeStore:
     #: Returns {now ms, expiry ms, the tokens dropped for a cap...} by the server's clock, or nil
     #: for a name that is no user without decoys (nothing written).
     #: Guarantees: drops expired tokens; then, of this address's tokens, the oldest beyond
-    #: ARGV[3] (spent ones before any other); then, while more than ARGV[8] remain, the oldest
-    #: token of the address that holds the most (a spent one if it has one). So clients at other
-    #: addresses can never push out an address's tokens unless they hold more than it does: a
-    #: user's own token survives a flood from up to ARGV[8] / ARGV[3] - 1 addresses. Touches no
-    #: other field and never creates a directory user; a record of tokens only (a decoy record,
-    #: a host user's) expires with its newest token. Each token's
-    #: value is "<expiry ms>|<address>", or "<expiry ms>:spent|<address>" once a login used it:
-    #: a spent token counts towards the caps like any other, but is not among the tokens
-    #: returned (its pending challenge is gone already).
+    #: ARGV[3]; then, while more than ARGV[8] remain, the oldest token of the address that holds
+    #: the most. So clients at other addresses can never push out an address's tokens unless they
+    #: hold more than it does: a user's own token survives a flood from up to ARGV[8] / ARGV[3] - 1
+    #: addresses. Touches no other field and never creates a directory user; a record of tokens
+    #: only (a decoy record, a host user's) expires with its newest token. Each token's value is
+    #: "<expiry ms>|<address>" (one written before spent tokens had a set of their own may read
+    #: "<expiry ms>:spent|<address>": it counts as any other, and its pending challenge is gone).
     ISSUE = LuaScript(
         CLOCK,
         """
@@ -102,8 +103,7 @@ for i = 1, #fields, 2 do
     if expiry <= now then
       redis.call('HDEL', record, fields[i])
     else
-      local spent = string.find(fields[i + 1], '^%d+:spent|') ~= nil
-      live[#live + 1] = {expiry, fields[i], owner, spent}
+      live[#live + 1] = {expiry, fields[i], owner}
       held[owner] = (held[owner] or 0) + 1
     end
   end
@@ -114,24 +114,21 @@ local count = #live
 local function drop(index)
   local token = live[index]
   redis.call('HDEL', record, token[2])
-  if not token[4] then answer[#answer + 1] = string.sub(token[2], #prefix + 1) end
+  answer[#answer + 1] = string.sub(token[2], #prefix + 1)
   held[token[3]] = held[token[3]] - 1
   count = count - 1
   token[2] = nil
 end
--- This address's own tokens beyond its cap: spent ones first, oldest first.
+-- This address's own tokens beyond its cap, oldest first.
 local over = (held[address] or 0) - (tonumber(ARGV[3]) - 1)
-for pass = 1, 2 do
-  for i = 1, #live do
-    if over <= 0 then break end
-    local token = live[i]
-    if token[2] and token[3] == address and (token[4] or pass == 2) then
-      drop(i)
-      over = over - 1
-    end
+for i = 1, #live do
+  if over <= 0 then break end
+  if live[i][3] == address then
+    drop(i)
+    over = over - 1
   end
 end
--- Beyond the total, the oldest spent token (else the oldest) of the address that holds the most.
+-- Beyond the total, the oldest token of the address that holds the most.
 while count > tonumber(ARGV[8]) - 1 do
   local most, most_held = nil, 0
   for owner, n in pairs(held) do
@@ -139,10 +136,9 @@ while count > tonumber(ARGV[8]) - 1 do
   end
   local victim
   for i = 1, #live do
-    local token = live[i]
-    if token[2] and token[3] == most then
-      victim = victim or i
-      if token[4] then victim = i break end
+    if live[i][2] and live[i][3] == most then
+      victim = i
+      break
     end
   end
   drop(victim)
@@ -283,48 +279,64 @@ return dropped
                     pipe.hdel(record, field)
         pipe.execute()
 
-    def spent(self, token: str, tokens_key: str, issued_as: str, username: str) -> Participant:
-        """What a login that used ``token`` of ``username`` (its field's value was
-        ``issued_as``, in the record ``tokens_key``) sends in the round trip that starts its
-        family: the token marked spent, its entry out of its address's challenges (see the
-        module docstring). Repeatable, and harmless when the family does not start (the token
-        was used by another login a moment earlier: it is spent either way)."""
+    def spent(
+        self, token: str, tokens_key: str, issued_as: str, username: str, proof: str
+    ) -> Participant:
+        """What a login that used ``token`` of ``username`` with ``proof`` (the token's field's
+        value was ``issued_as``, in the record ``tokens_key``) sends in the round trip that
+        starts its family: the token out of the record and its proof's hash into the name's
+        spent proofs, its entry out of its address's challenges (see the module docstring).
+        Repeatable, and harmless when the family does not start (the token was used by another
+        login a moment earlier: it is spent either way)."""
         address = issued_as.partition("|")[2]
         return _SpentToken(
-            tokens_key,
-            CHALLENGE_FIELD_PREFIX + token,
+            [tokens_key, self.keys.spent_challenges(username)],
+            [CHALLENGE_FIELD_PREFIX + token, proof_digest(proof), self.max_per_user],
             self.keys.challenges_of_address(address),
             _entry(token, username),
         )
 
 
 class _SpentToken:
-    """A used challenge token marked spent and untracked (a round_trip.Participant)."""
+    """A used challenge token taken out of its record, its proof kept as spent, and untracked
+    (a round_trip.Participant)."""
 
-    #: KEYS: a record of challenge tokens. ARGV: a token's field.
-    #: Guarantees: a field "<expiry ms>|<address>" becomes "<expiry ms>:spent|<address>"; any
-    #: other value, or no field (the record or the token gone), is left as it is: never creates
-    #: the record.
-    MARK = LuaScript(
+    #: KEYS: a record of challenge tokens, the spent proofs of its name (same slot: keys.py).
+    #: ARGV: a token's field in the record, the hash of the proof a login made from it, the most
+    #: spent proofs kept.
+    #: Guarantees: a token still in the record leaves it as its proof's hash joins the spent
+    #: proofs, scored by the token's expiry, in one step (a login that reads both, record first,
+    #: finds the one or the other); no field (the record or the token gone) changes nothing, so
+    #: the record is never created. The spent proofs keep no expired one and at most the ARGV[3]
+    #: newest, and expire with the newest.
+    SPEND = LuaScript(
+        CLOCK,
         """
 local value = redis.call('HGET', KEYS[1], ARGV[1])
 if not value then return 0 end
-local expiry, rest = string.match(value, '^(%d+)(|.*)$')
+local expiry = string.match(value, '^%d+')
 if not expiry then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], expiry .. ':spent' .. rest)
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], expiry, ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ms(now_ms()))
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[3]) + 1))
+local newest = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')[2]
+if newest then redis.call('PEXPIREAT', KEYS[2], newest) end
 return 1
-"""
+""",
     )
-    scripts = (MARK,)
+    scripts = (SPEND,)
 
-    def __init__(self, record: str, field: str, address_key: str, entry: str) -> None:
-        self.record = record
-        self.field = field
+    def __init__(
+        self, keys: list[str], args: list[str | int], address_key: str, entry: str
+    ) -> None:
+        self.keys = keys
+        self.args = args
         self.address_key = address_key
         self.entry = entry
 
     def queue(self, pipe: Any, change: Change) -> None:
-        self.MARK.queue(pipe, [self.record], [self.field])
+        self.SPEND.queue(pipe, self.keys, self.args)
         pipe.zrem(self.address_key, self.entry)
 
     def sent(self, replies: list[Any]) -> None:
@@ -350,27 +362,25 @@ def login_proof(token: str, access_key: str) -> str:
     return hashlib.md5((token + access_key).encode("utf-8")).hexdigest()
 
 
-def find_proven_token(
-    tokens: Mapping[str, int], access_key: str, proof: str, spent: Collection[str] = ()
-) -> str | None:
-    """The token that ``proof`` was made from, comparing in constant time; ``None`` if none.
+def proof_digest(proof: str) -> str:
+    """What the name's spent proofs keep of a login's ``proof``: a hash, as for every secret at
+    rest (the token is spent, but the proof is still MD5(token + access key))."""
+    return hash_secret(_normalised(proof))
 
-    The ``spent`` tokens (logins used them) are hashed only when no other token matches: a
-    replayed proof is still told apart from a wrong one, and a login does not hash every token
-    its user's record keeps spent (up to CHALLENGE_MAX_OUTSTANDING, one MD5 each) to find the
-    one it was just given. A wrong proof hashes them all, as before."""
-    given = proof.strip().lower().encode("utf-8")
-    for candidates in (
-        [token for token in tokens if token not in spent],
-        [token for token in tokens if token in spent],
-    ):
-        found = None
-        for token in candidates:
-            if hmac.compare_digest(login_proof(token, access_key).encode("ascii"), given):
-                found = token
-        if found is not None:
-            return found
-    return None
+
+def _normalised(proof: str) -> str:
+    return proof.strip().lower()
+
+
+def find_proven_token(tokens: Mapping[str, int], access_key: str, proof: str) -> str | None:
+    """The token that ``proof`` was made from, comparing in constant time; ``None`` if none.
+    Every token is hashed, whichever matches."""
+    given = _normalised(proof).encode("utf-8")
+    found = None
+    for token in tokens:
+        if hmac.compare_digest(login_proof(token, access_key).encode("ascii"), given):
+            found = token
+    return found
 
 
 def has_unexpired(tokens: Mapping[str, int]) -> bool:

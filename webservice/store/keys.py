@@ -22,6 +22,9 @@ Layout (``P`` is ``REDIS_KEY_PREFIX``)::
                                  (HIDE_UNKNOWN_USERS; see challenges.py), expiring with them
     {P:user:<name>}:tokens hash  the challenge tokens of a host app's user (api_user_loader: no
                                  user hash to keep them in), expiring with the newest
+    {P:user:<name>}:spent  zset  hashes of the proofs logins of the name made from the tokens
+                                 they used, scored by the token's expiry (ms), capped, expiring
+                                 with the newest (challenges.py)
     P:audit              stream  the audit trail of logins, extensions and logouts (see audit.py)
     P:logout-outbox      stream  logout notifications not yet delivered, one per family and
                                  receiver; consumer group ``delivery`` (see outbox.py)
@@ -44,7 +47,8 @@ Keys that one Lua script touches together share a Redis Cluster hash tag (``{F}`
 scripts run unchanged on a single Redis and on a cluster. The user keys are never combined with
 other keys in one command or script, so they carry no tag; the decoy record of a name is tagged
 with the whole user key (``{P:user:<name>}``), which puts it in the user key's slot, so the one
-getchallenge script can look at both.
+getchallenge script can look at both; and so are the name's spent proofs, which the script that
+spends a token writes as it takes the token out of its record.
 """
 
 from __future__ import annotations
@@ -107,6 +111,9 @@ class RedisKeys:
 
     def challenge_tokens(self, username: str) -> str:
         return f"{{{self.user(username)}}}:tokens"
+
+    def spent_challenges(self, username: str) -> str:
+        return f"{{{self.user(username)}}}:spent"
 
     def challenges_of_address(self, address: str) -> str:
         return f"{self.prefix}:challenges:address:{address}"

@@ -73,26 +73,16 @@ class User:
 
 
 def challenge_tokens(fields: dict[str, str]) -> dict[str, int]:
-    """The challenge tokens of a record, spent ones included: token -> expiry (ms)."""
-    return read_challenge_tokens(fields)[0]
-
-
-def read_challenge_tokens(fields: dict[str, str]) -> tuple[dict[str, int], frozenset[str]]:
-    """The challenge tokens of a record (token -> expiry ms, spent ones included) and those a
-    login used, in one pass over its fields: a login reads both, and its user's record holds up
-    to CHALLENGE_MAX_OUTSTANDING of them. Each value is ``<expiry ms>|<address it was issued
-    to>``, or ``<expiry ms>:spent|<address>`` once a login used it (store/challenges.py)."""
+    """The unused challenge tokens of a record: token -> expiry (ms). Each value is
+    ``<expiry ms>|<address it was issued to>`` (store/challenges.py); one written before spent
+    tokens had a set of their own may read ``<expiry ms>:spent|<address>``, and reads as unused
+    (a login with it finds its pending challenge gone)."""
     tokens: dict[str, int] = {}
-    spent: list[str] = []
     prefix_length = len(CHALLENGE_FIELD_PREFIX)
     for name, value in fields.items():
         if name.startswith(CHALLENGE_FIELD_PREFIX):
-            expiry, _, mark = value.partition("|")[0].partition(":")
-            token = name[prefix_length:]
-            tokens[token] = int(expiry)
-            if mark == "spent":
-                spent.append(token)
-    return tokens, frozenset(spent)
+            tokens[name[prefix_length:]] = int(value.partition("|")[0].partition(":")[0])
+    return tokens
 
 
 class UserDirectory:
