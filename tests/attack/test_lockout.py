@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
+import redis
 import requests
 
 from tests.attack.conftest import Gateway, serve_gateway
@@ -96,3 +97,41 @@ def test_the_users_own_wrong_logins_still_limit_its_address(gateway: Gateway) ->
         login(gateway, USER_ADDRESS, "typist", token_for(gateway, USER_ADDRESS, "typist"), "wrong")
     limited = login(gateway, USER_ADDRESS, "typist", token_for(gateway, USER_ADDRESS, "typist"), key)
     assert limited["error"]["code"] == "TOO_MANY_REQUESTS", limited
+
+
+def test_a_captured_proof_replayed_cannot_lock_the_user_out(gateway: Gateway) -> None:
+    """The attack: someone who saw one of the user's logins (its username and proof: a logging
+    proxy, a leaked access log) replays the proof, from the user's address and from 16 others,
+    again and again. Each replay is told its token was used, none counts as a failed login, so
+    the user's next logins work; and Redis keeps no trace of the proof in clear."""
+    # Addresses of their own: the other tests' addresses are over their failure limits.
+    user_address, replayers = "198.51.100.8", [f"192.0.2.{n}" for n in range(1, 17)]
+    key = new_user(gateway, "observed")
+    token = token_for(gateway, user_address, "observed")
+    proof = hashlib.md5((token + key).encode()).hexdigest()
+    seen = call(gateway, user_address, operation="login", username="observed", accessKey=proof)
+    assert seen["success"], seen
+    codes: Counter[str] = Counter()
+    for address in [user_address, *replayers]:
+        for _ in range(6):
+            answer = call(gateway, address, operation="login", username="observed", accessKey=proof)
+            codes[answer["error"]["code"]] += 1
+    assert codes == Counter({"INVALID_AUTH_TOKEN": 6 * (1 + len(replayers))}), codes
+    for address in (user_address, replayers[0]):
+        answer = login(gateway, address, "observed", token_for(gateway, address, "observed"), key)
+        assert answer["success"], answer
+    stored = redis.Redis.from_url(gateway.redis_url, decode_responses=True)
+    try:
+        for name in stored.scan_iter("*"):
+            kind = stored.type(name)
+            if kind == "hash":
+                values = [*stored.hgetall(name).items()]
+            elif kind == "zset":
+                values = stored.zrange(name, 0, -1)
+            elif kind == "string":
+                values = [stored.get(name)]
+            else:
+                continue
+            assert proof not in f"{name} {values}", name
+    finally:
+        stored.close()
