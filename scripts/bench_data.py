@@ -36,7 +36,8 @@ def bulk_load(
     pending challenge set just before it, and indexed in the user's family set, as ``login``
     does, but sent a thousand at a time in pipelines.
     """
-    from webservice.store.sessions import ClientInfo, SessionStore
+    from webservice.store.session_values import ClientInfo
+    from webservice.store.sessions import SessionStore
     from webservice.store.tokens import SessionId, new_family_id
 
     keys, store = gateway.keys, gateway.sessions
@@ -71,7 +72,7 @@ def bulk_load(
 def sessions_via_login(gateway: Any, users: list[tuple[int, str]], count: int) -> list[str]:
     """Live API sessions made the way ``login`` makes them (a challenge, then the login script),
     through the gateway's own ChallengeStore and SessionStore, one at a time."""
-    from webservice.store.sessions import ClientInfo
+    from webservice.store.session_values import ClientInfo
     from webservice.store.tokens import SessionId
 
     client_info = ClientInfo(LOADER_ADDRESS, LOADER_AGENT)

@@ -63,7 +63,7 @@ from blinker import Namespace
 from flask import current_app
 
 from webservice.store.round_trip import Participant
-from webservice.store.sessions import ClientInfo
+from webservice.store.session_values import ClientInfo
 
 _signals = Namespace()
 login_succeeded = _signals.signal("wsgate.login-succeeded")

@@ -43,7 +43,7 @@ from webservice.notifications import metrics as notification_metrics
 from webservice.notifications.announce import notify_on_endings
 from webservice.serving import health, metrics, request_log
 from webservice.store.client import RedisClient
-from webservice.store.sessions import Session
+from webservice.store.session_values import Session
 
 F = Callable[..., Any]
 

@@ -42,7 +42,7 @@ from webservice.api.registry import Operation, RegistryError, operation
 from webservice.auth.csrf import CSRF_HEADER, has_valid_csrf_header, origin_verdict
 from webservice.auth.login import LoginRefused, Refusal
 from webservice.events import SessionEvent
-from webservice.store.sessions import ClientInfo, Session
+from webservice.store.session_values import ClientInfo, Session
 from webservice.store.users import webservice_user_id
 
 __all__ = [

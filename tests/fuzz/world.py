@@ -33,7 +33,7 @@ from tests.conftest import TEST_SETTINGS
 from webservice.api.gateway import EXTENSION_KEY
 from webservice.auth.web_login import SESSION_KEY as WEB_LOGIN_KEY
 from webservice.standalone import create_app
-from webservice.store.sessions import ClientInfo
+from webservice.store.session_values import ClientInfo
 from webservice.store.tokens import SessionId
 
 PREFIX = "wsgate"

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from tests.integration.conftest import gateway_of
-from webservice.store.sessions import ClientInfo
+from webservice.store.session_values import ClientInfo
 from webservice.store.tokens import SessionId, new_family_id
 
 pytestmark = pytest.mark.integration

@@ -47,8 +47,8 @@ from webservice.auth.web_login import SESSION_KEY as WEB_LOGIN_KEY
 from webservice.standalone import create_app
 from webservice.standalone.redis_server import RedisServer
 from webservice.store.keys import RedisKeys
-from webservice.store.sessions import SessionStore, handle_of
-from webservice.store.tokens import SessionId
+from webservice.store.sessions import SessionStore
+from webservice.store.tokens import SessionId, handle_of
 from webservice.store.users import User
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,8 @@ from tests.integration.test_round_trips import Tally, counting_client
 from tests.wsclient import WebServiceClient
 from webservice import events
 from webservice.standalone import create_app
-from webservice.store.sessions import ClientInfo, SessionStore
+from webservice.store.session_values import ClientInfo
+from webservice.store.sessions import SessionStore
 from webservice.store.tokens import SessionId
 
 pytestmark = pytest.mark.integration

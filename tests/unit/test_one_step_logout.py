@@ -14,8 +14,9 @@ from webservice import events, settings
 from webservice.standalone import create_app
 from webservice.store.client import ClusterClient
 from webservice.store.confirmation import Replicas
+from webservice.store.family_lua import StreamEntry
 from webservice.store.keys import RedisKeys
-from webservice.store.sessions import SessionStore, StreamEntry
+from webservice.store.sessions import SessionStore
 
 
 def store(client: Any, replicas: Replicas | None = None) -> SessionStore:

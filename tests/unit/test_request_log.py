@@ -15,8 +15,7 @@ from tests.conftest import TEST_SETTINGS
 from tests.unit.web.support import PASSWORD, Env, make_env, md5_proof, ok
 from webservice.serving import request_log
 from webservice.standalone import create_app
-from webservice.store.sessions import handle_of
-from webservice.store.tokens import SessionId
+from webservice.store.tokens import SessionId, handle_of
 
 FIELDS = {"time", "request_id", "operation", "code", "duration_ms", "user", "session", "address"}
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")

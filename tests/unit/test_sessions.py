@@ -24,7 +24,7 @@ from tests.unit.support import (
     result,
     snapshot,
 )
-from webservice.store.sessions import ClientInfo
+from webservice.store.session_values import ClientInfo
 from webservice.store.tokens import SessionId
 
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 from webservice.auth.browser import Browser
 from webservice.services import Services
-from webservice.store.sessions import ClientInfo, Session
+from webservice.store.session_values import ClientInfo, Session
 
 
 def _unheard(session: Session) -> None:

@@ -35,7 +35,7 @@ from webservice.auth.browser import Browser, NeedsRequestContext
 from webservice.serving import metrics, request_log
 from webservice.serving.request_log import Trace
 from webservice.store.confirmation import NotConfirmed
-from webservice.store.sessions import Session
+from webservice.store.session_values import Session
 
 log = logging.getLogger(__name__)
 

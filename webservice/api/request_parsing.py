@@ -30,7 +30,7 @@ from werkzeug.exceptions import HTTPException
 
 from webservice.api.errors import ErrorCode, WebServiceError
 from webservice.auth.web_login import client_info
-from webservice.store.sessions import ClientInfo
+from webservice.store.session_values import ClientInfo
 
 SESSION_HEADER = "corebos-authorization"
 _SESSION_HEADER_ENVIRON = "HTTP_COREBOS_AUTHORIZATION"

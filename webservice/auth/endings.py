@@ -16,8 +16,11 @@ from webservice.auth.trail import ending_entry
 from webservice.events import RoundTrip, SessionEvent
 from webservice.store.audit import AuditTrail
 from webservice.store.confirmation import NotConfirmed
+from webservice.store.family_endings import FamilyEnding
+from webservice.store.family_lua import StreamEntry
 from webservice.store.round_trip import Change, send
-from webservice.store.sessions import FamilyEnding, Session, SessionStore, StreamEntry, TimedOut
+from webservice.store.session_values import Session, TimedOut
+from webservice.store.sessions import SessionStore
 from webservice.store.tokens import SessionId
 
 

@@ -42,7 +42,8 @@ from webservice.store.confirmation import NotConfirmed
 from webservice.store.keys import RedisKeys, same_user
 from webservice.store.limits import LoginAttempt, LoginLimiter
 from webservice.store.round_trip import Change, Participant, send
-from webservice.store.sessions import ClientInfo, SessionStore
+from webservice.store.session_values import ClientInfo
+from webservice.store.sessions import SessionStore
 from webservice.store.tokens import SessionId
 from webservice.store.users import (
     CHALLENGE_FIELD_PREFIX,

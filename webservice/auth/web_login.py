@@ -25,7 +25,8 @@ from webservice.auth.endings import Endings
 from webservice.auth.login import LoginFlow
 from webservice.events import SessionEvent
 from webservice.store.round_trip import Participant
-from webservice.store.sessions import ClientInfo, Session, SessionStore
+from webservice.store.session_values import ClientInfo, Session
+from webservice.store.sessions import SessionStore
 from webservice.store.tokens import SessionId
 
 #: The key of the host's session data that holds the web login: ``{"id": "<family>.<secret>",

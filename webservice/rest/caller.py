@@ -14,7 +14,7 @@ from flask import request
 
 from webservice.api.gateway import Gateway
 from webservice.rest.problems import Problem
-from webservice.store.sessions import Session
+from webservice.store.session_values import Session
 
 REALM = 'Bearer realm="wsgate"'
 

@@ -43,7 +43,7 @@ from webservice.rest.caller import Caller, require_caller, sessions_named
 from webservice.rest.problems import Problem, problem_response
 from webservice.store.confirmation import NotConfirmed
 from webservice.store.audit import rfc3339
-from webservice.store.sessions import SessionView
+from webservice.store.session_values import SessionView
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ unless logging is configured otherwise; ``WSGATE_LOG_LEVEL=WARNING`` silences it
 ``duration_ms``
     From the request's arrival in the app to its answer.
 ``user``, ``session``
-    The username and the public handle (store/sessions.py) of the session, when known: the
+    The username and the public handle (store/tokens.py) of the session, when known: the
     session the request authenticated with, the one ``login`` or ``extendsession`` started; for
     ``getchallenge`` and a failed ``login``, the name asked for (left empty unless it is a valid
     username, as in the audit trail). A handle names a session; it is not a credential.

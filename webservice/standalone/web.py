@@ -26,7 +26,7 @@ from webservice.auth.login import LoginRefused, Refusal
 from webservice.auth.web_login import SESSION_KEY as WEB_LOGIN_KEY
 from webservice.auth.web_login import client_info
 from webservice.events import SessionEvent
-from webservice.store.sessions import Session
+from webservice.store.session_values import Session
 from webservice.store.users import webservice_user_id
 
 blueprint = Blueprint("web", __name__, template_folder="templates", static_folder="static")

@@ -65,9 +65,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from webservice.store.client import RedisClient
+from webservice.store.family_lua import StreamEntry
 from webservice.store.keys import RedisKeys, same_user
 from webservice.store.round_trip import Change
-from webservice.store.sessions import MAX_USER_AGENT, ClientInfo, StreamEntry
+from webservice.store.session_values import MAX_USER_AGENT, ClientInfo
 from webservice.store.users import is_valid_username
 
 #: Entries read per XREVRANGE while looking back for one user's entries.

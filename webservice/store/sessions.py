@@ -31,216 +31,30 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from webservice.store.client import RedisClient, is_cluster
 from webservice.store.confirmation import NotConfirmed, Replicas
+from webservice.store.family_endings import FamilyEnding, Reader, Unindex, counted
+from webservice.store.family_lua import FAMILY_FUNCTIONS, TIMED_OUT, StreamEntry
 from webservice.store.keys import RedisKeys
-from webservice.store.round_trip import (
-    Change,
-    Participant,
-    Span,
-    hand_out,
-    queue_each,
-    scripts_of,
-    send,
-)
+from webservice.store.round_trip import Change, Participant, send
 from webservice.store.scripts import CLOCK, LuaScript
+from webservice.store.session_values import (
+    FIELD_SEPARATOR,
+    ClientInfo,
+    Extension,
+    Session,
+    SessionView,
+    TimedOut,
+)
 from webservice.store.tokens import (
     HANDLE_MEMBER_CHARS,
     SessionId,
     handle_of,
     is_family_id,
 )
-
-#: The largest user agent kept with a session; the rest is cut (it is for display only).
-MAX_USER_AGENT = 200
-_FIELD_SEPARATOR = "\x1f"
-
-
-@dataclass(frozen=True)
-class ClientInfo:
-    """Who is calling: shown in session listings and the audit trail."""
-
-    address: str
-    user_agent: str
-
-    def packed(self, kind: str) -> str:
-        address = self.address.replace(_FIELD_SEPARATOR, " ")
-        agent = self.user_agent[:MAX_USER_AGENT].replace(_FIELD_SEPARATOR, " ")
-        return _FIELD_SEPARATOR.join((kind, address, agent))
-
-
-@dataclass(frozen=True)
-class Session:
-    """A live, validated session member."""
-
-    user_id: int
-    username: str
-    family_id: str
-    member: str
-
-    @property
-    def handle(self) -> str:
-        return handle_of(self.family_id, self.member)
-
-
-@dataclass(frozen=True)
-class SessionView:
-    """One live member of a user's families, as the sessions page and ``listsessions`` show it."""
-
-    handle: str
-    family_id: str
-    kind: str
-    #: Whether the member shares its family with others (ending one ends all of them).
-    linked: bool
-    created: int
-    last_used: int
-    #: When it ends unless used again (ms): its idle timeout, its family's absolute expiry, and
-    #: for a linked member, its family's root's idle timeout, whichever comes first.
-    expires: int
-    address: str
-    user_agent: str
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "handle": self.handle,
-            "kind": self.kind,
-            "linked": self.linked,
-            "created": self.created // 1000,
-            "lastUsed": self.last_used // 1000,
-            "address": self.address,
-            "userAgent": self.user_agent,
-        }
-
-
-#: Lua functions shared by the scripts that act for a member; each script calls them with its own
-#: arguments (``now`` from scripts.CLOCK's ``now_ms()``).
-#:
-#: ``check_member(key, member, idle, kind, now, keep, ending)``: the family record
-#: {u, n, x, r, w, l:member} and whether ``member`` is its root, if the family ``key`` is before
-#: its absolute expiry, its root and ``member`` were used within ``idle`` ms, and ``member`` is of
-#: ``kind``: 'web' only for the web login that roots a web family, 'api' for every other member (so
-#: a web login's secret never works as an API session, nor the reverse); else nil and why:
-#: 'expired', 'idle', or nothing (unknown). A member found idle is removed; the family is deleted
-#: when it has expired or its root is idle, and then a third value is the record it deleted. A live
-#: member is marked used (unless ``ending``: the caller ends the family next, END_OWN), and when
-#: it is the root the key's expiry moves to min(absolute expiry, now + idle) + keep: at most once
-#: per min(1 s, idle / 100), so that most
-#: checks of a busy session write nothing (a write costs Redis about twice the CPU of the read,
-#: and every replica and the append-only file get it). A member used again sooner keeps its
-#: earlier mark: an idle timeout may end a session up to that much early, never late.
-#:
-#: ``create_family(key, username, user_id, member, info, web, idle, absolute, now, keep)``: writes
-#: a new family with root ``member`` ('1' in ``web`` for a web login); the key expires ``keep`` ms
-#: after the root idles out.
-#:
-#: ``append_entry(stream, args, from, user, handle)``: adds to ``stream`` the entry that ``args``
-#: holds from index ``from`` to its end (StreamEntry.arguments: so an entry is always the last of
-#: a script's ARGV), its ``user`` value set to ``user`` and, when given, its ``handle`` value to
-#: ``handle``. ``member_handle(family_id, member)`` is
-#: tokens.handle_of.
-#:
-#: ``keep`` is 0 unless logout notifications are on (SessionStore's ``keep_timed_out``): Redis then
-#: drops the record the moment it times out. With notifications, the record outlives its timeouts
-#: by ``keep`` ms (dead, as the checks above say), so that a request arriving meanwhile finds it
-#: timed out and the family's end is announced and notified.
-_FAMILY_FUNCTIONS = r"""
-local function check_member(key, member, idle, kind, now, keep, ending)
-  local family = redis.call('HMGET', key, 'u', 'n', 'x', 'r', 'w', 'l:' .. member)
-  if not family[6] then return nil end
-  local expiry = tonumber(family[3])
-  local is_root = family[4] == member
-  if now >= expiry then
-    redis.call('DEL', key)
-    return nil, 'expired', family
-  end
-  local root_used = family[6]
-  if not is_root then root_used = redis.call('HGET', key, 'l:' .. family[4]) end
-  if not root_used or now - tonumber(root_used) > idle then
-    redis.call('DEL', key)
-    return nil, 'idle', family
-  end
-  if now - tonumber(family[6]) > idle then
-    redis.call('HDEL', key, 'l:' .. member, 'i:' .. member)
-    return nil, 'idle'
-  end
-  if (is_root and family[5] == '1') ~= (kind == 'web') then return nil end
-  if not ending and now - tonumber(family[6]) >= math.min(1000, math.floor(idle / 100)) then
-    redis.call('HSET', key, 'l:' .. member, ms(now))
-    if is_root then
-      redis.call('PEXPIREAT', key, ms(math.min(expiry, now + idle) + keep))
-    end
-  end
-  return family, is_root
-end
-
-local function append_entry(stream, args, from, user, handle)
-  local entry = {unpack(args, from + 3)}
-  entry[tonumber(args[from + 1])] = user
-  if handle then entry[tonumber(args[from + 2])] = handle end
-  redis.call('XADD', stream, 'MAXLEN', '~', args[from], '*', unpack(entry))
-end
-
-local function member_handle(family_id, member)
-  return family_id .. ':' .. string.sub(member, 1, HANDLE_MEMBER_CHARS)
-end
-
-local function create_family(key, username, user_id, member, info, web, idle, absolute, now, keep)
-  local expiry = now + absolute
-  redis.call('HSET', key, 'u', user_id, 'n', username, 'x', ms(expiry), 'r', member, 'w', web,
-    'l:' .. member, ms(now), 'i:' .. member, ms(now) .. '\31' .. info)
-  redis.call('PEXPIREAT', key, ms(math.min(expiry, now + idle) + keep))
-end
-""".replace("HANDLE_MEMBER_CHARS", str(HANDLE_MEMBER_CHARS))
-
-
-@dataclass(frozen=True)
-class TimedOut:
-    """A family that a check found past its absolute timeout ('expired') or its root past its
-    idle timeout ('idle'), and ended."""
-
-    family_id: str
-    #: The public handle and the kind ('api' or 'web') of the member whose check found it.
-    handle: str
-    kind: str
-    user_id: int
-    username: str
-    why: str
-
-
-#: The first element of a script's answer that says the family timed out (see TOUCH).
-_TIMED_OUT = "ended"
-
-
-@dataclass(frozen=True)
-class StreamEntry:
-    """An entry that a script adds to a capped stream with the change it makes (store/audit.py's
-    entries), its fields ``user`` and ``handle`` set to what the script finds: the username of
-    the family, and the handle of the member that the entry is about, when the script decides
-    which (``append_entry`` of _FAMILY_FUNCTIONS)."""
-
-    stream: str
-    max_length: int
-    fields: dict[str, str]
-
-    def arguments(self) -> list[str | int]:
-        """Its ARGV, as ``append_entry`` takes them: the stream's length (MAXLEN ~), where the
-        values of ``user`` and ``handle`` are among the fields and values that follow (from 1)."""
-        names = list(self.fields)
-        values = [value for pair in self.fields.items() for value in pair]
-        user, handle = 2 * names.index("user") + 2, 2 * names.index("handle") + 2
-        return [self.max_length, user, handle, *values]
-
-
-@dataclass(frozen=True)
-class Extension:
-    """What ``SessionStore.extend`` did: the session added, and the handle of the member that
-    ended to make room for it, if the family was at its cap."""
-
-    session: Session
-    ended: str | None
 
 
 class SessionStore:
@@ -255,7 +69,7 @@ class SessionStore:
     #: absolute and idle timeouts at this very moment (check_member), and marks it used.
     TOUCH = LuaScript(
         CLOCK,
-        _FAMILY_FUNCTIONS,
+        FAMILY_FUNCTIONS,
         """
 local family, why, ended = check_member(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], now_ms(),
   tonumber(ARGV[4]))
@@ -277,7 +91,7 @@ return {family[1], family[2]}
     #: a Redis Cluster, where a script may touch only the keys it is given (in one slot), refuses.
     END_OWN = LuaScript(
         CLOCK,
-        _FAMILY_FUNCTIONS,
+        FAMILY_FUNCTIONS,
         """
 local family, why, ended = check_member(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], now_ms(),
   tonumber(ARGV[4]), true)
@@ -311,7 +125,7 @@ return {family[1], family[2]}
     #: member to end (one extended before the list existed) is read whole, as it always was.
     EXTEND = LuaScript(
         CLOCK,
-        _FAMILY_FUNCTIONS,
+        FAMILY_FUNCTIONS,
         """
 local now = now_ms()
 local family, is_root, timed_out = check_member(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[5], now,
@@ -383,7 +197,7 @@ return {family[1], family[2], ended}
     #: step that creates the family.
     OPEN_FROM_CHALLENGE = LuaScript(
         CLOCK,
-        _FAMILY_FUNCTIONS,
+        FAMILY_FUNCTIONS,
         """
 if redis.call('GET', KEYS[1]) ~= string.lower(ARGV[1]) then return false end
 redis.call('DEL', KEYS[1])
@@ -397,7 +211,7 @@ return 1
     #: Returns 1, or nil when the family exists. Guarantees: never overwrites a family.
     OPEN_WEB = LuaScript(
         CLOCK,
-        _FAMILY_FUNCTIONS,
+        FAMILY_FUNCTIONS,
         """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 create_family(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], '1', tonumber(ARGV[5]),
@@ -513,7 +327,7 @@ return 1
             return answer
         if not answer:
             return "unknown"
-        if answer[0] == _TIMED_OUT:
+        if answer[0] == TIMED_OUT:
             return self._timed_out(session_id, answer, kind)
         return Session(int(answer[0]), answer[1], session_id.family_id, session_id.member)
 
@@ -625,7 +439,7 @@ return 1
         )
         if not answer:
             return None
-        if answer[0] == _TIMED_OUT:
+        if answer[0] == TIMED_OUT:
             self._timed_out(root, answer, root_kind)
             return None
         session = Session(int(answer[0]), answer[1], root.family_id, added.member)
@@ -707,7 +521,7 @@ return 1
             last_used = int(record.get(f"l:{member}", 0))
             if now_ms - last_used > self.idle_ms:
                 continue
-            created, kind, address, agent = record[f"i:{member}"].split(_FIELD_SEPARATOR, 3)
+            created, kind, address, agent = record[f"i:{member}"].split(FIELD_SEPARATOR, 3)
             yield SessionView(
                 handle=handle_of(family, member),
                 family_id=family,
@@ -832,7 +646,9 @@ return 1
         change's confirmation must cover ``families`` (``ended`` of :meth:`open_from_challenge`)."""
         change = Change(user_id=user_id, ended_families=tuple(families))
         index_key = self.keys.user_families(user_id)
-        return FamilyEnding(self._queue_end, index_key, list(families), riders, change)
+        return FamilyEnding(
+            self._queue_end, (self.RETIRE,), index_key, list(families), riders, change
+        )
 
     def end_all_for_user(
         self,
@@ -871,11 +687,11 @@ return 1
             for family in families:
                 self._queue_end(pipe, family)
 
-        return _counted(
+        return counted(
             lambda: send(
                 self.client,
                 own,
-                [*riders, _Unindex(index_key, families)],
+                [*riders, Unindex(index_key, families)],
                 replace(change, ended_families=tuple(families)),
                 [self.RETIRE],
                 self.replicas.of_change(what, families),
@@ -944,7 +760,7 @@ return 1
         replicas confirm, in one round trip (two on a cluster); answers the replies to the reads
         when they ``match``, else ``None``. NotConfirmed is raised only for a match: a marker
         that is not there is nothing to confirm."""
-        reader = _Reader(lambda pipe: read(pipe, self.keys.ended_family(family)))
+        reader = Reader(lambda pipe: read(pipe, self.keys.ended_family(family)))
         try:
             send(self.client, participants=[reader], confirm=self.replicas.of_change("Logout", [family]))
         except NotConfirmed:
@@ -952,83 +768,3 @@ return 1
                 raise
             return None
         return reader.replies if matches(reader.replies) else None
-
-
-def _counted(end: Callable[[], list[Any]]) -> int:
-    """How many families ``end`` ended (its replies: 1 for each that was live); an ending that is
-    not confirmed says so as NotConfirmed.ended."""
-    try:
-        return sum(end())
-    except NotConfirmed as unconfirmed:
-        unconfirmed.ended = sum(unconfirmed.replies)
-        raise
-
-
-class _Reader:
-    """Reads in a round trip (one that confirms, see ``_confirmed_ended``)."""
-
-    def __init__(self, queue: Callable[[Any], None]) -> None:
-        self._queue = queue
-        self.replies: list[Any] = []
-
-    def queue(self, pipe: Any, change: Change) -> None:
-        self._queue(pipe)
-
-    def sent(self, replies: list[Any]) -> None:
-        self.replies = replies
-
-
-class FamilyEnding:
-    """Families of one user ended in the round trip of another change (a round_trip.Participant):
-    a login one past MAX_FAMILIES_PER_USER ends the oldest in the round trip that starts its own
-    family, instead of in one more.
-
-    The riders of the ending's own announcement travel inside it and are told of the ending (its
-    ``Change``), not of the change that carries them. Once sent, ``count`` says how many of the
-    families were still live.
-    """
-
-    def __init__(
-        self,
-        queue_end: Callable[[Any, str], None],
-        index_key: str,
-        families: list[str],
-        riders: Sequence[Participant],
-        change: Change,
-    ) -> None:
-        #: SessionStore._queue_end: queues the end of one family (its reply 1 when it was live).
-        self._queue_end = queue_end
-        self.index_key = index_key
-        self.families = families
-        self.riders = riders
-        self.change = change
-        self.scripts = (SessionStore.RETIRE, *scripts_of(riders))
-        self.count = 0
-        self._start = 0
-        self._spans: list[Span] = []
-
-    def queue(self, pipe: Any, change: Change) -> None:
-        self._start = len(pipe)
-        for family in self.families:
-            self._queue_end(pipe, family)
-        pipe.zrem(self.index_key, *self.families)
-        self._spans = queue_each(pipe, self.riders, self.change)
-
-    def sent(self, replies: list[Any]) -> None:
-        self.count = sum(replies[: len(self.families)])
-        hand_out(self._spans, replies, self._start)
-
-
-class _Unindex:
-    """Drops ended families from their user's index, in the round trip that ends them."""
-
-    def __init__(self, index_key: str, families: list[str]) -> None:
-        self.index_key = index_key
-        self.families = families
-
-    def queue(self, pipe: Any, change: Change) -> None:
-        if self.families:
-            pipe.zrem(self.index_key, *self.families)
-
-    def sent(self, replies: list[Any]) -> None:
-        pass

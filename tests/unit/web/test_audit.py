@@ -21,7 +21,7 @@ from tests.unit.web.support import (
     ok,
 )
 from webservice.store.audit import AuditEvent, AuditTrail
-from webservice.store.sessions import handle_of
+from webservice.store.tokens import handle_of
 
 FIELDS = {"event", "via", "user", "handle", "address", "agent", "reason", "detail"}
 HANDLE = re.compile(r"[A-Za-z0-9_-]{22}:[A-Za-z0-9_-]{8}")

@@ -11,7 +11,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tests.unit.web.support import OWN_ORIGIN, Env, family_of, make_env, member_of
 from tests.unit.web.test_audit import entries
-from webservice.store.sessions import handle_of
+from webservice.store.tokens import handle_of
 
 PROBLEM = "application/problem+json"
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

@@ -9,7 +9,7 @@ import pytest
 from tests.unit.web.support import BROWSER_AGENT, Env, family_of, make_env, member_of
 from tests.unit.web.test_audit import FIELDS, entries
 from webservice.serving import metrics
-from webservice.store.sessions import handle_of
+from webservice.store.tokens import handle_of
 
 
 def revocations(reason: str) -> float:

@@ -1,0 +1,97 @@
+"""The participants (round_trip.Participant) with which SessionStore ends families in a round
+trip: FamilyEnding ends families in the round trip of another change, Unindex drops ended
+families from their user's index, and Reader reads an ended marker in a round trip that confirms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from webservice.store.confirmation import NotConfirmed
+from webservice.store.round_trip import Change, Participant, Span, hand_out, queue_each, scripts_of
+from webservice.store.scripts import LuaScript
+
+
+def counted(end: Callable[[], list[Any]]) -> int:
+    """How many families ``end`` ended (its replies: 1 for each that was live); an ending that is
+    not confirmed says so as NotConfirmed.ended."""
+    try:
+        return sum(end())
+    except NotConfirmed as unconfirmed:
+        unconfirmed.ended = sum(unconfirmed.replies)
+        raise
+
+
+class Reader:
+    """Reads in a round trip (one that confirms, see SessionStore._confirmed_ended)."""
+
+    def __init__(self, queue: Callable[[Any], None]) -> None:
+        self._queue = queue
+        self.replies: list[Any] = []
+
+    def queue(self, pipe: Any, change: Change) -> None:
+        self._queue(pipe)
+
+    def sent(self, replies: list[Any]) -> None:
+        self.replies = replies
+
+
+class FamilyEnding:
+    """Families of one user ended in the round trip of another change (a round_trip.Participant):
+    a login one past MAX_FAMILIES_PER_USER ends the oldest in the round trip that starts its own
+    family, instead of in one more.
+
+    The riders of the ending's own announcement travel inside it and are told of the ending (its
+    ``Change``), not of the change that carries them. Once sent, ``count`` says how many of the
+    families were still live.
+    """
+
+    def __init__(
+        self,
+        queue_end: Callable[[Any, str], None],
+        end_scripts: Sequence[LuaScript],
+        index_key: str,
+        families: list[str],
+        riders: Sequence[Participant],
+        change: Change,
+    ) -> None:
+        #: SessionStore._queue_end: queues the end of one family (its reply 1 when it was live).
+        self._queue_end = queue_end
+        self.index_key = index_key
+        self.families = families
+        self.riders = riders
+        self.change = change
+        #: The scripts the round trip loads if Redis has forgotten them: ``end_scripts``, those
+        #: ``queue_end`` may queue (SessionStore.RETIRE, handed in so that this module needs
+        #: nothing of sessions.py), and the riders'.
+        self.scripts = (*end_scripts, *scripts_of(riders))
+        self.count = 0
+        self._start = 0
+        self._spans: list[Span] = []
+
+    def queue(self, pipe: Any, change: Change) -> None:
+        self._start = len(pipe)
+        for family in self.families:
+            self._queue_end(pipe, family)
+        pipe.zrem(self.index_key, *self.families)
+        self._spans = queue_each(pipe, self.riders, self.change)
+
+    def sent(self, replies: list[Any]) -> None:
+        self.count = sum(replies[: len(self.families)])
+        hand_out(self._spans, replies, self._start)
+
+
+class Unindex:
+    """Drops ended families from their user's index, in the round trip that ends them."""
+
+    def __init__(self, index_key: str, families: list[str]) -> None:
+        self.index_key = index_key
+        self.families = families
+
+    def queue(self, pipe: Any, change: Change) -> None:
+        if self.families:
+            pipe.zrem(self.index_key, *self.families)
+
+    def sent(self, replies: list[Any]) -> None:
+        pass

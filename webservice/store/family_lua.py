@@ -1,0 +1,116 @@
+"""The Lua functions that the family scripts of SessionStore share, with the marker of their
+answers that says a family timed out and the entry (StreamEntry) that ``append_entry`` adds.
+
+Redis runs each script on its own: a script cannot call another script, nor a function that
+another defines. So the functions are text that every family script includes (after
+scripts.CLOCK, whose ``now_ms`` and ``ms`` they use), and each script carries its own copy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from webservice.store.tokens import HANDLE_MEMBER_CHARS
+
+#: Lua functions shared by the scripts that act for a member; each script calls them with its own
+#: arguments (``now`` from scripts.CLOCK's ``now_ms()``).
+#:
+#: ``check_member(key, member, idle, kind, now, keep, ending)``: the family record
+#: {u, n, x, r, w, l:member} and whether ``member`` is its root, if the family ``key`` is before
+#: its absolute expiry, its root and ``member`` were used within ``idle`` ms, and ``member`` is of
+#: ``kind``: 'web' only for the web login that roots a web family, 'api' for every other member (so
+#: a web login's secret never works as an API session, nor the reverse); else nil and why:
+#: 'expired', 'idle', or nothing (unknown). A member found idle is removed; the family is deleted
+#: when it has expired or its root is idle, and then a third value is the record it deleted. A live
+#: member is marked used (unless ``ending``: the caller ends the family next,
+#: SessionStore.END_OWN), and when it is the root the key's expiry moves to
+#: min(absolute expiry, now + idle) + keep: at most once per min(1 s, idle / 100), so that most
+#: checks of a busy session write nothing (a write costs Redis about twice the CPU of the read,
+#: and every replica and the append-only file get it). A member used again sooner keeps its
+#: earlier mark: an idle timeout may end a session up to that much early, never late.
+#:
+#: ``create_family(key, username, user_id, member, info, web, idle, absolute, now, keep)``: writes
+#: a new family with root ``member`` ('1' in ``web`` for a web login); the key expires ``keep`` ms
+#: after the root idles out.
+#:
+#: ``append_entry(stream, args, from, user, handle)``: adds to ``stream`` the entry that ``args``
+#: holds from index ``from`` to its end (StreamEntry.arguments: so an entry is always the last of
+#: a script's ARGV), its ``user`` value set to ``user`` and, when given, its ``handle`` value to
+#: ``handle``. ``member_handle(family_id, member)`` is
+#: tokens.handle_of.
+#:
+#: ``keep`` is 0 unless logout notifications are on (SessionStore's ``keep_timed_out``): Redis then
+#: drops the record the moment it times out. With notifications, the record outlives its timeouts
+#: by ``keep`` ms (dead, as the checks above say), so that a request arriving meanwhile finds it
+#: timed out and the family's end is announced and notified.
+FAMILY_FUNCTIONS = r"""
+local function check_member(key, member, idle, kind, now, keep, ending)
+  local family = redis.call('HMGET', key, 'u', 'n', 'x', 'r', 'w', 'l:' .. member)
+  if not family[6] then return nil end
+  local expiry = tonumber(family[3])
+  local is_root = family[4] == member
+  if now >= expiry then
+    redis.call('DEL', key)
+    return nil, 'expired', family
+  end
+  local root_used = family[6]
+  if not is_root then root_used = redis.call('HGET', key, 'l:' .. family[4]) end
+  if not root_used or now - tonumber(root_used) > idle then
+    redis.call('DEL', key)
+    return nil, 'idle', family
+  end
+  if now - tonumber(family[6]) > idle then
+    redis.call('HDEL', key, 'l:' .. member, 'i:' .. member)
+    return nil, 'idle'
+  end
+  if (is_root and family[5] == '1') ~= (kind == 'web') then return nil end
+  if not ending and now - tonumber(family[6]) >= math.min(1000, math.floor(idle / 100)) then
+    redis.call('HSET', key, 'l:' .. member, ms(now))
+    if is_root then
+      redis.call('PEXPIREAT', key, ms(math.min(expiry, now + idle) + keep))
+    end
+  end
+  return family, is_root
+end
+
+local function append_entry(stream, args, from, user, handle)
+  local entry = {unpack(args, from + 3)}
+  entry[tonumber(args[from + 1])] = user
+  if handle then entry[tonumber(args[from + 2])] = handle end
+  redis.call('XADD', stream, 'MAXLEN', '~', args[from], '*', unpack(entry))
+end
+
+local function member_handle(family_id, member)
+  return family_id .. ':' .. string.sub(member, 1, HANDLE_MEMBER_CHARS)
+end
+
+local function create_family(key, username, user_id, member, info, web, idle, absolute, now, keep)
+  local expiry = now + absolute
+  redis.call('HSET', key, 'u', user_id, 'n', username, 'x', ms(expiry), 'r', member, 'w', web,
+    'l:' .. member, ms(now), 'i:' .. member, ms(now) .. '\31' .. info)
+  redis.call('PEXPIREAT', key, ms(math.min(expiry, now + idle) + keep))
+end
+""".replace("HANDLE_MEMBER_CHARS", str(HANDLE_MEMBER_CHARS))
+
+#: The first element of a script's answer that says the family timed out (see SessionStore.TOUCH).
+TIMED_OUT = "ended"
+
+
+@dataclass(frozen=True)
+class StreamEntry:
+    """An entry that a script adds to a capped stream with the change it makes (store/audit.py's
+    entries), its fields ``user`` and ``handle`` set to what the script finds: the username of
+    the family, and the handle of the member that the entry is about, when the script decides
+    which (``append_entry`` of FAMILY_FUNCTIONS)."""
+
+    stream: str
+    max_length: int
+    fields: dict[str, str]
+
+    def arguments(self) -> list[str | int]:
+        """Its ARGV, as ``append_entry`` takes them: the stream's length (MAXLEN ~), where the
+        values of ``user`` and ``handle`` are among the fields and values that follow (from 1)."""
+        names = list(self.fields)
+        values = [value for pair in self.fields.items() for value in pair]
+        user, handle = 2 * names.index("user") + 2, 2 * names.index("handle") + 2
+        return [self.max_length, user, handle, *values]
