@@ -15,7 +15,7 @@ server's clock, so all hosts agree). The fields, always all present (empty when 
     The username. For a failed login, the name that was tried; left empty when it is not a valid
     username at all (such a "name" is often a password typed into the wrong field).
 ``handle``
-    The public handle ``<family>:<member8>`` of the session concerned (sessions.handle_of): the one
+    The public handle ``<family>:<member8>`` of the session concerned (tokens.handle_of): the one
     started, extended to or logged out of; for ``end``, the one named (``endsession``,
     ``revoke``), the web login replaced, or the one that asked (``endallsessions``); empty when
     an operator ended every session of a user. A handle names a session; it is never a

@@ -109,7 +109,7 @@ class SessionId:
 
     @property
     def handle(self) -> str:
-        """The public name of this session (see sessions.handle_of)."""
+        """The public name of this session (see :func:`handle_of`)."""
         return handle_of(self.family_id, self.member)
 
     @cached_property
