@@ -19,15 +19,17 @@ from typing import Any
 import fakeredis
 import pytest
 from flask import Flask, signals
+from flask.sessions import SecureCookieSessionInterface, SessionInterface
 from werkzeug.test import EnvironBuilder
 
 from tests.conftest import TEST_SETTINGS
 from tests.host.hostapp import ACCESS_KEYS, create_host_app
 from tests.unit.support import TEST_OPERATIONS
 from tests.unit.web.support import Env, make_env
-from webservice.api.lean_path import LeanPath
+from webservice.api.lean_path import LeanPath, opens_outside_flask
 from webservice.api.registry import installed_operations
 from webservice.standalone import create_app
+from webservice.standalone.web_session import SignedCookieSessions
 from webservice.store.challenges import login_proof
 
 VIEW = "webservice.webservice_php"
@@ -450,3 +452,18 @@ def test_after_a_lean_request_hooks_can_no_longer_be_added_as_after_a_flask_one(
     app.test_client().get("/webservice.php", query_string={"operation": "listtypes"})
     with pytest.raises(AssertionError, match="can no longer be called"):
         app.before_request(lambda: None)
+
+
+def test_a_session_interface_opens_outside_flask_only_if_it_is_flasks_signed_cookie_or_says_so():
+    class Unknown(SecureCookieSessionInterface):
+        def open_session(self, app, request):  # type: ignore[no-untyped-def]
+            return super().open_session(app, request)
+
+    class Declared(Unknown):
+        opens_outside_flask = True
+
+    assert opens_outside_flask(SecureCookieSessionInterface())
+    assert opens_outside_flask(SignedCookieSessions())
+    assert not opens_outside_flask(Unknown())
+    assert opens_outside_flask(Declared())
+    assert not opens_outside_flask(SessionInterface())

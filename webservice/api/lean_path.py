@@ -209,8 +209,11 @@ def _only_varies(app: Flask, interface: SessionInterface, data: SessionMixin) ->
 
 def opens_outside_flask(interface: SessionInterface) -> bool:
     """Whether ``interface`` opens and saves the session data from the request and the app
-    alone, as Flask's signed cookie does (its signing serializer may be its own)."""
+    alone, as Flask's signed cookie does (its signing serializer may be its own), or says that
+    its own methods do: a class attribute ``opens_outside_flask = True``."""
     kind = type(interface)
+    if getattr(kind, "opens_outside_flask", False) is True:
+        return True
     return (
         kind.open_session is SecureCookieSessionInterface.open_session
         and kind.save_session is SecureCookieSessionInterface.save_session
