@@ -27,6 +27,13 @@ USER_NOT_FOUND = "Given user cannot be found"
 BAD_TOKEN = "Specified token is invalid or expired"
 
 
+def with_alice(make_app, settings):
+    """An app made with ``settings``, its gateway, its user alice and a test client."""
+    app = make_app(settings)
+    gateway = gateway_of(app)
+    return gateway, gateway.users.add("alice"), app.test_client()
+
+
 def login_with(client, token, access_key, username="alice", method=post):
     return method(client, operation="login", username=username, accessKey=proof(token, access_key))
 
@@ -172,10 +179,7 @@ def test_several_outstanding_tokens_each_log_in_once(client, alice):
 
 
 def test_outstanding_tokens_are_bounded_oldest_dropped(make_app):
-    app = make_app({"CHALLENGE_MAX_OUTSTANDING": 3})
-    gateway = gateway_of(app)
-    alice = gateway.users.add("alice")
-    client = app.test_client()
+    gateway, alice, client = with_alice(make_app, {"CHALLENGE_MAX_OUTSTANDING": 3})
     tokens = []
     for _ in range(5):
         tokens.append(challenge(client, "alice")["token"])
@@ -218,10 +222,7 @@ def test_a_used_token_leaves_its_record_and_address_set_and_its_proof_is_kept_ha
 def test_spent_tokens_take_no_room_in_the_caps_and_withdraw_nothing(make_app):
     """Logging in again and again while one login is slow: the record keeps the slow login's
     token only, and the caps never drop it for the tokens the others used."""
-    app = make_app({"CHALLENGE_MAX_OUTSTANDING": 3})
-    gateway = gateway_of(app)
-    alice = gateway.users.add("alice")
-    client = app.test_client()
+    gateway, alice, client = with_alice(make_app, {"CHALLENGE_MAX_OUTSTANDING": 3})
     slow = challenge(client, "alice")["token"]
     time.sleep(0.003)
     withdrawn = []
@@ -248,10 +249,9 @@ def test_spent_tokens_take_no_room_in_the_caps_and_withdraw_nothing(make_app):
 
 
 def test_spent_tokens_keep_the_newest_up_to_the_cap_per_user(make_app):
-    app = make_app({"CHALLENGE_MAX_OUTSTANDING": 2, "CHALLENGE_MAX_PER_USER": 3})
-    gateway = gateway_of(app)
-    alice = gateway.users.add("alice")
-    client = app.test_client()
+    gateway, alice, client = with_alice(
+        make_app, {"CHALLENGE_MAX_OUTSTANDING": 2, "CHALLENGE_MAX_PER_USER": 3}
+    )
     used = []
     for _ in range(5):
         used.append(challenge(client, "alice")["token"])
