@@ -470,3 +470,17 @@ def test_login_indexes_the_family_under_the_user(client, alice, gateway):
     family = session_id.split(".")[0]
     assert gateway.redis.zrange(gateway.keys.user_families(alice.id), 0, -1) == [family]
     assert gateway.redis.exists(gateway.keys.family(family))
+
+
+def test_the_user_ids_a_login_flow_remembers_are_bounded(client, gateway, monkeypatch):
+    """What lets a login read its user's families in its first round trip is kept for at most
+    KNOWN_IDS names; past that it starts over, and logins go on working."""
+    from webservice.auth import login as login_module
+
+    monkeypatch.setattr(login_module, "KNOWN_IDS", 3)
+    users = [gateway.users.add(f"user{n}") for n in range(7)]
+    for user in users * 2:
+        token = challenge(client, user.username)["token"]
+        answer = login_with(client, token, user.access_key, username=user.username)
+        assert result(answer)["sessionName"]
+        assert 1 <= len(gateway.logins._known_ids) <= 3

@@ -310,7 +310,9 @@ class LoginFlow:
     def _remember_id(self, username: str, user_id: int) -> None:
         known = self._known_ids
         if len(known) >= KNOWN_IDS:
-            del known[next(iter(known))]  # the longest known
+            # Start over rather than drop one: a swap is safe with threads, a del of the first
+            # key is not (two threads may pick the same one).
+            known = self._known_ids = {}
         known[same_user(username)] = user_id
 
     def fail(

@@ -29,7 +29,7 @@ UNAVAILABLE = "wsgate.web_session_unavailable"
 _SID_CHARS = re.compile(r"[A-Za-z0-9_-]+")
 
 
-#: How many verified cookies a SignedCookieSessions remembers (per process; the oldest goes).
+#: How many verified cookies a SignedCookieSessions remembers (per process; then it starts over).
 VERIFIED_COOKIES = 1024
 
 
@@ -48,7 +48,7 @@ class SignedCookieSessions(SecureCookieSessionInterface):
     memory only if it is byte for byte one that verified under the current keys (the memory
     goes with the serializer when they change), and only while its age is within the session
     lifetime, checked as the serializer checks it. Each request gets its own copy of the data.
-    At most VERIFIED_COOKIES are kept.
+    At most VERIFIED_COOKIES are kept (then the memory starts over).
     """
 
     #: Its methods read only the app and the request they are given, never Flask's request
@@ -84,7 +84,9 @@ class SignedCookieSessions(SecureCookieSessionInterface):
             return self.session_class()
         remembered = self._verified
         if len(remembered) >= VERIFIED_COOKIES:
-            del remembered[next(iter(remembered))]
+            # Start over rather than drop one: a swap is safe with threads, a del of the first
+            # key is not (two threads may pick the same one).
+            remembered = self._verified = {}
         remembered[cookie] = (_fresh(data), int(signed.timestamp()))
         return self.session_class(data)
 

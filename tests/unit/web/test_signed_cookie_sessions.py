@@ -99,7 +99,8 @@ def test_a_remembered_cookie_altered_by_one_character_is_refused():
     app, interface = _cookie_app()
     cookie = interface.get_signing_serializer(app).dumps({"link": {"id": "x"}})
     assert dict(_open(app, interface, cookie))
-    for position in (1, len(cookie) // 2, len(cookie) - 1):
+    # Not the last character: of the signature's last base64 character, only some bits count.
+    for position in (1, len(cookie) // 2, len(cookie) - 2):
         altered = cookie[:position] + ("A" if cookie[position] != "A" else "B") + cookie[position + 1:]
         assert dict(_open(app, interface, altered)) == {}, position
 
@@ -119,4 +120,4 @@ def test_the_remembered_cookies_are_bounded():
     serializer = interface.get_signing_serializer(app)
     for n in range(VERIFIED_COOKIES + 20):
         assert dict(_open(app, interface, serializer.dumps({"n": n}))) == {"n": n}
-    assert len(interface._verified) == VERIFIED_COOKIES
+        assert 1 <= len(interface._verified) <= VERIFIED_COOKIES
