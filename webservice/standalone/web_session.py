@@ -54,26 +54,29 @@ class SignedCookieSessions(SecureCookieSessionInterface):
     #: Its methods read only the app and the request they are given, never Flask's request
     #: context: the lean path (api/lean_path.py) may open and save its data.
     opens_outside_flask = True
-    _made: tuple[tuple[object, ...], URLSafeTimedSerializer | None] | None = None
-    _verified: dict[str, tuple[Any, int]]
+    #: The keys, the serializer made for them, and the cookies it verified: one tuple, read
+    #: once per request, so a cookie verified under other keys is never remembered under these.
+    _made: tuple[tuple[object, ...], URLSafeTimedSerializer | None, dict[str, Any]] | None = None
 
-    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+    def _for_current_keys(self, app: Flask) -> tuple[URLSafeTimedSerializer | None, dict[str, Any]]:
         keys = (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))
         made = self._made
         if made is None or made[0] != keys:
-            made = self._made = (keys, super().get_signing_serializer(app))
-            self._verified = {}
-        return made[1]
+            made = self._made = (keys, super().get_signing_serializer(app), {})
+        return made[1], made[2]
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        return self._for_current_keys(app)[0]
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        serializer = self.get_signing_serializer(app)
+        serializer, remembered = self._for_current_keys(app)
         if serializer is None:
             return None
         cookie = request.cookies.get(self.get_cookie_name(app))
         if not cookie:
             return self.session_class()
         max_age = int(app.permanent_session_lifetime.total_seconds())
-        verified = self._verified.get(cookie)
+        verified = remembered.get(cookie)
         if verified is not None:
             data, signed_at = verified
             if 0 <= int(time.time()) - signed_at <= max_age:
@@ -82,11 +85,10 @@ class SignedCookieSessions(SecureCookieSessionInterface):
             data, signed = serializer.loads(cookie, max_age=max_age, return_timestamp=True)
         except BadSignature:
             return self.session_class()
-        remembered = self._verified
         if len(remembered) >= VERIFIED_COOKIES:
-            # Start over rather than drop one: a swap is safe with threads, a del of the first
-            # key is not (two threads may pick the same one).
-            remembered = self._verified = {}
+            # Start over rather than drop one: clear() is one step under threads, a del of the
+            # first key is not (two threads may pick the same one).
+            remembered.clear()
         remembered[cookie] = (_fresh(data), int(signed.timestamp()))
         return self.session_class(data)
 

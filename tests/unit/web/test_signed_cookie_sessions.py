@@ -120,4 +120,4 @@ def test_the_remembered_cookies_are_bounded():
     serializer = interface.get_signing_serializer(app)
     for n in range(VERIFIED_COOKIES + 20):
         assert dict(_open(app, interface, serializer.dumps({"n": n}))) == {"n": n}
-        assert 1 <= len(interface._verified) <= VERIFIED_COOKIES
+        assert 1 <= len(interface._made[2]) <= VERIFIED_COOKIES
