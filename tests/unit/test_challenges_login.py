@@ -21,6 +21,7 @@ from tests.unit.support import (
     result,
     snapshot,
 )
+from webservice.store.challenges import proof_digest
 from webservice.store.tokens import family_id_for_challenge, hash_secret
 
 USER_NOT_FOUND = "Given user cannot be found"
@@ -306,7 +307,7 @@ def test_a_login_whose_user_was_deleted_meanwhile_does_not_recreate_its_record(
     token = challenge(client, "alice")["token"]
     record = gateway.keys.user("alice")
     spent = gateway.logins.challenges.spent(
-        token, record, "1|127.0.0.1", "alice", proof(token, alice.access_key)
+        token, record, "1|127.0.0.1", "alice", proof_digest(proof(token, alice.access_key))
     )
     for script in spent.scripts:
         script.load(gateway.redis)

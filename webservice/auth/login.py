@@ -148,7 +148,8 @@ class LoginFlow:
     def api_login(self, username: str, proof: str, client: ClientInfo) -> tuple[SessionId, ApiUser]:
         """A new API session for a user that proves its access key against a challenge token;
         raises :class:`LoginRefused`."""
-        read = self.read(username, client, "api", decoys=self.hide, proof=proof)
+        proof_hash = proof_digest(proof)
+        read = self.read(username, client, "api", decoys=self.hide, proof_hash=proof_hash)
         try:
             user, token = self._proven_token(read, username, proof)
         except LoginRefused as refused:
@@ -168,7 +169,7 @@ class LoginFlow:
                 )
                 or None
             ),
-            [read.attempt.success(), self._spent(token, username, read.record, proof)],
+            [read.attempt.success(), self._spent(token, username, read.record, proof_hash)],
             read.families,
         )
         if opened is None:
@@ -184,12 +185,13 @@ class LoginFlow:
         raise refused
 
     def _spent(
-        self, token: str, username: str, record: dict[str, str], proof: str
+        self, token: str, username: str, record: dict[str, str], proof_hash: str
     ) -> Participant:
-        """The used ``token`` spent, riding with the family it starts."""
+        """The used ``token`` spent (``proof_hash``: its proof's), riding with the family it
+        starts."""
         field = record.get(CHALLENGE_FIELD_PREFIX + token, "")
         return self.challenges.spent(
-            token, self.users.tokens_key(username), field, username, proof
+            token, self.users.tokens_key(username), field, username, proof_hash
         )
 
     def _proven_token(self, read: LoginRead, username: str, proof: str) -> tuple[ApiUser, str]:
@@ -261,12 +263,12 @@ class LoginFlow:
         via: str,
         *,
         decoys: bool,
-        proof: str | None = None,
+        proof_hash: str | None = None,
     ) -> LoginRead:
         """Reads the user's record with its tokens (and with ``decoys`` the name's decoy record,
-        for a user as for a name that is no user: the same work either way), whether ``proof``
-        is one a login used, and the failure counters, in one round trip. Raises LoginRefused
-        (LIMITED) when a limit holds."""
+        for a user as for a name that is no user: the same work either way), whether the proof
+        whose hash is ``proof_hash`` (challenges.proof_digest) is one a login used, and the
+        failure counters, in one round trip. Raises LoginRefused (LIMITED) when a limit holds."""
         attempt = self.limits.attempt(username, client.address)
         valid = is_valid_username(username)
         known_id = self._known_ids.get(same_user(username)) if valid else None
@@ -285,8 +287,8 @@ class LoginFlow:
                 pipe.hgetall(self.users.tokens_key(username))
                 if decoys:
                     pipe.hgetall(self.keys.decoy_challenges(username))
-                if proof is not None:
-                    pipe.zscore(self.keys.spent_challenges(username), proof_digest(proof))
+                if proof_hash is not None:
+                    pipe.zscore(self.keys.spent_challenges(username), proof_hash)
 
         replies = send(self.client, own, [attempt] if families is None else [attempt, families])
         record = replies[0] if valid else {}
@@ -298,7 +300,7 @@ class LoginFlow:
         tokens: dict[str, int] = {}
         if valid and (user is not None or decoys):
             tokens = challenge_tokens(record if user is not None else replies[1])
-        used_until = replies[-1] if valid and proof is not None else None
+        used_until = replies[-1] if valid and proof_hash is not None else None
         replayed = used_until is not None and used_until > time.time() * 1000
         wait = attempt.retry_after
         if wait is not None:

@@ -280,18 +280,19 @@ return dropped
         pipe.execute()
 
     def spent(
-        self, token: str, tokens_key: str, issued_as: str, username: str, proof: str
+        self, token: str, tokens_key: str, issued_as: str, username: str, proof_hash: str
     ) -> Participant:
-        """What a login that used ``token`` of ``username`` with ``proof`` (the token's field's
-        value was ``issued_as``, in the record ``tokens_key``) sends in the round trip that
-        starts its family: the token out of the record and its proof's hash into the name's
-        spent proofs, its entry out of its address's challenges (see the module docstring).
-        Repeatable, and harmless when the family does not start (the token was used by another
-        login a moment earlier: it is spent either way)."""
+        """What a login that used ``token`` of ``username`` with the proof whose hash is
+        ``proof_hash`` (:func:`proof_digest`; the token's field's value was ``issued_as``, in
+        the record ``tokens_key``) sends in the round trip that starts its family: the token
+        out of the record and ``proof_hash`` into the name's spent proofs, its entry out of its
+        address's challenges (see the module docstring). Repeatable, and harmless when the
+        family does not start (the token was used by another login a moment earlier: it is spent
+        either way)."""
         address = issued_as.partition("|")[2]
         return _SpentToken(
             [tokens_key, self.keys.spent_challenges(username)],
-            [CHALLENGE_FIELD_PREFIX + token, proof_digest(proof), self.max_per_user],
+            [CHALLENGE_FIELD_PREFIX + token, proof_hash, self.max_per_user],
             self.keys.challenges_of_address(address),
             _entry(token, username),
         )
