@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from webservice.plugin import (
+    LoginRefused,
     OperationContext,
     Params,
     String,
@@ -31,11 +32,10 @@ def getchallenge(context: OperationContext, params: dict[str, Any]) -> dict[str,
     Limited per client address (CHALLENGE_RATE_LIMIT per second). Under HIDE_UNKNOWN_USERS a name
     that is no user gets a decoy token, answered exactly like a real one.
     """
-    gateway = context.gateway
-    wait_ms = gateway.challenge_rate.retry_after_ms(context.client.address)
-    if wait_ms:
-        raise too_many_requests("challenge requests", -(-wait_ms // 1000))
-    challenge = gateway.logins.challenge(params["username"], context.client.address)
+    try:
+        challenge = context.gateway.logins.challenge(params["username"], context.client.address)
+    except LoginRefused as refused:  # LIMITED: the address's rate
+        raise too_many_requests("challenge requests", refused.retry_after or 1) from None
     if challenge is None:
         raise user_not_found(params["username"])
     return {

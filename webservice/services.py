@@ -42,7 +42,6 @@ class Services:
     challenges: ChallengeStore
     audit: AuditTrail
     login_limits: LoginLimiter
-    challenge_rate: ChallengeRateLimit
     logins: LoginFlow
     endings: Endings
     web: WebLink
@@ -95,6 +94,9 @@ class Services:
             max_per_address=settings["CHALLENGE_MAX_PER_ADDRESS"],
             max_per_user=settings["CHALLENGE_MAX_PER_USER"],
         )
+        challenge_rate = ChallengeRateLimit(
+            keys, rate=settings["CHALLENGE_RATE_LIMIT"], burst=settings["CHALLENGE_RATE_BURST"]
+        )
         audit = AuditTrail(client, keys, max_entries=settings["AUDIT_MAX_ENTRIES"])
         endings = Endings(sessions, audit)
         sessions.on_timeout = endings.timed_out
@@ -105,6 +107,7 @@ class Services:
             sessions,
             limits,
             challenges,
+            challenge_rate,
             endings,
             hide_unknown_users=bool(settings["HIDE_UNKNOWN_USERS"]),
             max_families=settings["MAX_FAMILIES_PER_USER"],
@@ -119,12 +122,6 @@ class Services:
             challenges=challenges,
             audit=audit,
             login_limits=limits,
-            challenge_rate=ChallengeRateLimit(
-                client,
-                keys,
-                rate=settings["CHALLENGE_RATE_LIMIT"],
-                burst=settings["CHALLENGE_RATE_BURST"],
-            ),
             logins=logins,
             endings=endings,
             web=WebLink(sessions, logins, endings),

@@ -265,3 +265,28 @@ def test_a_login_past_the_users_cap_ends_the_oldest_family_on_its_own_master(
     entries, _ = gateway.audit.tail(50)
     assert sum(entry.event.reason == "family_cap" for entry in entries) == 4
     assert in_a_round_trip_of_its_own == []
+
+
+def test_getchallenge_takes_its_rate_token_first_and_a_refusal_writes_nothing(
+    make_app, real_redis
+):
+    """On a cluster the rate limit's bucket and the user's record live in different slots, so
+    getchallenge cannot take its token in the script that issues the challenge (as on a single
+    Redis): it takes it in a round trip of its own first, and a refusal writes nothing else."""
+    app = make_app(CHALLENGE_RATE_LIMIT=1, CHALLENGE_RATE_BURST=2)
+    gateway = app.extensions["wsgate"]
+    assert not gateway.challenges.in_one_step
+    gateway.users.add(USERNAME)
+    ws = client_of(app)
+    tokens = [ws.call("getchallenge", "GET", username=USERNAME)["result"]["token"] for _ in "ab"]
+    record = real_redis.hgetall(gateway.keys.user(USERNAME))
+    assert sorted(field[2:] for field in record if field.startswith("t:")) == sorted(tokens)
+    address_key = gateway.keys.challenges_of_address("127.0.0.1")
+    tracked = real_redis.zrange(address_key, 0, -1)
+    bucket = real_redis.hgetall(gateway.keys.challenge_rate("127.0.0.1"))
+    for name in (USERNAME, "nobody"):
+        assert error_code(ws.call("getchallenge", "GET", username=name)) == "TOO_MANY_REQUESTS"
+    assert real_redis.hgetall(gateway.keys.user(USERNAME)) == record
+    assert real_redis.zrange(address_key, 0, -1) == tracked
+    assert real_redis.hgetall(gateway.keys.challenge_rate("127.0.0.1")) == bucket
+    assert not real_redis.exists(gateway.keys.decoy_challenges("nobody"))

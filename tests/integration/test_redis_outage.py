@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 #: Each request must get its answer within this while Redis is down.
 BOUND_SECONDS = 5.0
 SCRIPTS = {
-    "ISSUE": ChallengeStore.ISSUE,
+    "IN_ONE_STEP": ChallengeStore.IN_ONE_STEP,
     "OPEN_FROM_CHALLENGE": SessionStore.OPEN_FROM_CHALLENGE,
     "TOUCH": SessionStore.TOUCH,
 }

@@ -28,7 +28,7 @@ DESIGNED_ROUND_TRIPS = {
     "listtypes": 1,
     "login": 2,
     "logout": 1,
-    "getchallenge": 2,
+    "getchallenge": 1,
     "login, wrong proof": 2,
     "listtypes, garbage session id": 0,
     "unknown operation": 0,

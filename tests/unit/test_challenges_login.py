@@ -42,6 +42,11 @@ def login_with(client, token, access_key, username="alice", method=post):
 # --- getchallenge -------------------------------------------------------------------------------
 
 
+#: The two ways a getchallenge is issued: one script on a single Redis, a pipeline of three
+#: (after the rate limit's own round trip) on a Redis Cluster (store/challenges.py).
+BOTH_WAYS = pytest.mark.parametrize("in_one_step", [True, False], ids=["one step", "pipeline"])
+
+
 def test_challenge_result_shape_and_times(client, alice, gateway):
     before = int(time.time())
     answer = challenge(client, "alice")
@@ -66,8 +71,10 @@ def test_each_getchallenge_gives_a_new_token(client, alice):
     assert len(set(tokens)) == 10
 
 
+@BOTH_WAYS
 @pytest.mark.parametrize("username", ["nobody", "alice ", "a*", "", "x" * 65, "al:ice", "{alice}"])
-def test_getchallenge_for_unknown_user(client, alice, redis, username):
+def test_getchallenge_for_unknown_user(client, alice, redis, gateway, username, in_one_step):
+    gateway.challenges.in_one_step = in_one_step
     before = snapshot(redis)
     body = get(client, operation="getchallenge", username=username)
     if username == "":
@@ -179,8 +186,10 @@ def test_several_outstanding_tokens_each_log_in_once(client, alice):
         error(login_with(client, token, alice.access_key), "INVALID_AUTH_TOKEN", BAD_TOKEN)
 
 
-def test_outstanding_tokens_are_bounded_oldest_dropped(make_app):
+@BOTH_WAYS
+def test_outstanding_tokens_are_bounded_oldest_dropped(make_app, in_one_step):
     gateway, alice, client = with_alice(make_app, {"CHALLENGE_MAX_OUTSTANDING": 3})
+    gateway.challenges.in_one_step = in_one_step
     tokens = []
     for _ in range(5):
         tokens.append(challenge(client, "alice")["token"])
@@ -196,9 +205,11 @@ def test_outstanding_tokens_are_bounded_oldest_dropped(make_app):
         assert result(login_with(client, token, alice.access_key))["sessionName"]
 
 
+@BOTH_WAYS
 def test_a_used_token_leaves_its_record_and_address_set_and_its_proof_is_kept_hashed(
-    client, alice, gateway
+    client, alice, gateway, in_one_step
 ):
+    gateway.challenges.in_one_step = in_one_step
     token = challenge(client, "alice")["token"]
     record, spent = gateway.keys.user("alice"), gateway.keys.spent_challenges("alice")
     expiry = int(gateway.redis.hget(record, f"t:{token}").partition("|")[0])

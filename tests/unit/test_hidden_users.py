@@ -174,8 +174,9 @@ def test_same_redis_commands_for_a_name_and_a_user(hidden, monkeypatch):
     unknown, known, not_yet_known = trace("nobody"), trace("alice"), trace("bob")
     assert unknown == known == not_yet_known
     assert known == [
-        ["EVALSHA"],  # the getchallenge rate bucket
-        ["EVALSHA", "SET", "EVALSHA"],  # the token, its pending challenge, the address's cap
+        # The getchallenge in one step (a single Redis): the rate bucket, the token, its
+        # pending challenge, the address's cap.
+        ["EVALSHA"],
         # user, decoys, whether the proof is a spent one, failure counters (username at this
         # address, username, address), whether the address is known for the name, the user's
         # live families

@@ -40,7 +40,12 @@ from webservice.store.challenges import (
 from webservice.store.client import RedisClient
 from webservice.store.confirmation import NotConfirmed
 from webservice.store.keys import RedisKeys, same_user
-from webservice.store.limits import LoginAttempt, LoginLimiter
+from webservice.store.limits import (
+    ChallengeRateLimit,
+    LoginAttempt,
+    LoginLimiter,
+    RateLimited,
+)
 from webservice.store.round_trip import Change, Participant, send
 from webservice.store.session_values import ClientInfo
 from webservice.store.sessions import SessionStore
@@ -111,6 +116,7 @@ class LoginFlow:
         sessions: SessionStore,
         limits: LoginLimiter,
         challenges: ChallengeStore,
+        challenge_rate: ChallengeRateLimit,
         endings: Endings,
         *,
         hide_unknown_users: bool,
@@ -122,6 +128,7 @@ class LoginFlow:
         self.sessions = sessions
         self.limits = limits
         self.challenges = challenges
+        self.challenge_rate = challenge_rate
         self.endings = endings
         self.max_families = max(1, int(max_families))
         self.hide = hide_unknown_users
@@ -135,15 +142,27 @@ class LoginFlow:
     def challenge(self, username: str, address: str | None = None) -> Challenge | None:
         """A new challenge token for ``username`` (getchallenge), asked from client ``address``;
         ``None`` for a name that is no user, unless unknown users are hidden: then it gets a
-        decoy token (store/challenges.py)."""
+        decoy token (store/challenges.py). Raises :class:`LoginRefused` (LIMITED) when the
+        address is over its getchallenge rate (none is taken without an ``address``)."""
         users = self.users
         if users.known_by_redis:
             who = "check"
         else:
             who = "known" if users.lookup(username) is not None else "unknown"
-        return self.challenges.issue(
-            username, users.tokens_key(username), who, decoys=self.hide, address=address
-        )
+        bucket = self.challenge_rate.bucket(address) if address is not None else None
+        try:
+            return self.challenges.issue(
+                username,
+                users.tokens_key(username),
+                who,
+                decoys=self.hide,
+                address=address,
+                bucket=bucket,
+            )
+        except RateLimited as limited:
+            raise LoginRefused(
+                "challenge_rate", Refusal.LIMITED, -(-limited.wait_ms // 1000)
+            ) from None
 
     def api_login(self, username: str, proof: str, client: ClientInfo) -> tuple[SessionId, ApiUser]:
         """A new API session for a user that proves its access key against a challenge token;

@@ -43,8 +43,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from webservice.store.client import RedisClient
+from webservice.store.client import RedisClient, is_cluster
 from webservice.store.keys import RedisKeys, same_user
+from webservice.store.limits import TOKEN_BUCKET, RateBucket, RateLimited, take_token
 from webservice.store.round_trip import Change, Participant, send
 from webservice.store.scripts import CLOCK, LuaScript
 from webservice.store.tokens import (
@@ -63,8 +64,105 @@ class Challenge:
     expire_time: int
 
 
+#: ``issue(record, decoy, now, a)``: the body of :attr:`ChallengeStore.ISSUE`, as a function for
+#: scripts: ``record`` and ``decoy`` are its KEYS, ``a`` its ARGV, ``now`` the server's clock
+#: (ms). Needs :data:`CLOCK`'s ``ms``.
+_ISSUE_FUNCTION = """
+local function issue(user_record, decoy, now, a)
+  local record = user_record
+  local who = a[5]
+  if who == 'unknown' or (who == 'check' and redis.call('EXISTS', user_record) == 0) then
+    if a[6] ~= '1' then return false end
+    record = decoy
+  end
+  local prefix = a[4]
+  local address = a[7]
+  local live = {}
+  local held = {}
+  local fields = redis.call('HGETALL', record)
+  for i = 1, #fields, 2 do
+    if string.sub(fields[i], 1, #prefix) == prefix then
+      local expiry = tonumber(string.match(fields[i + 1], '^%d+'))
+      local owner = string.match(fields[i + 1], '|(.*)$') or ''
+      if expiry <= now then
+        redis.call('HDEL', record, fields[i])
+      else
+        live[#live + 1] = {expiry, fields[i], owner}
+        held[owner] = (held[owner] or 0) + 1
+      end
+    end
+  end
+  table.sort(live, function(x, y) return x[1] < y[1] end)
+  local answer = {}
+  local count = #live
+  local function drop(index)
+    local token = live[index]
+    redis.call('HDEL', record, token[2])
+    answer[#answer + 1] = string.sub(token[2], #prefix + 1)
+    held[token[3]] = held[token[3]] - 1
+    count = count - 1
+    token[2] = nil
+  end
+  -- This address's own tokens beyond its cap, oldest first.
+  local over = (held[address] or 0) - (tonumber(a[3]) - 1)
+  for i = 1, #live do
+    if over <= 0 then break end
+    if live[i][3] == address then
+      drop(i)
+      over = over - 1
+    end
+  end
+  -- Beyond the total, the oldest token of the address that holds the most.
+  while count > tonumber(a[8]) - 1 do
+    local most, most_held = nil, 0
+    for owner, n in pairs(held) do
+      if n > most_held then most, most_held = owner, n end
+    end
+    local victim
+    for i = 1, #live do
+      if live[i][2] and live[i][3] == most then
+        victim = i
+        break
+      end
+    end
+    drop(victim)
+  end
+  local expiry = now + tonumber(a[2])
+  redis.call('HSET', record, prefix .. a[1], ms(expiry) .. '|' .. address)
+  if who ~= 'check' or record == decoy then redis.call('PEXPIREAT', record, ms(expiry)) end
+  table.insert(answer, 1, ms(expiry))
+  table.insert(answer, 1, ms(now))
+  return answer
+end
+"""
+
+#: ``track(key, entry, expiry, most, now)``: the body of :attr:`ChallengeStore.TRACK`, as a
+#: function for scripts (its KEYS[1], ARGV[1], ARGV[2], ARGV[3], and the server's clock in ms).
+#: Needs :data:`CLOCK`'s ``ms``.
+_TRACK_FUNCTION = """
+local function track(key, entry, expiry, most, now)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', ms(now))
+  redis.call('ZADD', key, expiry, entry)
+  local over = redis.call('ZCARD', key) - tonumber(most)
+  local dropped = {}
+  if over > 0 then
+    local popped = redis.call('ZPOPMIN', key, over)
+    for i = 1, #popped, 2 do dropped[#dropped + 1] = popped[i] end
+  end
+  redis.call('PEXPIREAT', key, redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2])
+  return dropped
+end
+"""
+
+
 class ChallengeStore:
-    """Issues challenge tokens."""
+    """Issues challenge tokens.
+
+    A getchallenge is one round trip: on a single Redis the :attr:`IN_ONE_STEP` script (the
+    rate limit's token taken, the token recorded, its pending challenge written and its address's
+    challenges told, in one step), on a Redis Cluster (where these keys live in different slots)
+    the rate limit's script in a round trip of its own first, then :attr:`ISSUE`, the pending
+    challenge and :attr:`TRACK` in one pipeline."""
 
     #: KEYS: the record of a known user's tokens, the name's decoy record (same slot: keys.py).
     #: ARGV: the token, its lifetime (ms), the most tokens kept per client address, the field
@@ -81,94 +179,43 @@ class ChallengeStore:
     #: only (a decoy record, a host user's) expires with its newest token. Each token's value is
     #: "<expiry ms>|<address>" (one written before spent tokens had a set of their own may read
     #: "<expiry ms>:spent|<address>": it counts as any other, and its pending challenge is gone).
-    ISSUE = LuaScript(
-        CLOCK,
-        """
-local record = KEYS[1]
-local who = ARGV[5]
-if who == 'unknown' or (who == 'check' and redis.call('EXISTS', KEYS[1]) == 0) then
-  if ARGV[6] ~= '1' then return false end
-  record = KEYS[2]
-end
-local now = now_ms()
-local prefix = ARGV[4]
-local address = ARGV[7]
-local live = {}
-local held = {}
-local fields = redis.call('HGETALL', record)
-for i = 1, #fields, 2 do
-  if string.sub(fields[i], 1, #prefix) == prefix then
-    local expiry = tonumber(string.match(fields[i + 1], '^%d+'))
-    local owner = string.match(fields[i + 1], '|(.*)$') or ''
-    if expiry <= now then
-      redis.call('HDEL', record, fields[i])
-    else
-      live[#live + 1] = {expiry, fields[i], owner}
-      held[owner] = (held[owner] or 0) + 1
-    end
-  end
-end
-table.sort(live, function(a, b) return a[1] < b[1] end)
-local answer = {}
-local count = #live
-local function drop(index)
-  local token = live[index]
-  redis.call('HDEL', record, token[2])
-  answer[#answer + 1] = string.sub(token[2], #prefix + 1)
-  held[token[3]] = held[token[3]] - 1
-  count = count - 1
-  token[2] = nil
-end
--- This address's own tokens beyond its cap, oldest first.
-local over = (held[address] or 0) - (tonumber(ARGV[3]) - 1)
-for i = 1, #live do
-  if over <= 0 then break end
-  if live[i][3] == address then
-    drop(i)
-    over = over - 1
-  end
-end
--- Beyond the total, the oldest token of the address that holds the most.
-while count > tonumber(ARGV[8]) - 1 do
-  local most, most_held = nil, 0
-  for owner, n in pairs(held) do
-    if n > most_held then most, most_held = owner, n end
-  end
-  local victim
-  for i = 1, #live do
-    if live[i][2] and live[i][3] == most then
-      victim = i
-      break
-    end
-  end
-  drop(victim)
-end
-local expiry = now + tonumber(ARGV[2])
-redis.call('HSET', record, prefix .. ARGV[1], ms(expiry) .. '|' .. address)
-if who ~= 'check' or record == KEYS[2] then redis.call('PEXPIREAT', record, ms(expiry)) end
-table.insert(answer, 1, ms(expiry))
-table.insert(answer, 1, ms(now))
-return answer
-""",
-    )
+    ISSUE = LuaScript(CLOCK, _ISSUE_FUNCTION, "return issue(KEYS[1], KEYS[2], now_ms(), ARGV)")
 
     #: KEYS: the challenges issued to one client address (a sorted set of ``<token>\x1f<name>``
     #: by expiry). ARGV: the new entry, its expiry (ms), the most kept.
     #: Returns the entries dropped for the cap (oldest first), whose tokens the caller withdraws.
     #: Guarantees: the set keeps at most ARGV[3] unexpired entries and expires with its newest.
     TRACK = LuaScript(
+        CLOCK, _TRACK_FUNCTION, "return track(KEYS[1], ARGV[1], ARGV[2], ARGV[3], now_ms())"
+    )
+
+    #: A whole getchallenge, on a single Redis only: its keys live in several slots.
+    #: KEYS: :attr:`ISSUE`'s two, the token's pending challenge, the client address's
+    #: challenges (:attr:`TRACK`'s), and, when getchallenge is rate limited, the address's token
+    #: bucket (limits.TOKEN_BUCKET).
+    #: ARGV: :attr:`ISSUE`'s eight, the pending challenge's value (the name), the address's
+    #: entry for the token and the most entries it keeps (:attr:`TRACK`'s), then with a bucket
+    #: its rate and burst.
+    #: Returns {ms to wait} when the bucket is empty; {0} for a name that is no user without
+    #: decoys; else {0, :attr:`ISSUE`'s answer, :attr:`TRACK`'s}.
+    #: Guarantees: :attr:`ISSUE`'s and :attr:`TRACK`'s, in one step with the rate limit's; a
+    #: refusal by the rate limit, like a name that is no user without decoys, writes nothing
+    #: else; the pending challenge lives as long as the token.
+    IN_ONE_STEP = LuaScript(
         CLOCK,
+        TOKEN_BUCKET,
+        _ISSUE_FUNCTION,
+        _TRACK_FUNCTION,
         """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms(now_ms()))
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
-local dropped = {}
-if over > 0 then
-  local popped = redis.call('ZPOPMIN', KEYS[1], over)
-  for i = 1, #popped, 2 do dropped[#dropped + 1] = popped[i] end
+local now = now_ms()
+if #KEYS > 4 then
+  local wait = take_token(KEYS[5], tonumber(ARGV[12]), tonumber(ARGV[13]), now)
+  if wait > 0 then return {wait} end
 end
-redis.call('PEXPIREAT', KEYS[1], redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2])
-return dropped
+local answer = issue(KEYS[1], KEYS[2], now, ARGV)
+if not answer then return {0} end
+redis.call('SET', KEYS[3], ARGV[9], 'PX', ARGV[2])
+return {0, answer, track(KEYS[4], ARGV[10], answer[2], ARGV[11], now)}
 """,
     )
 
@@ -188,6 +235,9 @@ return dropped
         self.max_outstanding = max(1, int(max_outstanding))
         self.max_per_address = max(1, int(max_per_address))
         self.max_per_user = max(self.max_outstanding, int(max_per_user))
+        #: Whether a getchallenge runs as one script (:attr:`IN_ONE_STEP`): on a single Redis,
+        #: where a script may touch keys of any slot.
+        self.in_one_step = not is_cluster(client)
 
     def issue(
         self,
@@ -197,34 +247,35 @@ return dropped
         *,
         decoys: bool = False,
         address: str | None = None,
+        bucket: RateBucket | None = None,
     ) -> Challenge | None:
         """A new token for ``username``, kept in ``tokens_key`` (``who`` as the script's), in one
         round trip; ``None`` when there is no such user (nothing left written), unless ``decoys``:
         then a name that is no user gets a decoy token (see the module docstring), answered
-        exactly like a real one.
+        exactly like a real one. With a rate limit's ``bucket``, a token is taken from it first
+        (on a Redis Cluster in a round trip of its own); raises limits.RateLimited when it has
+        none.
 
         What one client can leave behind is bounded: the name's record keeps at most
         CHALLENGE_MAX_OUTSTANDING tokens, and the client ``address`` at most
         CHALLENGE_MAX_PER_ADDRESS challenges over all names. The tokens either cap drops are
         withdrawn with their pending challenges in one more round trip (only then)."""
         token = new_challenge_token()
-        if not is_valid_username(username):
+        valid = is_valid_username(username)
+        if valid and address is not None and self.in_one_step:
+            return self._issue_in_one_step(
+                username, tokens_key, who, decoys, address, bucket, token
+            )
+        if bucket is not None:
+            take_token(self.client, bucket)
+        if not valid:
             if not decoys:
                 return None
             now = int(time.time())
             return Challenge(token, now, now + self.ttl_ms // 1000)
         pending = self.keys.pending_challenge(family_id_for_challenge(token))
         keys = [tokens_key, self.keys.decoy_challenges(username)]
-        args = [
-            token,
-            self.ttl_ms,
-            self.max_outstanding,
-            CHALLENGE_FIELD_PREFIX,
-            who,
-            int(decoys),
-            address or "",
-            self.max_per_user,
-        ]
+        args = self._issue_args(token, who, decoys, address)
         entry = _entry(token, username)
         expiry_estimate = int(time.time() * 1000) + self.ttl_ms
 
@@ -253,6 +304,66 @@ return dropped
                 untracked = (self.keys.challenges_of_address(address), entry)
         if dropped:
             self._withdraw(dropped, untracked)
+        return self._issued(token, answer)
+
+    def _issue_in_one_step(
+        self,
+        username: str,
+        tokens_key: str,
+        who: str,
+        decoys: bool,
+        address: str,
+        bucket: RateBucket | None,
+        token: str,
+    ) -> Challenge | None:
+        """:meth:`issue` as the single script :attr:`IN_ONE_STEP`."""
+        keys = [
+            tokens_key,
+            self.keys.decoy_challenges(username),
+            # For a decoy the pending challenge is never consumed (no user record lists the
+            # token): it expires with it.
+            self.keys.pending_challenge(family_id_for_challenge(token)),
+            self.keys.challenges_of_address(address),
+        ]
+        args: list[Any] = [
+            *self._issue_args(token, who, decoys, address),
+            same_user(username),
+            _entry(token, username),
+            self.max_per_address,
+        ]
+        if bucket is not None:
+            keys.append(bucket.key)
+            args += [bucket.rate, bucket.burst]
+        reply = self.IN_ONE_STEP(self.client, keys, args)
+        if reply[0]:
+            raise RateLimited(int(reply[0]))
+        if len(reply) == 1:
+            return None
+        answer, tracked = reply[1], reply[2]
+        dropped = [(old, username) for old in answer[2:]]
+        dropped += [_entry_parts(item) for item in tracked]
+        if dropped:
+            self._withdraw(dropped)
+        return self._issued(token, answer)
+
+    def _issue_args(
+        self, token: str, who: str, decoys: bool, address: str | None
+    ) -> list[str | int]:
+        """:attr:`ISSUE`'s ARGV."""
+        return [
+            token,
+            self.ttl_ms,
+            self.max_outstanding,
+            CHALLENGE_FIELD_PREFIX,
+            who,
+            int(decoys),
+            address or "",
+            self.max_per_user,
+        ]
+
+    @staticmethod
+    def _issued(token: str, answer: list[Any] | None) -> Challenge | None:
+        """The challenge :attr:`ISSUE` answered for ``token`` (``None``: no such user)."""
         if not answer:
             return None
         now_ms, expiry_ms = (int(value) for value in answer[:2])

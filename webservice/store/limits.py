@@ -94,26 +94,32 @@ return math.min(#entries, tonumber(ARGV[3]))
 """,
 )
 
+#: A token bucket, as a function for scripts: ``take_token(key, rate, burst, now)`` takes one
+#: token from the bucket ``key`` (``rate`` tokens per second, at most ``burst`` kept) at ``now``
+#: (ms, the server's clock) and answers 0 when there was one, else the ms until there is one.
+#: Guarantees: a refusal changes nothing; an idle bucket expires. Needs :data:`CLOCK`'s ``ms``.
+TOKEN_BUCKET = """
+local function take_token(key, rate, burst, now)
+  local state = redis.call('HMGET', key, 'n', 't')
+  local tokens = tonumber(state[1]) or burst
+  local last = tonumber(state[2]) or now
+  if now > last then tokens = math.min(burst, tokens + (now - last) * rate / 1000) end
+  if tokens < 1 then
+    return math.max(1, math.ceil((1 - tokens) * 1000 / rate))
+  end
+  redis.call('HSET', key, 'n', tostring(tokens - 1), 't', ms(math.max(now, last)))
+  redis.call('PEXPIRE', key, math.ceil(burst * 1000 / rate) + 1000)
+  return 0
+end
+"""
+
 # Takes one token from bucket KEYS[1] (ARGV[1] tokens per second, at most ARGV[2] kept).
 # Answers 0 when there was one (and takes it), else the ms until there is one.
 # Guarantees: atomic, by the server's clock; a refusal changes nothing; an idle bucket expires.
 _TAKE_TOKEN = LuaScript(
     CLOCK,
-    """
-local now = now_ms()
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local state = redis.call('HMGET', KEYS[1], 'n', 't')
-local tokens = tonumber(state[1]) or burst
-local last = tonumber(state[2]) or now
-if now > last then tokens = math.min(burst, tokens + (now - last) * rate / 1000) end
-if tokens < 1 then
-  return math.max(1, math.ceil((1 - tokens) * 1000 / rate))
-end
-redis.call('HSET', KEYS[1], 'n', tostring(tokens - 1), 't', ms(math.max(now, last)))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
-return 0
-"""
+    TOKEN_BUCKET,
+    "return take_token(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), now_ms())",
 )
 
 
@@ -297,20 +303,45 @@ class _ResetCounters:
         pass
 
 
-class ChallengeRateLimit:
-    """The getchallenge token bucket of each client address."""
+@dataclass(frozen=True)
+class RateBucket:
+    """One client address's getchallenge bucket: its key, and its rate (tokens per second) and
+    burst (most tokens kept), as :data:`TOKEN_BUCKET` takes them."""
 
-    def __init__(self, client: RedisClient, keys: RedisKeys, *, rate: float, burst: int) -> None:
-        self.client = client
+    key: str
+    rate: float
+    burst: int
+
+
+class RateLimited(Exception):
+    """A request refused by a rate limit: ``wait_ms`` until the next would be allowed."""
+
+    def __init__(self, wait_ms: int) -> None:
+        super().__init__(f"rate limited for {wait_ms} ms")
+        self.wait_ms = wait_ms
+
+
+class ChallengeRateLimit:
+    """The getchallenge token bucket of each client address (its settings).
+
+    A getchallenge takes its token inside the script that issues the challenge on a single
+    Redis, else in a round trip of its own first (:func:`take_token`; store/challenges.py)."""
+
+    def __init__(self, keys: RedisKeys, *, rate: float, burst: int) -> None:
         self.keys = keys
         self.rate = float(rate)
         self.burst = max(1, int(burst))
 
-    def retry_after_ms(self, address: str) -> int:
-        """0 when ``address`` may have a challenge now (taking it: one round trip), else the ms
-        to wait. No round trip when the limit is off."""
+    def bucket(self, address: str) -> RateBucket | None:
+        """The bucket of client ``address``; ``None`` when the limit is off."""
         if self.rate <= 0:
-            return 0
-        return int(
-            _TAKE_TOKEN(self.client, [self.keys.challenge_rate(address)], [self.rate, self.burst])
-        )
+            return None
+        return RateBucket(self.keys.challenge_rate(address), self.rate, self.burst)
+
+
+def take_token(client: RedisClient, bucket: RateBucket) -> None:
+    """Takes a token from ``bucket`` (one round trip); raises :class:`RateLimited` when it has
+    none."""
+    wait_ms = int(_TAKE_TOKEN(client, [bucket.key], [bucket.rate, bucket.burst]))
+    if wait_ms:
+        raise RateLimited(wait_ms)

@@ -245,14 +245,21 @@ def test_getchallenge_floods_are_limited_per_address():
     failed(env.call(client, "getchallenge", "GET", username="alice"), "TOO_MANY_REQUESTS")
 
 
-def test_a_refused_getchallenge_writes_no_token(env, alice):
+@pytest.mark.parametrize("in_one_step", [True, False], ids=["one step", "own round trip"])
+def test_a_refused_getchallenge_writes_nothing(in_one_step):
+    """Not the token, its pending challenge, its address's entry, nor the bucket: whether the
+    bucket is taken from in the getchallenge's one script (a single Redis) or in a round trip
+    of its own first (as on a Redis Cluster)."""
     env = make_env({"CHALLENGE_RATE_LIMIT": 1, "CHALLENGE_RATE_BURST": 1})
+    env.gateway.challenges.in_one_step = in_one_step
     env.add_user("alice")
     client = env.api()
     ok(env.call(client, "getchallenge", "GET", username="alice"))
-    fields = env.redis.hgetall(env.gateway.keys.user("alice"))
-    failed(env.call(client, "getchallenge", "GET", username="alice"), "TOO_MANY_REQUESTS")
-    assert env.redis.hgetall(env.gateway.keys.user("alice")) == fields
+    before = env.snapshot(bookkeeping=True)
+    assert any(b":rate:" in key for key in before)
+    for name in ("alice", "nobody", "not a name!"):
+        failed(env.call(client, "getchallenge", "GET", username=name), "TOO_MANY_REQUESTS")
+    assert env.snapshot(bookkeeping=True) == before
 
 
 def test_the_default_getchallenge_limit_allows_bursts_of_dozens(env, alice):
