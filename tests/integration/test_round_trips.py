@@ -270,3 +270,64 @@ def test_a_name_now_held_by_another_user_never_ends_the_former_users_families(
         assert error_code(ws.authed("listtypes")) is None
     assert real_redis.zcard(gateway.keys.user_families(former_id)) == 2
     assert real_redis.zcard(gateway.keys.user_families(former_id + 1000)) == 1
+
+
+@pytest.mark.parametrize("host_listens", [False, True], ids=["in the script", "riding"])
+def test_the_oldest_family_a_login_ends_goes_in_the_script_that_starts_its_own(
+    redis_server, real_redis, host_listens
+):
+    """On a single Redis the script that starts a login's family also ends the user's oldest
+    when the login is one past MAX_FAMILIES_PER_USER, writing its audit entry, and the ending is
+    announced once made; the login's round trip carries no command of that ending. A receiver
+    of ``family_ended`` that must hear of an ending before it is made (a host's) makes it ride
+    in the round trip instead, announced first: the same families end, with the same entry."""
+    sent: list[list[str]] = []
+
+    class Recording(redis.Connection):
+        def send_packed_command(self, command, check_health=True):  # type: ignore[no-untyped-def]
+            sent.append(command_names(command))
+            return super().send_packed_command(command, check_health)
+
+    pool = redis.ConnectionPool(
+        connection_class=Recording, host="127.0.0.1", port=redis_server.port, decode_responses=True
+    )
+    settings = {**TEST_SETTINGS, "REDIS_URL": redis_server.url, "MAX_FAMILIES_PER_USER": 2}
+    app = create_app(settings, redis_client=redis.Redis(connection_pool=pool))
+    gateway = gateway_of(app)
+    heard: list[tuple[str, str, bool]] = []
+    if host_listens:
+        from webservice import events
+
+        @events.family_ended.connect_via(app)
+        def note(sender, event, round_trip, **extra):  # type: ignore[no-untyped-def]
+            heard.append((event.reason, event.handle, round_trip.audited))
+
+    access_key = gateway.users.add(USERNAME).access_key
+    ws = client_of(app)
+    names = []
+    for _ in range(4):
+        token = ws.call("getchallenge", "GET", username=USERNAME)["result"]["token"]
+        sent.clear()
+        answer = ws.call("login", username=USERNAME, accessKey=proof(token, access_key))
+        names.append(answer["result"]["sessionName"])
+        second = sent[1]
+    # The last login was one past the cap: its second round trip.
+    riding = ["DEL", "ZREM", "XADD"]
+    assert (second.count("XADD") == 2 and all(name in second for name in riding)) == host_listens
+    if not host_listens:
+        assert second.count("XADD") == 1 and "DEL" not in second, second
+    alive = []
+    for name in names:
+        ws.session_name = name
+        alive.append(error_code(ws.authed("listtypes")) is None)
+    assert alive == [False, False, True, True]
+    user_id = gateway.users.get(USERNAME).id
+    assert real_redis.zcard(gateway.keys.user_families(user_id)) == 2
+    entries, _ = gateway.audit.tail(50)
+    capped = [entry.event for entry in entries if entry.event.reason == "family_cap"]
+    logins = [entry.event for entry in entries if entry.event.event == "login"]
+    assert [(event.event, event.user) for event in capped] == [("end", USERNAME)] * 2
+    # Each is recorded with the handle of the login that ended it.
+    assert [event.handle for event in capped] == [event.handle for event in logins[2:]]
+    if host_listens:
+        assert [(reason, audited) for reason, _, audited in heard] == [("family_cap", False)] * 2

@@ -299,7 +299,10 @@ def test_acknowledged_logouts_survive_failovers(sentinel_pair: SentinelSetup, re
         for thread in threads:
             thread.join(timeout=30)
     assert not traffic.failures, traffic.failures[:3]
-    assert set(traffic.codes) <= SWITCH_CODES, traffic.codes
+    # Without REDIS_WAIT_REPLICAS a web login made just before a failover may be lost with the
+    # old master: its extendsession is then refused as for a login that ended.
+    allowed = SWITCH_CODES if replicas else SWITCH_CODES | {"AUTHENTICATION_FAILURE"}
+    assert set(traffic.codes) <= allowed, traffic.codes
 
     resurrected = [logout for logout in traffic.logouts if works_again(app, logout)]
 

@@ -30,9 +30,10 @@ its limit still finish, so at most the number of logins in flight at that moment
 workers) may be tried beyond it.
 
 **getchallenge** is limited per client address by a token bucket (``CHALLENGE_RATE_LIMIT`` per
-second, bursts of ``CHALLENGE_RATE_BURST``), one Lua script on ``P:rate:getchallenge:<address>``
-with the Redis server's clock: a generous bound that stops floods of challenges, never a client
-that logs in dozens of times a second.
+second, bursts of ``CHALLENGE_RATE_BURST``) on ``P:rate:getchallenge:<address>``, with the Redis
+server's clock (:data:`TOKEN_BUCKET`): a generous bound that stops floods of challenges, never a
+client that logs in dozens of times a second. On a single Redis the token is taken by the script
+that issues the challenge (store/challenges.py), on a Redis Cluster in a round trip of its own.
 
 Why scripts of our own and not Flask-Limiter: Flask-Limiter checks and counts every request in
 round trips of its own before the view, while these limits count only failures, must be read
