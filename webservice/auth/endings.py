@@ -16,7 +16,7 @@ from webservice.auth.trail import ending_entry
 from webservice.events import RoundTrip, SessionEvent
 from webservice.store.audit import AuditTrail
 from webservice.store.confirmation import NotConfirmed
-from webservice.store.family_endings import EndedInScript, FamilyEnding
+from webservice.store.family_endings import FamilyEnding
 from webservice.store.family_lua import StreamEntry
 from webservice.store.round_trip import Change, send
 from webservice.store.session_values import Session, TimedOut
@@ -54,7 +54,9 @@ class Endings:
         (SessionStore.one_step_endings), and while every receiver may hear of it then
         (events.hear_after_the_fact): a host's receiver, or logout notifications, which ride the
         ending's round trip, make it :meth:`family`."""
-        if not (self.sessions.one_step_endings and events.hear_after_the_fact(events.family_ended)):
+        if not (
+            self.sessions.one_step_endings and events.hear_after_the_fact(events.family_ended)
+        ):
             return None
         session_id = SessionId.parse(raw_session_id)
         if session_id is None:
@@ -148,23 +150,9 @@ class Endings:
         round_trip = events.announce(events.family_ended, event)
         return RidingEnding(self.sessions.ending(user_id, families, round_trip.riders), round_trip)
 
-    def in_script(
-        self, user_id: int, families: Sequence[str], event: SessionEvent
-    ) -> ScriptedEnding | None:
-        """The end of ``families`` of the user (one: the oldest, for a login one past
-        MAX_FAMILIES_PER_USER), made by the script that starts the login's family, its audit
-        entry written by that script, and announced once made (:meth:`ScriptedEnding.made`);
-        ``None`` where it cannot be made so: more than one family, or as for
-        :meth:`own_family` (a Redis Cluster, REDIS_WAIT_REPLICAS, a receiver that must hear of
-        it first). Then it rides in the login's round trip (:meth:`riding`)."""
-        if len(families) != 1 or not (
-            self.sessions.one_step_endings and events.hear_after_the_fact(events.family_ended)
-        ):
-            return None
-        ending = self.sessions.ended_in_script(user_id, families[0], self._scripted_entry(event))
-        return ScriptedEnding(ending, event)
-
-    def all_of_user(self, user_id: int, event: SessionEvent, keep_family: str | None = None) -> int:
+    def all_of_user(
+        self, user_id: int, event: SessionEvent, keep_family: str | None = None
+    ) -> int:
         """Ends every family of the user but ``keep_family``; answers how many ended (announced
         once, with that count in ``round_trip.count``)."""
         round_trip = events.announce(events.family_ended, event)
@@ -193,20 +181,6 @@ class RidingEnding:
         announcement is done, counting the families that were still live."""
         self.round_trip.count = self.participant.count
         self.round_trip.done()
-
-
-class ScriptedEnding:
-    """An ending that the script starting a login's family makes (Endings.in_script)."""
-
-    def __init__(self, ending: EndedInScript, event: SessionEvent) -> None:
-        #: What the script is given (SessionStore.open_from_challenge's ``in_script``).
-        self.ending = ending
-        self.event = event
-
-    def made(self) -> None:
-        """The script ran: announces the ending, when the family was still live."""
-        if self.ending.count:
-            events.announce(events.family_ended, self.event, audited=True).done()
 
 
 def _ended_or_not(round_trip: RoundTrip, end: Callable[[], bool]) -> bool:

@@ -39,7 +39,6 @@ from webservice.store.challenges import (
 )
 from webservice.store.client import RedisClient
 from webservice.store.confirmation import NotConfirmed
-from webservice.store.family_endings import EndedInScript
 from webservice.store.keys import RedisKeys, same_user
 from webservice.store.limits import (
     ChallengeRateLimit,
@@ -183,9 +182,9 @@ class LoginFlow:
             client,
             "api",
             session_id.handle,
-            lambda riders, ended, in_script: (
+            lambda riders, ended: (
                 self.sessions.open_from_challenge(
-                    token, session_id, user.id, user.username, client, riders, ended, in_script
+                    token, session_id, user.id, user.username, client, riders, ended
                 )
                 or None
             ),
@@ -377,36 +376,29 @@ class LoginFlow:
         client: ClientInfo,
         via: str,
         handle: str,
-        start: Callable[[list[Participant], Sequence[str], EndedInScript | None], Started | None],
+        start: Callable[[list[Participant], Sequence[str]], Started | None],
         also: Sequence[Participant] = (),
         before: LiveFamilies | None = None,
     ) -> Started | None:
-        """Starts the family (``start``, given what rides in its round trip, the families ended
-        in it, which its confirmation covers, and the family its script ends) and announces the
-        login; answers what ``start`` did, ``None`` when it could not (the login is then taken
-        back from the audit trail, and nobody is told it happened). A user past
-        MAX_FAMILIES_PER_USER live logins loses the oldest (``family_ended``, ``family_cap``):
-        in that same round trip when the first one read them (``before``), else in one more. On
-        a single Redis the script that starts the family ends it (Endings.in_script), announced
-        once made; else it rides in the round trip, announced first (a login that loses its
-        token to a concurrent one a moment before may then have ended it all the same)."""
+        """Starts the family (``start``, given what rides in its round trip and the families
+        ended in it, which its confirmation covers) and announces the login; answers what
+        ``start`` did, ``None`` when it could not (the login is then taken back from the audit
+        trail, and nobody is told it happened). A user past MAX_FAMILIES_PER_USER live logins
+        loses the oldest (``family_ended``, ``family_cap``): in that same round trip when the
+        first one read them (``before``), else in one more. (A login that loses its token to a
+        concurrent one a moment before may have ended that oldest family all the same.)"""
         event = SessionEvent.of_client(via, client, user=username, handle=handle)
         round_trip = events.announce(events.login_succeeded, event)
         capped = event.but(reason="family_cap")
         doomed = before.to_end(self.max_families) if before is not None else []
-        scripted = self.endings.in_script(user_id, doomed, capped) if doomed else None
-        ending = self.endings.riding(user_id, doomed, capped) if doomed and not scripted else None
+        ending = self.endings.riding(user_id, doomed, capped) if doomed else None
         # After the ending, so that the count says what is left over.
         families = LiveFamilies(self.keys.user_families(user_id))
         riders = [*round_trip.riders, *also]
         if ending is not None:
             riders.append(ending.participant)
         try:
-            started = start(
-                [*riders, families],
-                doomed if ending is not None else [],
-                scripted.ending if scripted is not None else None,
-            )
+            started = start([*riders, families], doomed)
         except NotConfirmed:
             if ending is not None:
                 ending.made()
@@ -417,8 +409,6 @@ class LoginFlow:
             round_trip.cancel()
             return None
         round_trip.done()
-        if scripted is not None:
-            scripted.made()
         over = families.count - self.max_families
         if over > 0:
             self.endings.oldest_of_user(user_id, over, capped, families.oldest[:over])

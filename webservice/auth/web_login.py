@@ -102,7 +102,9 @@ class WebLink:
 
     # --- changing ---------------------------------------------------------------------------
 
-    def login(self, user_id: int, username: str, also: Sequence[Participant] = ()) -> Session:
+    def login(
+        self, user_id: int, username: str, also: Sequence[Participant] = ()
+    ) -> Session:
         """Logs this browser in: a new family rooted in a new web login (and a new session id
         where the interface can regenerate one). A login this browser already had ends first,
         with its API sessions (``web_relogin``). ``also`` rides with the new family."""
@@ -123,8 +125,7 @@ class WebLink:
             client,
             "web",
             root.handle,
-            # A web login reads no families first (before=None): nothing ends in its script.
-            lambda riders, ended, _in_script: self.sessions.open_web(
+            lambda riders, ended: self.sessions.open_web(
                 root, user_id, username, client, riders, ended
             ),
             also,

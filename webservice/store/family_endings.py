@@ -1,8 +1,6 @@
-"""How SessionStore ends families together with other changes: the participants
-(round_trip.Participant) FamilyEnding, which ends families in the round trip of another change,
-Unindex, which drops ended families from their user's index, and Reader, which reads an ended
-marker in a round trip that confirms; and EndedInScript, a family that the script starting a
-login's family ends in the same step.
+"""The participants (round_trip.Participant) with which SessionStore ends families in a round
+trip: FamilyEnding ends families in the round trip of another change, Unindex drops ended
+families from their user's index, and Reader reads an ended marker in a round trip that confirms.
 """
 
 from __future__ import annotations
@@ -11,7 +9,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from webservice.store.confirmation import NotConfirmed
-from webservice.store.family_lua import StreamEntry
 from webservice.store.round_trip import Change, Participant, Span, hand_out, queue_each, scripts_of
 from webservice.store.scripts import LuaScript
 
@@ -98,19 +95,3 @@ class Unindex:
 
     def sent(self, replies: list[Any]) -> None:
         pass
-
-
-class EndedInScript:
-    """A family of a user that the script starting the user's new family ends in the same step,
-    with its index entry and its audit entry (SessionStore.OPEN_FROM_CHALLENGE): a login one
-    past MAX_FAMILIES_PER_USER on a single Redis. Once sent, ``count`` is 1 if it was still
-    live, else 0."""
-
-    def __init__(
-        self, family_key: str, index_key: str, family_id: str, entry: StreamEntry | None
-    ) -> None:
-        #: The script's KEYS for it: the family, its user's index, and the stream of its entry.
-        self.keys = [family_key, index_key] + ([entry.stream] if entry is not None else [])
-        #: The script's ARGV for it: the family id, and the entry.
-        self.arguments: list[Any] = [family_id, *(entry.arguments() if entry else ())]
-        self.count = 0

@@ -36,13 +36,7 @@ from typing import Any
 
 from webservice.store.client import RedisClient, is_cluster
 from webservice.store.confirmation import NotConfirmed, Replicas
-from webservice.store.family_endings import (
-    EndedInScript,
-    FamilyEnding,
-    Reader,
-    Unindex,
-    counted,
-)
+from webservice.store.family_endings import FamilyEnding, Reader, Unindex, counted
 from webservice.store.family_lua import FAMILY_FUNCTIONS, TIMED_OUT, StreamEntry
 from webservice.store.keys import RedisKeys
 from webservice.store.round_trip import Change, Participant, send
@@ -195,19 +189,12 @@ return {family[1], family[2], ended}
 """,
     )
 
-    #: KEYS: the pending challenge, the family it becomes; for a family ended in the same step
-    #: (EndedInScript), that family and its user's index, and for an entry the stream.
-    #: ARGV: username, user id, the API member, its packed client info, idle ms, absolute ms, keep
-    #: ms (check_member); for a family ended, its id and, for an entry, the entry
-    #: (StreamEntry.arguments, its ``user`` the username).
-    #: Returns 1 ({1, 1 if the family ended was live else 0} when one is ended), or nil when the
-    #: challenge is gone (nothing ended).
+    #: KEYS: the pending challenge, the family it becomes. ARGV: username, user id, the API member,
+    #: its packed client info, idle ms, absolute ms, keep ms (check_member). Returns 1, or nil when
+    #: the challenge is gone.
     #: Guarantees: a challenge yields at most one family, ever: the pending challenge must exist
     #: for this very user (its name in lower case: keys.same_user) and is deleted in the same
-    #: step that creates the family. The family ended (a login's user one past
-    #: MAX_FAMILIES_PER_USER: its oldest) ends in that same step, with its index entry, and its
-    #: entry is added exactly when it was live. Ending one needs a single Redis (its keys live in
-    #: other slots: SessionStore.one_step_endings).
+    #: step that creates the family.
     OPEN_FROM_CHALLENGE = LuaScript(
         CLOCK,
         FAMILY_FUNCTIONS,
@@ -216,11 +203,7 @@ if redis.call('GET', KEYS[1]) ~= string.lower(ARGV[1]) then return false end
 redis.call('DEL', KEYS[1])
 create_family(KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], '0', tonumber(ARGV[5]),
   tonumber(ARGV[6]), now_ms(), tonumber(ARGV[7]))
-if not KEYS[3] then return 1 end
-local ended = redis.call('DEL', KEYS[3])
-redis.call('ZREM', KEYS[4], ARGV[8])
-if ended == 1 and KEYS[5] then append_entry(KEYS[5], ARGV, 9, ARGV[1]) end
-return {1, ended}
+return 1
 """,
     )
 
@@ -368,7 +351,6 @@ return 1
         client_info: ClientInfo,
         riders: Sequence[Participant] = (),
         ended: Sequence[str] = (),
-        in_script: EndedInScript | None = None,
     ) -> bool:
         """Consumes challenge ``token`` and starts the API family of ``session_id``
         (SessionId.for_challenge); False if the token was used or expired.
@@ -376,39 +358,18 @@ return 1
         One round trip: the family is created and indexed under its user, with the ``riders``.
         The token itself stays in the user's record until it expires; its pending challenge is
         gone, so a replay is refused here. ``ended``: families that a rider (:meth:`ending`)
-        ends in the same round trip, confirmed with it (REDIS_WAIT_REPLICAS); ``in_script``: a
-        family that the script ends in the same step (:meth:`ended_in_script`), told how many
-        ended.
+        ends in the same round trip, confirmed with it (REDIS_WAIT_REPLICAS).
         """
         family = session_id.family_id
-        keys = [self.keys.pending_challenge(family), self.keys.family(family)]
-        more: list[Any] = []
-        if in_script is not None:
-            keys += in_script.keys
-            more = in_script.arguments
-        reply = self._open(
+        return self._open(
             self.OPEN_FROM_CHALLENGE,
-            keys,
+            [self.keys.pending_challenge(family), self.keys.family(family)],
             session_id,
             user_id,
             username,
             client_info.packed("api"),
             riders,
             ended,
-            more,
-        )
-        if in_script is not None and isinstance(reply, list):
-            in_script.count = int(reply[1])
-        return bool(reply)
-
-    def ended_in_script(
-        self, user_id: int, family: str, entry: StreamEntry | None
-    ) -> EndedInScript:
-        """The end of ``family`` of user ``user_id``, with its audit ``entry``, made by the script
-        that starts a login's family (:meth:`open_from_challenge`'s ``in_script``). Only while
-        :attr:`one_step_endings`."""
-        return EndedInScript(
-            self.keys.family(family), self.keys.user_families(user_id), family, entry
         )
 
     def open_web(
@@ -495,16 +456,13 @@ return 1
         packed_info: str,
         riders: Sequence[Participant],
         ended: Sequence[str],
-        more_args: Sequence[Any] = (),
-    ) -> Any:
-        """Runs ``script`` (an OPEN_ script) with the family's index update and the ``riders``;
-        answers its reply (falsy: not opened). ``more_args`` follow the script's own ARGV."""
+    ) -> bool:
         family = session_id.family_id
         index_key = self.keys.user_families(user_id)
         expiry_estimate = int(time.time() * 1000) + self.absolute_ms
         args = [
             username, user_id, session_id.member, packed_info, self.idle_ms, self.absolute_ms,
-            self.keep_ms, *more_args,
+            self.keep_ms,
         ]  # fmt: skip
 
         def own(pipe: Any) -> None:
@@ -524,7 +482,7 @@ return 1
             # Nothing was opened and no family of that id lives (a replayed token names one that
             # an earlier login opened): take back the index entry.
             self.client.zrem(index_key, family)
-        return opened
+        return bool(opened)
 
     # --- listing -------------------------------------------------------------------------------
 
@@ -634,7 +592,9 @@ return 1
         owner = self.client.hget(key, "u")
         return int(owner) if owner else None
 
-    def end_by_handle(self, user_id: int, handle: str, riders: Sequence[Participant] = ()) -> bool:
+    def end_by_handle(
+        self, user_id: int, handle: str, riders: Sequence[Participant] = ()
+    ) -> bool:
         """Ends the family of the member named by ``handle`` if it is the user's; says whether.
 
         The ``riders`` are sent only when it was ended, with the index update.
@@ -802,11 +762,7 @@ return 1
         that is not there is nothing to confirm."""
         reader = Reader(lambda pipe: read(pipe, self.keys.ended_family(family)))
         try:
-            send(
-                self.client,
-                participants=[reader],
-                confirm=self.replicas.of_change("Logout", [family]),
-            )
+            send(self.client, participants=[reader], confirm=self.replicas.of_change("Logout", [family]))
         except NotConfirmed:
             if matches(reader.replies):
                 raise
