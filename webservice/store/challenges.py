@@ -273,38 +273,7 @@ return {0, answer, track(KEYS[4], ARGV[10], answer[2], ARGV[11], now)}
                 return None
             now = int(time.time())
             return Challenge(token, now, now + self.ttl_ms // 1000)
-        pending = self.keys.pending_challenge(family_id_for_challenge(token))
-        keys = [tokens_key, self.keys.decoy_challenges(username)]
-        args = self._issue_args(token, who, decoys, address)
-        entry = _entry(token, username)
-        expiry_estimate = int(time.time() * 1000) + self.ttl_ms
-
-        def own(pipe: Any) -> None:
-            self.ISSUE.queue(pipe, keys, args)
-            # The pending challenge goes in the same round trip; for a decoy it is never
-            # consumed (no user record lists the token) and expires with it.
-            pipe.set(pending, same_user(username), px=self.ttl_ms)
-            if address is not None:
-                self.TRACK.queue(
-                    pipe,
-                    [self.keys.challenges_of_address(address)],
-                    [entry, expiry_estimate, self.max_per_address],
-                )
-
-        replies = send(self.client, own, scripts=[self.ISSUE, self.TRACK])
-        answer = replies[0]
-        dropped = [(old, username) for old in answer[2:]] if answer else []
-        if address is not None:
-            dropped += [_entry_parts(item) for item in replies[2]]
-        untracked = None
-        if not answer:
-            # No such user and no decoy: nothing of this call may stay.
-            dropped.append((token, username))
-            if address is not None:
-                untracked = (self.keys.challenges_of_address(address), entry)
-        if dropped:
-            self._withdraw(dropped, untracked)
-        return self._issued(token, answer)
+        return self._issue_in_pipeline(username, tokens_key, who, decoys, address, token)
 
     def _issue_in_one_step(
         self,
@@ -316,7 +285,7 @@ return {0, answer, track(KEYS[4], ARGV[10], answer[2], ARGV[11], now)}
         bucket: RateBucket | None,
         token: str,
     ) -> Challenge | None:
-        """:meth:`issue` as the single script :attr:`IN_ONE_STEP`."""
+        """:meth:`issue` as the single script :attr:`IN_ONE_STEP` (a single Redis)."""
         keys = [
             tokens_key,
             self.keys.decoy_challenges(username),
@@ -340,11 +309,60 @@ return {0, answer, track(KEYS[4], ARGV[10], answer[2], ARGV[11], now)}
         if len(reply) == 1:
             return None
         answer, tracked = reply[1], reply[2]
+        self._withdraw_dropped(username, answer, tracked)
+        return self._issued(token, answer)
+
+    def _issue_in_pipeline(
+        self,
+        username: str,
+        tokens_key: str,
+        who: str,
+        decoys: bool,
+        address: str | None,
+        token: str,
+    ) -> Challenge | None:
+        """:meth:`issue` as :attr:`ISSUE`, the pending challenge and :attr:`TRACK` in one
+        pipeline (a Redis Cluster, or no client address)."""
+        pending = self.keys.pending_challenge(family_id_for_challenge(token))
+        keys = [tokens_key, self.keys.decoy_challenges(username)]
+        args = self._issue_args(token, who, decoys, address)
+        entry = _entry(token, username)
+        expiry_estimate = int(time.time() * 1000) + self.ttl_ms
+
+        def own(pipe: Any) -> None:
+            self.ISSUE.queue(pipe, keys, args)
+            # The pending challenge goes in the same round trip; for a decoy it is never
+            # consumed (no user record lists the token) and expires with it.
+            pipe.set(pending, same_user(username), px=self.ttl_ms)
+            if address is not None:
+                self.TRACK.queue(
+                    pipe,
+                    [self.keys.challenges_of_address(address)],
+                    [entry, expiry_estimate, self.max_per_address],
+                )
+
+        replies = send(self.client, own, scripts=[self.ISSUE, self.TRACK])
+        answer = replies[0]
+        tracked = replies[2] if address is not None else []
+        if answer:
+            self._withdraw_dropped(username, answer, tracked)
+        else:
+            # No such user and no decoy: nothing of this call may stay.
+            untracked = None
+            if address is not None:
+                untracked = (self.keys.challenges_of_address(address), entry)
+            self._withdraw([(token, username), *map(_entry_parts, tracked)], untracked)
+        return self._issued(token, answer)
+
+    def _withdraw_dropped(self, username: str, answer: list[Any], tracked: list[str]) -> None:
+        """Withdraws what the caps dropped for a token just issued to ``username``: the tokens
+        :attr:`ISSUE` dropped from the name's record (``answer``'s tail) and the entries
+        :attr:`TRACK` dropped from the address's challenges (``tracked``); no round trip when
+        neither dropped any."""
         dropped = [(old, username) for old in answer[2:]]
         dropped += [_entry_parts(item) for item in tracked]
         if dropped:
             self._withdraw(dropped)
-        return self._issued(token, answer)
 
     def _issue_args(
         self, token: str, who: str, decoys: bool, address: str | None
