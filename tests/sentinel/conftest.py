@@ -122,28 +122,33 @@ def start_sentinel_setup(directory: Path, timeout: float = 30.0) -> SentinelSetu
         # The replica's first sync starts at once (Redis 7 waits 5 s for more replicas).
         "--repl-diskless-sync-delay", "0",
     ]  # fmt: skip
-    master = PasswordRedisServer(directory / "master", extra_args=auth)
-    replica = PasswordRedisServer(
-        directory / "replica", extra_args=[*auth, "--replicaof", "127.0.0.1", "0"]
-    )
-    sentinel = SentinelServer(directory / "sentinel", config=[])
-    setup = SentinelSetup(master, replica, sentinel)
+    # Each server picks its free port only once the one before it listens: two ports picked
+    # before either server started may be the same one.
+    started: list[RedisServer] = []
     try:
-        master.start()
-        replica.extra_args[-1] = str(master.port)
-        replica.start()
-        sentinel.config = [
-            f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master.port} 1",
-            f"sentinel auth-pass {MASTER_NAME} {DATA_PASSWORD}",
-            f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}",
-            f"sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}",
-            f"sentinel parallel-syncs {MASTER_NAME} 1",
-            f"requirepass {SENTINEL_PASSWORD}",
-        ]
-        sentinel.start()
+        master = PasswordRedisServer(directory / "master", extra_args=auth)
+        started.append(master.start())
+        replica = PasswordRedisServer(
+            directory / "replica", extra_args=[*auth, "--replicaof", "127.0.0.1", str(master.port)]
+        )
+        started.append(replica.start())
+        sentinel = SentinelServer(
+            directory / "sentinel",
+            config=[
+                f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master.port} 1",
+                f"sentinel auth-pass {MASTER_NAME} {DATA_PASSWORD}",
+                f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}",
+                f"sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}",
+                f"sentinel parallel-syncs {MASTER_NAME} 1",
+                f"requirepass {SENTINEL_PASSWORD}",
+            ],
+        )
+        started.append(sentinel.start())
+        setup = SentinelSetup(master, replica, sentinel)
         wait_until_ready(setup, time.monotonic() + timeout)
     except BaseException:
-        setup.stop()
+        for server in reversed(started):
+            server.stop()
         raise
     return setup
 
