@@ -90,11 +90,14 @@ def start_cluster(
     """Starts ``masters`` cluster-enabled redis-servers, joins them and waits for
     ``cluster_state:ok`` on every node. ``persistent``: append-only files, so that a node stopped
     and started again keeps its data (its cluster configuration is kept either way)."""
-    nodes = []
-    for index in range(masters):
-        node_dir = directory / f"node{index}"
-        nodes.append(
-            RedisServer(
+    nodes: list[RedisServer] = []
+    cluster = LocalCluster(nodes)
+    try:
+        # Each node picks its free ports once the nodes before it listen: ports picked together
+        # before any node started may be the same one.
+        for index in range(masters):
+            node_dir = directory / f"node{index}"
+            node = RedisServer(
                 node_dir,
                 cluster_node_port(),
                 persistent=persistent,
@@ -103,12 +106,8 @@ def start_cluster(
                     "--cluster-config-file", str(node_dir.resolve() / "nodes.conf"),
                     "--cluster-node-timeout", "5000",
                 ],
-            )
-        )  # fmt: skip
-    cluster = LocalCluster(nodes)
-    try:
-        for node in nodes:
-            node.start()
+            )  # fmt: skip
+            nodes.append(node.start())
         created = subprocess.run(
             [find_binary("redis-cli"), "--cluster", "create",
              *(f"127.0.0.1:{node.port}" for node in nodes),
