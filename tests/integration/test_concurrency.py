@@ -11,9 +11,11 @@ from tests.integration.conftest import (
     USERNAME,
     client_of,
     error_code,
+    gateway_of,
     run_threads,
 )
 from tests.wsclient import proof
+from webservice import events
 
 pytestmark = pytest.mark.integration
 
@@ -91,3 +93,67 @@ def test_a_replayed_login_does_not_hide_the_session_from_end_all_for_user(real_a
     result = real_app.test_cli_runner().invoke(args=["users", "disable", USERNAME])
     assert result.exit_code == 0, result.output
     assert error_code(ws.authed("listtypes")) == "AUTHENTICATION_REQUIRED"
+
+
+@pytest.mark.parametrize("host_hears_first", [False, True], ids=["cap in script", "host hears"])
+def test_logins_of_a_user_at_its_cap_at_the_same_moment_each_end_one_other_family(
+    make_app, real_redis, host_hears_first
+):
+    """The workers of one integration log in as one user at the same moment, the user at
+    MAX_FAMILIES_PER_USER. On a single Redis the script that opens each family picks the one it
+    ends: each login ends exactly one other family, the oldest left, so the user keeps exactly
+    the cap, the newest, and every ending is announced and audited once. A host's receiver that
+    must hear first makes the logins read the oldest and end it riding, where two logins that
+    read the same one each end one more afterwards, possibly leaving the user under the cap:
+    there the test asks only that the index and the live families agree, within the cap."""
+    cap, count = 4, 12
+    apps = [make_app(MAX_FAMILIES_PER_USER=cap) for _ in range(3)]  # three "workers"
+    heard: list[int] = []
+    for app in apps:
+
+        def note(sender, event, round_trip, **extra):  # type: ignore[no-untyped-def]
+            def done() -> None:
+                heard.append(round_trip.count)
+
+            round_trip.on_done(done)
+
+        events.connect(app, {events.family_ended: note}, after_the_fact=not host_hears_first)
+    gateway = gateway_of(apps[0])
+    access_key = gateway.users.add(USERNAME).access_key
+    user_id = gateway.users.get(USERNAME).id
+    index = gateway.keys.user_families(user_id)
+
+    def log_in(app) -> str:
+        ws = client_of(app)
+        token = ws.call("getchallenge", "GET", username=USERNAME)["result"]["token"]
+        answer = ws.call("login", username=USERNAME, accessKey=proof(token, access_key))
+        assert answer["success"], answer
+        return answer["result"]["sessionName"]
+
+    first = [log_in(apps[0]) for _ in range(cap)]
+    heard.clear()
+    all_challenged = threading.Barrier(count, timeout=30)
+
+    def racing(i: int) -> str:
+        ws = client_of(apps[i % len(apps)])
+        token = ws.call("getchallenge", "GET", username=USERNAME)["result"]["token"]
+        all_challenged.wait()
+        answer = ws.call("login", username=USERNAME, accessKey=proof(token, access_key))
+        assert answer["success"], answer
+        return answer["result"]["sessionName"]
+
+    racers = run_threads(count, racing)
+    live = [
+        session
+        for session in first + racers
+        if real_redis.exists(gateway.keys.family(session.split(".")[0]))
+    ]
+    assert set(real_redis.zrange(index, 0, -1)) == {session.split(".")[0] for session in live}
+    if host_hears_first:
+        assert len(live) <= cap
+        return
+    assert len(live) == cap
+    assert set(first).isdisjoint(live), "the oldest end first"
+    assert heard == [1] * count, "each login ended one family, announced once"
+    entries, _ = gateway.audit.tail(200)
+    assert len([entry for entry in entries if entry.event.reason == "family_cap"]) == count

@@ -16,7 +16,7 @@ from webservice.auth.trail import ending_entry
 from webservice.events import RoundTrip, SessionEvent
 from webservice.store.audit import AuditTrail
 from webservice.store.confirmation import NotConfirmed
-from webservice.store.family_endings import FamilyEnding
+from webservice.store.family_endings import FamilyCap, FamilyEnding
 from webservice.store.family_lua import StreamEntry
 from webservice.store.round_trip import Change, send
 from webservice.store.session_values import Session, TimedOut
@@ -43,20 +43,23 @@ class Endings:
         #: Where the audit entry of an ending made in one step goes (:meth:`own_family`).
         self.trail = trail
 
+    def one_step(self) -> bool:
+        """Whether an ending may be made by the script of the change that causes it, and
+        announced once made (``family_ended`` with ``audited``: the script writes the entry): on a
+        single Redis (SessionStore.one_step_endings), while every receiver may hear of it then
+        (events.hear_after_the_fact). A host's receiver, or logout notifications, which ride the
+        ending's round trip, make endings announce first."""
+        return self.sessions.one_step_endings and events.hear_after_the_fact(events.family_ended)
+
     def own_family(self, raw_session_id: object, event: SessionEvent) -> Session | str | None:
         """Ends the family of the caller's own ``api`` session ``raw_session_id`` in the round trip
         that checks it; answers the session it was, else why not (as SessionStore.lookup; nothing
         ended). ``None`` when it cannot be made so here: then check the session and end its family
         (:meth:`family`), two round trips.
 
-        Only the check learns whose family it is, so the ending is announced once made
-        (``family_ended`` with ``audited``; the script wrote the entry): only on a single Redis
-        (SessionStore.one_step_endings), and while every receiver may hear of it then
-        (events.hear_after_the_fact): a host's receiver, or logout notifications, which ride the
-        ending's round trip, make it :meth:`family`."""
-        if not (
-            self.sessions.one_step_endings and events.hear_after_the_fact(events.family_ended)
-        ):
+        Only the check learns whose family it is, so the ending is announced once made: only
+        while :meth:`one_step`, else it is :meth:`family`."""
+        if not self.one_step():
             return None
         session_id = SessionId.parse(raw_session_id)
         if session_id is None:
@@ -143,6 +146,17 @@ class Endings:
             )
         return round_trip.count
 
+    def within_cap(self, user_id: int, most: int, event: SessionEvent) -> CappedInScript | None:
+        """The user's oldest families beyond ``most`` (MAX_FAMILIES_PER_USER), ended by the script
+        that opens a login's family, which picks them itself (so logins of one user at the same
+        moment never end the same one and then one more), announced once made as ``event``;
+        ``None`` unless :meth:`one_step`: then a login reads its user's families and ends the
+        oldest :meth:`riding`."""
+        if not self.one_step():
+            return None
+        cap = self.sessions.family_cap(user_id, most, self._scripted_entry(event))
+        return CappedInScript(cap, event)
+
     def riding(self, user_id: int, families: Sequence[str], event: SessionEvent) -> RidingEnding:
         """Announces the end of ``families`` of the user, to be sent in the round trip of another
         change (:meth:`RidingEnding.participant` rides in it; that change confirms the families
@@ -181,6 +195,23 @@ class RidingEnding:
         announcement is done, counting the families that were still live."""
         self.round_trip.count = self.participant.count
         self.round_trip.done()
+
+
+class CappedInScript:
+    """The families that the script opening a login's family ends to keep its user within the
+    cap (Endings.within_cap)."""
+
+    def __init__(self, cap: FamilyCap, event: SessionEvent) -> None:
+        #: What the open script is given (SessionStore.open_from_challenge's ``cap``).
+        self.cap = cap
+        self.event = event
+
+    def made(self) -> None:
+        """The script ran: announces the ending of the families it ended, if any, counting them."""
+        if self.cap.ended:
+            round_trip = events.announce(events.family_ended, self.event, audited=True)
+            round_trip.count = self.cap.ended
+            round_trip.done()
 
 
 def _ended_or_not(round_trip: RoundTrip, end: Callable[[], bool]) -> bool:

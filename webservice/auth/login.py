@@ -11,11 +11,15 @@ is started (with the audit entry and the counter's reset riding along), or the f
 before the proof is looked at.
 
 A user one past MAX_FAMILIES_PER_USER live logins loses the oldest. Integrations that log in for
-every job and never log out live there, so that ending rides in the round trip that starts the
-new family: the first round trip also reads the user's family index, which is keyed by the
-user's id, known to this process from any earlier login of the user (:class:`LiveFamilies`).
-Without it (the first login of the user here, a name now held by another user) the ending takes
-one round trip more, as it does for a race that left the user further over the cap.
+every job and never log out live there, so that ending costs no round trip of its own. On a
+single Redis the script that starts the new family ends it (Endings.within_cap): it picks the
+oldest itself, so the workers of one integration logging in at the same moment each end a
+different family. Elsewhere (a Redis Cluster, REDIS_WAIT_REPLICAS, a receiver that must hear of
+an ending first) it rides in the round trip that starts the new family: the first round trip
+also reads the user's family index, which is keyed by the user's id, known to this process from
+any earlier login of the user (:class:`LiveFamilies`). Without it (the first login of the user
+here, a name now held by another user) the ending takes one round trip more, as it does for a
+race that left the user further over the cap.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from webservice.store.challenges import (
 )
 from webservice.store.client import RedisClient
 from webservice.store.confirmation import NotConfirmed
+from webservice.store.family_endings import FamilyCap
 from webservice.store.keys import RedisKeys, same_user
 from webservice.store.limits import (
     ChallengeRateLimit,
@@ -182,9 +187,9 @@ class LoginFlow:
             client,
             "api",
             session_id.handle,
-            lambda riders, ended: (
+            lambda riders, ended, cap: (
                 self.sessions.open_from_challenge(
-                    token, session_id, user.id, user.username, client, riders, ended
+                    token, session_id, user.id, user.username, client, riders, ended, cap
                 )
                 or None
             ),
@@ -290,11 +295,13 @@ class LoginFlow:
         failure counters, in one round trip. Raises LoginRefused (LIMITED) when a limit holds."""
         attempt = self.limits.attempt(username, client.address)
         valid = is_valid_username(username)
-        known_id = self._known_ids.get(same_user(username)) if valid else None
+        # The user's families are read only where the script that opens one cannot keep the cap.
+        reads_families = valid and not self.endings.one_step()
+        known_id = self._known_ids.get(same_user(username)) if reads_families else None
         families = None
         if known_id is not None:
             families = LiveFamilies(self.keys.user_families(known_id))
-        elif valid and decoys:
+        elif reads_families and decoys:
             # Hidden users: the same commands for a user this process does not know yet as for
             # one it knows, and for a name that is no user.
             families = LiveFamilies(self.keys.no_user_families())
@@ -314,7 +321,7 @@ class LoginFlow:
         user = self.users.from_record(username, record) if valid else None
         if user is None or user.id != known_id:
             families = None  # read for the same commands only, or for the id the name had
-            if user is not None:
+            if user is not None and reads_families:
                 self._remember_id(username, user.id)
         tokens: dict[str, int] = {}
         if valid and (user is not None or decoys):
@@ -376,20 +383,31 @@ class LoginFlow:
         client: ClientInfo,
         via: str,
         handle: str,
-        start: Callable[[list[Participant], Sequence[str]], Started | None],
+        start: Callable[[list[Participant], Sequence[str], FamilyCap | None], Started | None],
         also: Sequence[Participant] = (),
         before: LiveFamilies | None = None,
     ) -> Started | None:
-        """Starts the family (``start``, given what rides in its round trip and the families
-        ended in it, which its confirmation covers) and announces the login; answers what
-        ``start`` did, ``None`` when it could not (the login is then taken back from the audit
-        trail, and nobody is told it happened). A user past MAX_FAMILIES_PER_USER live logins
-        loses the oldest (``family_ended``, ``family_cap``): in that same round trip when the
-        first one read them (``before``), else in one more. (A login that loses its token to a
-        concurrent one a moment before may have ended that oldest family all the same.)"""
+        """Starts the family (``start``, given what rides in its round trip, the families ended
+        in it, which its confirmation covers, and the cap its script keeps) and announces the
+        login; answers what ``start`` did, ``None`` when it could not (the login is then taken
+        back from the audit trail, and nobody is told it happened). A user past
+        MAX_FAMILIES_PER_USER live logins loses the oldest (``family_ended``, ``family_cap``): in
+        the script that starts the family where it can (Endings.within_cap), else in that same
+        round trip when the first one read them (``before``), else in one more. (A login that
+        loses its token to a concurrent one a moment before may have ended that oldest family
+        all the same.)"""
         event = SessionEvent.of_client(via, client, user=username, handle=handle)
         round_trip = events.announce(events.login_succeeded, event)
         capped = event.but(reason="family_cap")
+        in_script = self.endings.within_cap(user_id, self.max_families, capped)
+        if in_script is not None:
+            started = start([*round_trip.riders, *also], [], in_script.cap)
+            if started is None:
+                round_trip.cancel()
+                return None
+            in_script.made()
+            round_trip.done()
+            return started
         doomed = before.to_end(self.max_families) if before is not None else []
         ending = self.endings.riding(user_id, doomed, capped) if doomed else None
         # After the ending, so that the count says what is left over.
@@ -398,7 +416,7 @@ class LoginFlow:
         if ending is not None:
             riders.append(ending.participant)
         try:
-            started = start([*riders, families], doomed)
+            started = start([*riders, families], doomed, None)
         except NotConfirmed:
             if ending is not None:
                 ending.made()

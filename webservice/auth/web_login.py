@@ -125,8 +125,8 @@ class WebLink:
             client,
             "web",
             root.handle,
-            lambda riders, ended: self.sessions.open_web(
-                root, user_id, username, client, riders, ended
+            lambda riders, ended, cap: self.sessions.open_web(
+                root, user_id, username, client, riders, ended, cap
             ),
             also,
         )

@@ -1,6 +1,8 @@
-"""The participants (round_trip.Participant) with which SessionStore ends families in a round
-trip: FamilyEnding ends families in the round trip of another change, Unindex drops ended
-families from their user's index, and Reader reads an ended marker in a round trip that confirms.
+"""How SessionStore ends families together with other changes: the participants
+(round_trip.Participant) FamilyEnding, which ends families in the round trip of another change,
+Unindex, which drops ended families from their user's index, and Reader, which reads an ended
+marker in a round trip that confirms; and FamilyCap, the user's oldest families that the script
+opening a new one ends to keep MAX_FAMILIES_PER_USER.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from webservice.store.confirmation import NotConfirmed
+from webservice.store.family_lua import StreamEntry
 from webservice.store.round_trip import Change, Participant, Span, hand_out, queue_each, scripts_of
 from webservice.store.scripts import LuaScript
 
@@ -95,3 +98,40 @@ class Unindex:
 
     def sent(self, replies: list[Any]) -> None:
         pass
+
+
+class FamilyCap:
+    """MAX_FAMILIES_PER_USER kept by the script that opens a user's new family (family_lua's
+    ``opened_within_cap``): it indexes the family and ends the user's oldest others beyond
+    ``most``, writing ``entry`` when any ended. Once sent, ``ended`` says how many did.
+
+    The script builds the keys of the families it ends from their ids (``key_parts``,
+    keys.family_key_parts), so only a single Redis can run it (SessionStore.one_step_endings).
+    """
+
+    def __init__(
+        self,
+        index_key: str,
+        most: int,
+        key_parts: tuple[str, str],
+        entry: StreamEntry | None,
+    ) -> None:
+        self.index_key = index_key
+        self.most = most
+        self.key_parts = key_parts
+        self.entry = entry
+        self.ended = 0
+
+    def keys(self) -> list[str]:
+        """The open script's KEYS for it: the user's index, and the stream of the entry."""
+        return [self.index_key] if self.entry is None else [self.index_key, self.entry.stream]
+
+    def arguments(self, family_id: str) -> list[Any]:
+        """The open script's ARGV for it, ``family_id`` the family it opens."""
+        head, tail = self.key_parts
+        entry = self.entry.arguments() if self.entry is not None else []
+        return [family_id, self.most, head, tail, *entry]
+
+    def answered(self, reply: Any) -> None:
+        """Takes the open script's reply ({1, ended} once opened)."""
+        self.ended = int(reply[1]) if isinstance(reply, list) else 0

@@ -92,6 +92,52 @@ local function create_family(key, username, user_id, member, info, web, idle, ab
 end
 """.replace("HANDLE_MEMBER_CHARS", str(HANDLE_MEMBER_CHARS))
 
+#: Lua functions for the scripts that open a family (SessionStore.OPEN_FROM_CHALLENGE, OPEN_WEB),
+#: after FAMILY_FUNCTIONS.
+#:
+#: ``opened_within_cap(keys, k, args, a, expiry, now)``: what an open script answers once it has
+#: created its family (absolute ``expiry``): 1 when ``keys[k]`` is absent (the caller indexes the
+#: family in the same pipeline); else the family's user stays within MAX_FAMILIES_PER_USER
+#: (``index_within_cap``, FamilyCap.arguments: ``keys[k]`` the user's index, ``keys[k + 1]`` the
+#: audit stream, ``args[a]`` the family id, then the cap, the head and the tail of a family key,
+#: and the entry), and it answers {1, how many families ended}. The entry (its user the username
+#: ``args[1]``) is added once, when any ended.
+#:
+#: ``index_within_cap(index, family_id, expiry, now, most, head, tail)``: indexes the family
+#: ``family_id`` just created under its user (``index``, scored by its absolute ``expiry``), drops
+#: the index's expired entries, and while more than ``most`` are left, ends the oldest of the
+#: others (by absolute expiry: the first started), each key built as ``head .. id .. tail``
+#: (keys.family_key_parts: a single Redis only). Answers how many of those were still live.
+#: Atomic, so that logins of one user at the same moment each end a different family, and
+#: together leave exactly ``most``.
+#:
+CAPPED_OPEN = r"""
+local function index_within_cap(index, family_id, expiry, now, most, head, tail)
+  redis.call('ZADD', index, ms(expiry), family_id)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', ms(now))
+  local over = redis.call('ZCARD', index) - most
+  local ended = 0
+  if over <= 0 then return ended end
+  for _, other in ipairs(redis.call('ZRANGE', index, 0, over)) do
+    if over == 0 then break end
+    if other ~= family_id then
+      redis.call('ZREM', index, other)
+      ended = ended + redis.call('DEL', head .. other .. tail)
+      over = over - 1
+    end
+  end
+  return ended
+end
+
+local function opened_within_cap(keys, k, args, a, expiry, now)
+  if not keys[k] then return 1 end
+  local ended = index_within_cap(keys[k], args[a], expiry, now, tonumber(args[a + 1]),
+    args[a + 2], args[a + 3])
+  if ended > 0 and keys[k + 1] then append_entry(keys[k + 1], args, a + 4, args[1]) end
+  return {1, ended}
+end
+"""
+
 #: The first element of a script's answer that says the family timed out (see SessionStore.TOUCH).
 TIMED_OUT = "ended"
 

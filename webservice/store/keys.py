@@ -71,6 +71,13 @@ class RedisKeys:
     def family(self, family_id: str) -> str:
         return f"{self.prefix}:{{{family_id}}}:f"
 
+    def family_key_parts(self) -> tuple[str, str]:
+        """What :meth:`family` puts before and after the family id: for a script that builds
+        the keys of the families it finds in a user's index (a single Redis only:
+        family_lua's ``index_within_cap``)."""
+        head, _, tail = self.family("\0").partition("\0")
+        return head, tail
+
     def pending_challenge(self, family_id: str) -> str:
         return f"{self.prefix}:{{{family_id}}}:c"
 

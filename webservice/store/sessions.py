@@ -36,8 +36,8 @@ from typing import Any
 
 from webservice.store.client import RedisClient, is_cluster
 from webservice.store.confirmation import NotConfirmed, Replicas
-from webservice.store.family_endings import FamilyEnding, Reader, Unindex, counted
-from webservice.store.family_lua import FAMILY_FUNCTIONS, TIMED_OUT, StreamEntry
+from webservice.store.family_endings import FamilyCap, FamilyEnding, Reader, Unindex, counted
+from webservice.store.family_lua import CAPPED_OPEN, FAMILY_FUNCTIONS, TIMED_OUT, StreamEntry
 from webservice.store.keys import RedisKeys
 from webservice.store.round_trip import Change, Participant, send
 from webservice.store.scripts import CLOCK, LuaScript
@@ -189,34 +189,41 @@ return {family[1], family[2], ended}
 """,
     )
 
-    #: KEYS: the pending challenge, the family it becomes. ARGV: username, user id, the API member,
-    #: its packed client info, idle ms, absolute ms, keep ms (check_member). Returns 1, or nil when
-    #: the challenge is gone.
+    #: KEYS: the pending challenge, the family it becomes, and with a FamilyCap its KEYS.
+    #: ARGV: username, user id, the API member, its packed client info, idle ms, absolute ms,
+    #: keep ms (check_member), and with a FamilyCap its ARGV. Returns 1 ({1, families ended}
+    #: with a FamilyCap), or nil when the challenge is gone.
     #: Guarantees: a challenge yields at most one family, ever: the pending challenge must exist
     #: for this very user (its name in lower case: keys.same_user) and is deleted in the same
-    #: step that creates the family.
+    #: step that creates the family. With a FamilyCap, the family is indexed and its user left
+    #: with at most the cap's live families in that same step (``opened_within_cap``).
     OPEN_FROM_CHALLENGE = LuaScript(
         CLOCK,
         FAMILY_FUNCTIONS,
+        CAPPED_OPEN,
         """
 if redis.call('GET', KEYS[1]) ~= string.lower(ARGV[1]) then return false end
 redis.call('DEL', KEYS[1])
+local now = now_ms()
 create_family(KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], '0', tonumber(ARGV[5]),
-  tonumber(ARGV[6]), now_ms(), tonumber(ARGV[7]))
-return 1
+  tonumber(ARGV[6]), now, tonumber(ARGV[7]))
+return opened_within_cap(KEYS, 3, ARGV, 8, now + tonumber(ARGV[6]), now)
 """,
     )
 
-    #: KEYS: the family. ARGV as OPEN_FROM_CHALLENGE, the member being a web login's.
-    #: Returns 1, or nil when the family exists. Guarantees: never overwrites a family.
+    #: KEYS: the family, and with a FamilyCap its KEYS. ARGV as OPEN_FROM_CHALLENGE, the member
+    #: being a web login's. Returns as OPEN_FROM_CHALLENGE, nil when the family exists.
+    #: Guarantees: never overwrites a family; the FamilyCap's as OPEN_FROM_CHALLENGE's.
     OPEN_WEB = LuaScript(
         CLOCK,
         FAMILY_FUNCTIONS,
+        CAPPED_OPEN,
         """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local now = now_ms()
 create_family(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], '1', tonumber(ARGV[5]),
-  tonumber(ARGV[6]), now_ms(), tonumber(ARGV[7]))
-return 1
+  tonumber(ARGV[6]), now, tonumber(ARGV[7]))
+return opened_within_cap(KEYS, 2, ARGV, 8, now + tonumber(ARGV[6]), now)
 """,
     )
 
@@ -280,7 +287,8 @@ return 1
         #: Whether a script may end sessions together with what goes with them in other keys (the
         #: family's index entry, the audit entry): on a single Redis, where a script may touch
         #: keys of any slot, and when changes need not be confirmed (REDIS_WAIT_REPLICAS keeps
-        #: an ended marker and confirms: end_family). See END_OWN, and EXTEND's entry.
+        #: an ended marker and confirms: end_family). See END_OWN, EXTEND's entry, and the open
+        #: scripts' FamilyCap.
         self.one_step_endings = not self.replicas.enabled and not is_cluster(client)
         #: Told of every family a check found timed out and ended (auth/endings.py announces it).
         self.on_timeout: Callable[[TimedOut], None] | None = None
@@ -351,6 +359,7 @@ return 1
         client_info: ClientInfo,
         riders: Sequence[Participant] = (),
         ended: Sequence[str] = (),
+        cap: FamilyCap | None = None,
     ) -> bool:
         """Consumes challenge ``token`` and starts the API family of ``session_id``
         (SessionId.for_challenge); False if the token was used or expired.
@@ -358,7 +367,8 @@ return 1
         One round trip: the family is created and indexed under its user, with the ``riders``.
         The token itself stays in the user's record until it expires; its pending challenge is
         gone, so a replay is refused here. ``ended``: families that a rider (:meth:`ending`)
-        ends in the same round trip, confirmed with it (REDIS_WAIT_REPLICAS).
+        ends in the same round trip, confirmed with it (REDIS_WAIT_REPLICAS). ``cap``: the
+        script indexes the family and keeps its user within that cap (:meth:`family_cap`).
         """
         family = session_id.family_id
         return self._open(
@@ -370,6 +380,7 @@ return 1
             client_info.packed("api"),
             riders,
             ended,
+            cap,
         )
 
     def open_web(
@@ -380,9 +391,10 @@ return 1
         client_info: ClientInfo,
         riders: Sequence[Participant] = (),
         ended: Sequence[str] = (),
+        cap: FamilyCap | None = None,
     ) -> Session:
         """Starts a web family whose root is the web login ``session_id`` (a new family id and
-        secret), with the ``riders`` in the same round trip (``ended`` as for
+        secret), with the ``riders`` in the same round trip (``ended`` and ``cap`` as for
         :meth:`open_from_challenge`)."""
         opened = self._open(
             self.OPEN_WEB,
@@ -393,6 +405,7 @@ return 1
             client_info.packed("web"),
             riders,
             ended,
+            cap,
         )
         if not opened:
             raise RuntimeError("a fresh 128-bit family id collided with a live family")
@@ -456,19 +469,24 @@ return 1
         packed_info: str,
         riders: Sequence[Participant],
         ended: Sequence[str],
+        cap: FamilyCap | None,
     ) -> bool:
         family = session_id.family_id
         index_key = self.keys.user_families(user_id)
-        expiry_estimate = int(time.time() * 1000) + self.absolute_ms
         args = [
             username, user_id, session_id.member, packed_info, self.idle_ms, self.absolute_ms,
             self.keep_ms,
         ]  # fmt: skip
+        if cap is not None:
+            keys = [*keys, *cap.keys()]
+            args += cap.arguments(family)
 
         def own(pipe: Any) -> None:
             script.queue(pipe, keys, args)
-            pipe.zadd(index_key, {family: expiry_estimate}, nx=True)
-            pipe.zremrangebyscore(index_key, "-inf", int(time.time() * 1000))
+            if cap is None:
+                expiry_estimate = int(time.time() * 1000) + self.absolute_ms
+                pipe.zadd(index_key, {family: expiry_estimate}, nx=True)
+                pipe.zremrangebyscore(index_key, "-inf", int(time.time() * 1000))
 
         opened = send(
             self.client,
@@ -478,11 +496,21 @@ return 1
             [script],
             self.replicas.of_change("Login", [family, *ended]),
         )[0]
-        if not opened and not self.client.exists(self.keys.family(family)):
+        if cap is not None:
+            cap.answered(opened)
+        elif not opened and not self.client.exists(self.keys.family(family)):
             # Nothing was opened and no family of that id lives (a replayed token names one that
             # an earlier login opened): take back the index entry.
             self.client.zrem(index_key, family)
         return bool(opened)
+
+    def family_cap(self, user_id: int, most: int, entry: StreamEntry | None) -> FamilyCap:
+        """The cap of ``most`` live families for user ``user_id``, kept by the script that opens
+        the user's new family (:meth:`open_from_challenge`'s ``cap``), with the audit ``entry``
+        of the ending. Only while :attr:`one_step_endings`."""
+        return FamilyCap(
+            self.keys.user_families(user_id), most, self.keys.family_key_parts(), entry
+        )
 
     # --- listing -------------------------------------------------------------------------------
 
