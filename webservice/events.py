@@ -35,14 +35,17 @@ clearing its caches) passes a callback to ``round_trip.on_done``::
     def forget(sender, event, round_trip, **extra):
         round_trip.on_done(lambda: cache.delete(f"user:{event.user}"))
 
-Two endings are announced once made instead, and on a single Redis their script writes their
+Three endings are announced once made instead, and on a single Redis their script writes their
 audit entry itself (the round trip says ``audited``, and the trail writes none): the member that
 an extension ends to make room in its family (``session_ended``: only the script decides which),
-and a logout of the caller's own session (auth/endings.py, ``Endings.own_family``), which checks
+a logout of the caller's own session (auth/endings.py, ``Endings.own_family``), which checks
 the session and ends its family in one script, because only that script learns whose family it
-is. The logout is made so only while every receiver of ``family_ended`` for the app was connected
-with ``after_the_fact=True`` (the gateway's own: the audit trail and the metrics); a host's
-receiver makes every logout announce first, as above.
+is, and the oldest families that a login ends to keep its user within MAX_FAMILIES_PER_USER
+(``Endings.within_cap``: the script that opens the new family picks them, so that logins of one
+user at the same moment never pick the same one). The logout and the login's ending are made so
+only while every receiver of ``family_ended`` for the app was connected with
+``after_the_fact=True`` (the gateway's own: the audit trail and the metrics); a host's receiver
+makes them announce first, as above.
 
 The few changes that can still fail once their round trip is sent (a login whose token was used a
 moment earlier, an extension whose web login has just ended) are taken back: riders hear of it

@@ -49,10 +49,11 @@ The trail hears of logins, extensions and endings through the signals of webserv
 anyway (:class:`PendingEntry`, a participant of that round trip), so a login keeps its two round
 trips. Such an entry is written before the outcome of the change is known; the few changes that
 can still fail then (a login whose token was used a moment earlier, an extension whose web login
-just ended) take their entry back (:meth:`PendingEntry.cancelled`). On a single Redis, two
+just ended) take their entry back (:meth:`PendingEntry.cancelled`). On a single Redis, three
 changes have their script write their entry instead (:meth:`AuditTrail.entry`), only if the
-change is made: a logout of one's own session, which is one round trip then, and the end of the
-member an extension drops at its family's cap. The stream is capped at about
+change is made: a logout of one's own session, which is one round trip then, the end of the
+member an extension drops at its family's cap, and the end of the oldest families a login drops
+at its user's cap (one entry for the login, however many it ended). The stream is capped at about
 ``AUDIT_MAX_ENTRIES`` (``XADD MAXLEN ~``: Redis trims it in whole blocks, cheaply).
 """
 
