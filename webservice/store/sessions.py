@@ -290,6 +290,7 @@ return 1
         #: an ended marker and confirms: end_family). See END_OWN, EXTEND's entry, and the open
         #: scripts' FamilyCap.
         self.one_step_endings = not self.replicas.enabled and not is_cluster(client)
+        self._family_key_parts = keys.family_key_parts()
         #: Told of every family a check found timed out and ended (auth/endings.py announces it).
         self.on_timeout: Callable[[TimedOut], None] | None = None
 
@@ -508,9 +509,7 @@ return 1
         """The cap of ``most`` live families for user ``user_id``, kept by the script that opens
         the user's new family (:meth:`open_from_challenge`'s ``cap``), with the audit ``entry``
         of the ending. Only while :attr:`one_step_endings`."""
-        return FamilyCap(
-            self.keys.user_families(user_id), most, self.keys.family_key_parts(), entry
-        )
+        return FamilyCap(self.keys.user_families(user_id), most, self._family_key_parts, entry)
 
     # --- listing -------------------------------------------------------------------------------
 
