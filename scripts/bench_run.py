@@ -517,6 +517,7 @@ class Bench:
                 ),
                 "p50_ms_median": statistics.median(total["p50_ms"]),
                 "p99_ms_median": statistics.median(total["p99_ms"]),
+                "p99_ms_per_round": total["p99_ms"],
             }
         summary["ratio"] = round(
             summary[workload]["requests_per_s"] / summary["reference"]["requests_per_s"], 3
