@@ -472,6 +472,10 @@ return 1
         ended: Sequence[str],
         cap: FamilyCap | None,
     ) -> bool:
+        """Runs ``script`` (an OPEN_ script) with the ``riders``; says whether it opened the
+        family. The family is indexed under its user by the script itself with a ``cap``
+        (which then keeps the user within it), else by the pipeline, which takes the entry back
+        when nothing was opened."""
         family = session_id.family_id
         index_key = self.keys.user_families(user_id)
         args = [
