@@ -14,6 +14,7 @@ from flask import Flask
 from tests.cluster.conftest import LocalCluster, start_cluster
 from tests.conftest import TEST_SETTINGS
 from tests.integration.conftest import USERNAME, client_of, error_code
+from tests.integration.test_concurrency import logins_racing_at_the_cap
 from tests.integration.test_linked_sessions_race import (
     CHEAP_HASHER,
     PASSWORD,
@@ -246,7 +247,7 @@ def test_a_login_past_the_users_cap_ends_the_oldest_family_on_its_own_master(
     in_a_round_trip_of_its_own = []
     monkeypatch.setattr(
         gateway.logins.endings,
-        "oldest_of_user",
+        "claimed",
         lambda *args, **kwargs: in_a_round_trip_of_its_own.append(args),
     )
     sessions = []
@@ -265,6 +266,13 @@ def test_a_login_past_the_users_cap_ends_the_oldest_family_on_its_own_master(
     entries, _ = gateway.audit.tail(50)
     assert sum(entry.event.reason == "family_cap" for entry in entries) == 4
     assert in_a_round_trip_of_its_own == []
+
+
+def test_logins_racing_at_the_users_cap_on_a_cluster_leave_exactly_the_cap(make_app, real_redis):
+    """On a cluster no script can end another slot's family, so logins at MAX_FAMILIES_PER_USER
+    claim what they leave beyond it (one script on the user's index) and end what they claimed:
+    12 logins of one user racing over three apps at a cap of 4 leave exactly the newest 4."""
+    logins_racing_at_the_cap(make_app, real_redis, after_the_fact=True)
 
 
 def test_getchallenge_takes_its_rate_token_first_and_a_refusal_writes_nothing(

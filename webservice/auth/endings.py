@@ -16,7 +16,7 @@ from webservice.auth.trail import ending_entry
 from webservice.events import RoundTrip, SessionEvent
 from webservice.store.audit import AuditTrail
 from webservice.store.confirmation import NotConfirmed
-from webservice.store.family_endings import FamilyCap, FamilyEnding
+from webservice.store.family_endings import ExcessClaim, FamilyCap, FamilyEnding
 from webservice.store.family_lua import StreamEntry
 from webservice.store.round_trip import Change, send
 from webservice.store.session_values import Session, TimedOut
@@ -132,18 +132,13 @@ class Endings:
             send(self.sessions.client, participants=round_trip.riders)
         round_trip.done()
 
-    def oldest_of_user(
-        self, user_id: int, count: int, event: SessionEvent, known: Sequence[str] = ()
-    ) -> int:
-        """Ends the ``count`` oldest families of the user (announced once, ``round_trip.count``
-        of them), to make room for a login: not confirmed, it is that login that is not.
-        ``known``: the oldest families as the login's own round trip read them (used when they
-        are ``count`` many, saving the round trip that looks for them)."""
+    def claimed(self, user_id: int, claim: ExcessClaim, event: SessionEvent) -> int:
+        """Ends the families of the user that a login's ``claim`` took to stay within
+        MAX_FAMILIES_PER_USER (announced once, ``round_trip.count`` of them still live); not
+        confirmed, it is that login that is not."""
         round_trip = events.announce(events.family_ended, event)
         with _made(round_trip):
-            round_trip.count = self.sessions.end_oldest_of_user(
-                user_id, count, round_trip.riders, what="Login", known=known
-            )
+            round_trip.count = self.sessions.end_claimed(user_id, claim, round_trip.riders)
         return round_trip.count
 
     def within_cap(self, user_id: int, most: int, event: SessionEvent) -> CappedInScript | None:
@@ -151,7 +146,7 @@ class Endings:
         that opens a login's family, which picks them itself (so logins of one user at the same
         moment never end the same one and then one more), announced once made as ``event``;
         ``None`` unless :meth:`one_step`: then a login reads its user's families and ends the
-        oldest :meth:`riding`."""
+        oldest :meth:`riding`, and ends what it still leaves beyond the cap :meth:`claimed`."""
         if not self.one_step():
             return None
         cap = self.sessions.family_cap(user_id, most, self._scripted_entry(event))

@@ -17,9 +17,11 @@ oldest itself, so the workers of one integration logging in at the same moment e
 different family. Elsewhere (a Redis Cluster, REDIS_WAIT_REPLICAS, a receiver that must hear of
 an ending first) it rides in the round trip that starts the new family: the first round trip
 also reads the user's family index, which is keyed by the user's id, known to this process from
-any earlier login of the user (:class:`LiveFamilies`). Without it (the first login of the user
-here, a name now held by another user) the ending takes one round trip more, as it does for a
-race that left the user further over the cap.
+any earlier login of the user (:class:`LiveFamilies`). That round trip also claims whatever
+the user still has beyond the cap (family_endings.ExcessClaim, one script on the index): each
+family claimed by one login only, so logins racing at the cap together end exactly the excess.
+What a login claims (after a race, or for a user this process did not know yet: the first login
+of the user here, a name now held by another user) it ends in one round trip more.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from webservice.store.limits import (
 from webservice.store.round_trip import Change, Participant, send
 from webservice.store.session_values import ClientInfo
 from webservice.store.sessions import SessionStore
-from webservice.store.tokens import SessionId
+from webservice.store.tokens import SessionId, family_of
 from webservice.store.users import (
     CHALLENGE_FIELD_PREFIX,
     User,
@@ -393,9 +395,10 @@ class LoginFlow:
         back from the audit trail, and nobody is told it happened). A user past
         MAX_FAMILIES_PER_USER live logins loses the oldest (``family_ended``, ``family_cap``): in
         the script that starts the family where it can (Endings.within_cap), else in that same
-        round trip when the first one read them (``before``), else in one more. (A login that
-        loses its token to a concurrent one a moment before may have ended that oldest family
-        all the same.)"""
+        round trip when the first one read them (``before``), else in one more, which ends what
+        that round trip claimed (Endings.claimed). (A login that loses its token to a concurrent
+        one a moment before may have ended that oldest family all the same; what it claimed it
+        gives back.)"""
         event = SessionEvent.of_client(via, client, user=username, handle=handle)
         round_trip = events.announce(events.login_succeeded, event)
         capped = event.but(reason="family_cap")
@@ -410,26 +413,30 @@ class LoginFlow:
             return started
         doomed = before.to_end(self.max_families) if before is not None else []
         ending = self.endings.riding(user_id, doomed, capped) if doomed else None
-        # After the ending, so that the count says what is left over.
-        families = LiveFamilies(self.keys.user_families(user_id))
+        # After the ending, so that it claims only what is still beyond the cap.
+        excess = self.sessions.claim_excess(user_id, family_of(handle), self.max_families)
         riders = [*round_trip.riders, *also]
         if ending is not None:
             riders.append(ending.participant)
         try:
-            started = start([*riders, families], doomed, None)
+            started = start([*riders, excess], doomed, None)
         except NotConfirmed:
             if ending is not None:
                 ending.made()
+            if excess.claimed:
+                self.endings.claimed(user_id, excess, capped)
             raise
         if ending is not None:
             ending.made()
         if started is None:
+            self.sessions.release(excess)
             round_trip.cancel()
             return None
         round_trip.done()
-        over = families.count - self.max_families
-        if over > 0:
-            self.endings.oldest_of_user(user_id, over, capped, families.oldest[:over])
+        if excess.claimed:
+            # A race left the user beyond the cap (or the first round trip did not know whose
+            # families to read): this login ends exactly what it claimed, one round trip more.
+            self.endings.claimed(user_id, excess, capped)
         return started
 
 
@@ -439,9 +446,9 @@ KNOWN_IDS = 10_000
 
 class LiveFamilies:
     """Reads how many live families a user has and the oldest of them (by absolute expiry), as
-    a participant of a login's round trip. Read in the first, it lets a login that makes one too
-    many end the oldest in its second; read in the second, after that ending, it shows what a
-    race left over (ended in one more round trip, without looking for them again)."""
+    a participant of a login's first round trip: a login that makes one too many ends the
+    oldest in its second. Families that another login claimed for ending are not counted
+    (family_endings.ExcessClaim: their scores are below 0)."""
 
     def __init__(self, index_key: str) -> None:
         self.index_key = index_key
@@ -449,7 +456,8 @@ class LiveFamilies:
         self.oldest: list[str] = []
 
     def queue(self, pipe: Any, change: Change) -> None:
-        # By score: the expired do not count (the login's second round trip drops them). "Now"
+        # By score: the expired and the claimed do not count (the login's second round trip
+        # drops the expired). "Now"
         # is this host's clock, not Redis's (a read cannot ask for the time in the same round
         # trip): with skewed clocks, only a family within the skew of its absolute expiry can be
         # counted wrongly, and the family scripts still enforce that expiry by Redis's clock.

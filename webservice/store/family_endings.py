@@ -1,8 +1,16 @@
 """How SessionStore ends families together with other changes: the participants
 (round_trip.Participant) FamilyEnding, which ends families in the round trip of another change,
-Unindex, which drops ended families from their user's index, and Reader, which reads an ended
-marker in a round trip that confirms; and FamilyCap, the user's oldest families that the script
-opening a new one ends to keep MAX_FAMILIES_PER_USER.
+Unindex, which drops ended families from their user's index, Reader, which reads an ended
+marker in a round trip that confirms, and ExcessClaim, which claims the families a login leaves
+beyond MAX_FAMILIES_PER_USER for that login alone to end; and FamilyCap, the user's oldest
+families that the script opening a new one ends to keep that cap.
+
+A user's index (keys.user_families) scores each family by its absolute expiry. A family that a
+login has claimed for ending is scored by minus that expiry until the login ends it: counts of
+live families read scores above 0 (it no longer counts), the sweep of expired entries drops
+scores from minus now to now (a claimed family stays listed while it lives), and ending all of a
+user's families reads every entry (a claimed family whose login died before ending it is ended
+all the same).
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from typing import Any
 from webservice.store.confirmation import NotConfirmed
 from webservice.store.family_lua import StreamEntry
 from webservice.store.round_trip import Change, Participant, Span, hand_out, queue_each, scripts_of
-from webservice.store.scripts import LuaScript
+from webservice.store.scripts import CLOCK, LuaScript
 
 
 def counted(end: Callable[[], list[Any]]) -> int:
@@ -135,3 +143,64 @@ class FamilyCap:
     def answered(self, reply: Any) -> None:
         """Takes the open script's reply ({1, ended} once opened)."""
         self.ended = int(reply[1]) if isinstance(reply, list) else 0
+
+
+class ExcessClaim:
+    """The families a login leaves its user beyond MAX_FAMILIES_PER_USER, claimed for that login
+    to end (a round_trip.Participant of the round trip that opens its family, after the family is
+    indexed): where the script that opens the family cannot end them itself (a Redis Cluster,
+    REDIS_WAIT_REPLICAS, a receiver that must hear of an ending first). The claim is one script on
+    the user's index alone, so a cluster runs it too, and it is atomic: logins of one user at the
+    same moment each claim different families, together exactly those beyond the cap, and the
+    riders of each ending's announcement are told which families it ends before it ends them.
+
+    Once sent, ``claimed`` maps each claimed family to its absolute expiry (ms).
+    """
+
+    #: KEYS: the user's index. ARGV: the family the login opened (never claimed), the cap.
+    #: Returns the claimed families with their absolute expiry: {id, expiry, id, expiry, ...}.
+    #: Guarantees: drops the expired entries (claimed or not); then, while more than the cap
+    #: of live unclaimed families are left, claims the oldest (by absolute expiry: the first
+    #: started) other than ARGV[1], rescoring it by minus its expiry: no later claim or count
+    #: sees it, and ending every family of the user still finds it.
+    CLAIM = LuaScript(
+        CLOCK,
+        """
+local now = now_ms()
+redis.call('ZREMRANGEBYSCORE', KEYS[1], ms(-now), ms(now))
+local over = redis.call('ZCOUNT', KEYS[1], '(0', '+inf') - tonumber(ARGV[2])
+local claimed = {}
+if over <= 0 then return claimed end
+local oldest = redis.call('ZRANGEBYSCORE', KEYS[1], '(0', '+inf', 'WITHSCORES', 'LIMIT', 0, over + 1)
+for i = 1, #oldest, 2 do
+  if #claimed == 2 * over then break end
+  if oldest[i] ~= ARGV[1] then
+    redis.call('ZADD', KEYS[1], 'XX', '-' .. oldest[i + 1], oldest[i])
+    claimed[#claimed + 1] = oldest[i]
+    claimed[#claimed + 1] = oldest[i + 1]
+  end
+end
+return claimed
+""",
+    )
+
+    scripts = (CLAIM,)
+
+    def __init__(self, index_key: str, family_id: str, most: int) -> None:
+        self.index_key = index_key
+        self.family_id = family_id
+        self.most = most
+        self.claimed: dict[str, int] = {}
+
+    def queue(self, pipe: Any, change: Change) -> None:
+        self.CLAIM.queue(pipe, [self.index_key], [self.family_id, self.most])
+
+    def sent(self, replies: list[Any]) -> None:
+        pairs = replies[0] or []
+        self.claimed = {pairs[i]: int(float(pairs[i + 1])) for i in range(0, len(pairs), 2)}
+
+    def release(self, pipe: Any) -> None:
+        """Queues the claimed families' return to the count (their index entries scored by
+        their expiry again, those still listed): for a login that opened nothing after all."""
+        for family, expiry in self.claimed.items():
+            pipe.zadd(self.index_key, {family: expiry}, xx=True)

@@ -105,7 +105,8 @@ end
 #:
 #: ``index_within_cap(index, family_id, expiry, now, most, head, tail)``: indexes the family
 #: ``family_id`` just created under its user (``index``, scored by its absolute ``expiry``), drops
-#: the index's expired entries, and while more than ``most`` are left, ends the oldest of the
+#: the index's expired entries, and while more than ``most`` live families are left that no login
+#: has claimed (family_endings.ExcessClaim: their scores are above 0), ends the oldest of the
 #: others (by absolute expiry: the first started), each key built as ``head .. id .. tail``
 #: (keys.family_key_parts: a single Redis only). Answers how many of those were still live.
 #: Atomic, so that logins of one user at the same moment each end a different family, and
@@ -114,11 +115,11 @@ end
 CAPPED_OPEN = r"""
 local function index_within_cap(index, family_id, expiry, now, most, head, tail)
   redis.call('ZADD', index, ms(expiry), family_id)
-  redis.call('ZREMRANGEBYSCORE', index, '-inf', ms(now))
-  local over = redis.call('ZCARD', index) - most
+  redis.call('ZREMRANGEBYSCORE', index, ms(-now), ms(now))
+  local over = redis.call('ZCOUNT', index, '(0', '+inf') - most
   local ended = 0
   if over <= 0 then return ended end
-  for _, other in ipairs(redis.call('ZRANGE', index, 0, over)) do
+  for _, other in ipairs(redis.call('ZRANGEBYSCORE', index, '(0', '+inf', 'LIMIT', 0, over + 1)) do
     if over == 0 then break end
     if other ~= family_id then
       redis.call('ZREM', index, other)

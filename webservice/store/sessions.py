@@ -36,7 +36,14 @@ from typing import Any
 
 from webservice.store.client import RedisClient, is_cluster
 from webservice.store.confirmation import NotConfirmed, Replicas
-from webservice.store.family_endings import FamilyCap, FamilyEnding, Reader, Unindex, counted
+from webservice.store.family_endings import (
+    ExcessClaim,
+    FamilyCap,
+    FamilyEnding,
+    Reader,
+    Unindex,
+    counted,
+)
 from webservice.store.family_lua import CAPPED_OPEN, FAMILY_FUNCTIONS, TIMED_OUT, StreamEntry
 from webservice.store.keys import RedisKeys
 from webservice.store.round_trip import Change, Participant, send
@@ -489,9 +496,11 @@ return 1
         def own(pipe: Any) -> None:
             script.queue(pipe, keys, args)
             if cap is None:
-                expiry_estimate = int(time.time() * 1000) + self.absolute_ms
-                pipe.zadd(index_key, {family: expiry_estimate}, nx=True)
-                pipe.zremrangebyscore(index_key, "-inf", int(time.time() * 1000))
+                now_ms = int(time.time() * 1000)
+                pipe.zadd(index_key, {family: now_ms + self.absolute_ms}, nx=True)
+                # The expired, claimed or not (family_endings: a claimed family is scored by
+                # minus its expiry).
+                pipe.zremrangebyscore(index_key, -now_ms, now_ms)
 
         opened = send(
             self.client,
@@ -650,24 +659,25 @@ return 1
             )
         return bool(ended)
 
-    def end_oldest_of_user(
-        self,
-        user_id: int,
-        count: int,
-        riders: Sequence[Participant] = (),
-        what: str = "Logout",
-        known: Sequence[str] = (),
+    def claim_excess(self, user_id: int, family_id: str, most: int) -> ExcessClaim:
+        """The families of user ``user_id`` beyond ``most`` live ones, claimed for the login that
+        opened ``family_id`` to end (:meth:`end_claimed`), as a participant of the round trip
+        that opens it (see :class:`ExcessClaim`)."""
+        return ExcessClaim(self.keys.user_families(user_id), family_id, most)
+
+    def end_claimed(
+        self, user_id: int, claim: ExcessClaim, riders: Sequence[Participant] = ()
     ) -> int:
-        """Ends the user's ``count`` oldest families (by their absolute expiry, which their
-        creation sets); answers how many were still alive. ``what`` the change is called when it
-        is not confirmed (NotConfirmed). ``known``: those families, read a moment ago (else
-        they are looked for, in a round trip of their own)."""
+        """Ends the families that ``claim`` took, with the ``riders``, in one round trip; answers
+        how many were still alive (a login that is not confirmed raises NotConfirmed)."""
+        families = list(claim.claimed)
         index_key = self.keys.user_families(user_id)
-        if len(known) == count:
-            families = list(known)
-        else:
-            families = self.client.zrange(index_key, 0, count - 1)
-        return self._end_families(index_key, families, riders, Change(user_id=user_id), what)
+        return self._end_families(index_key, families, riders, Change(user_id=user_id), "Login")
+
+    def release(self, claim: ExcessClaim) -> None:
+        """Gives back what ``claim`` took, unended (its login opened nothing)."""
+        if claim.claimed:
+            send(self.client, claim.release)
 
     def ending(
         self, user_id: int, families: Sequence[str], riders: Sequence[Participant] = ()

@@ -79,6 +79,11 @@ def handle_of(family_id: str, member: str) -> str:
     return f"{family_id}:{member[:HANDLE_MEMBER_CHARS]}"
 
 
+def family_of(handle: str) -> str:
+    """The family id of a member's handle (:func:`handle_of`)."""
+    return handle.partition(":")[0]
+
+
 def is_family_id(value: str) -> bool:
     return _FAMILY_ID_RE.fullmatch(value) is not None
 
