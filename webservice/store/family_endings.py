@@ -171,7 +171,8 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], ms(-now), ms(now))
 local over = redis.call('ZCOUNT', KEYS[1], '(0', '+inf') - tonumber(ARGV[2])
 local claimed = {}
 if over <= 0 then return claimed end
-local oldest = redis.call('ZRANGEBYSCORE', KEYS[1], '(0', '+inf', 'WITHSCORES', 'LIMIT', 0, over + 1)
+local oldest = redis.call('ZRANGEBYSCORE', KEYS[1], '(0', '+inf', 'WITHSCORES', 'LIMIT', 0,
+  over + 1)
 for i = 1, #oldest, 2 do
   if #claimed == 2 * over then break end
   if oldest[i] ~= ARGV[1] then
