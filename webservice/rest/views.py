@@ -44,6 +44,7 @@ from webservice.rest.problems import Problem, problem_response
 from webservice.store.confirmation import NotConfirmed
 from webservice.store.audit import rfc3339
 from webservice.store.session_values import SessionView
+from webservice.store.tokens import family_of
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,7 @@ def end_session(gateway: Gateway, handle: str) -> Response:
     )
     ended = gateway.endings.by_handle(caller.session.user_id, handle, event)
     response = _no_content()
-    own = ended and handle.partition(":")[0] == caller.session.family_id
+    own = ended and family_of(handle) == caller.session.family_id
     return _ended_own(gateway, caller, response) if own else response
 
 

@@ -27,6 +27,7 @@ from webservice.auth.web_login import SESSION_KEY as WEB_LOGIN_KEY
 from webservice.auth.web_login import client_info
 from webservice.events import SessionEvent
 from webservice.store.session_values import Session
+from webservice.store.tokens import family_of
 from webservice.store.users import webservice_user_id
 
 blueprint = Blueprint("web", __name__, template_folder="templates", static_folder="static")
@@ -143,7 +144,7 @@ def end_session(login: Session) -> Response:
     user's (announced, reason ``endsession``, only when something was ended)."""
     gateway = current_gateway()
     handle = request.form.get("handle", "")
-    family = handle.partition(":")[0]
+    family = family_of(handle)
     event = _end_event(login, "endsession", detail=f"by {login.handle}")
     if not gateway.endings.by_handle(login.user_id, handle, event):
         flash("That session had already ended.")

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from webservice.store.confirmation import NotConfirmed
-from webservice.store.family_lua import StreamEntry
+from webservice.store.family_lua import INDEX_FUNCTIONS, StreamEntry
 from webservice.store.round_trip import Change, Participant, Span, hand_out, queue_each, scripts_of
 from webservice.store.scripts import CLOCK, LuaScript
 
@@ -159,27 +159,17 @@ class ExcessClaim:
 
     #: KEYS: the user's index. ARGV: the family the login opened (never claimed), the cap.
     #: Returns the claimed families with their absolute expiry: {id, expiry, id, expiry, ...}.
-    #: Guarantees: drops the expired entries (claimed or not); then, while more than the cap
-    #: of live unclaimed families are left, claims the oldest (by absolute expiry: the first
-    #: started) other than ARGV[1], rescoring it by minus its expiry: no later claim or count
-    #: sees it, and ending every family of the user still finds it.
+    #: Guarantees: claims what family_lua's ``beyond_cap`` answers (the expired dropped, the
+    #: oldest live unclaimed families other than ARGV[1] while more than the cap are left),
+    #: rescoring each by minus its expiry: no later claim or count sees it, and ending every
+    #: family of the user still finds it.
     CLAIM = LuaScript(
         CLOCK,
+        INDEX_FUNCTIONS,
         """
-local now = now_ms()
-redis.call('ZREMRANGEBYSCORE', KEYS[1], ms(-now), ms(now))
-local over = redis.call('ZCOUNT', KEYS[1], '(0', '+inf') - tonumber(ARGV[2])
-local claimed = {}
-if over <= 0 then return claimed end
-local oldest = redis.call('ZRANGEBYSCORE', KEYS[1], '(0', '+inf', 'WITHSCORES', 'LIMIT', 0,
-  over + 1)
-for i = 1, #oldest, 2 do
-  if #claimed == 2 * over then break end
-  if oldest[i] ~= ARGV[1] then
-    redis.call('ZADD', KEYS[1], 'XX', '-' .. oldest[i + 1], oldest[i])
-    claimed[#claimed + 1] = oldest[i]
-    claimed[#claimed + 1] = oldest[i + 1]
-  end
+local claimed = beyond_cap(KEYS[1], ARGV[1], tonumber(ARGV[2]), now_ms())
+for i = 1, #claimed, 2 do
+  redis.call('ZADD', KEYS[1], 'XX', '-' .. claimed[i + 1], claimed[i])
 end
 return claimed
 """,

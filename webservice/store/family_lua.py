@@ -1,5 +1,6 @@
-"""The Lua functions that the family scripts of SessionStore share, with the marker of their
-answers that says a family timed out and the entry (StreamEntry) that ``append_entry`` adds.
+"""The Lua functions that the family scripts of SessionStore share (and those that pick families
+on a user's index), with the marker of their answers that says a family timed out and the entry
+(StreamEntry) that ``append_entry`` adds.
 
 Redis runs each script on its own: a script cannot call another script, nor a function that
 another defines. So the functions are text that every family script includes (after
@@ -92,6 +93,33 @@ local function create_family(key, username, user_id, member, info, web, idle, ab
 end
 """.replace("HANDLE_MEMBER_CHARS", str(HANDLE_MEMBER_CHARS))
 
+#: Lua functions for the scripts that pick families on a user's index (keys.user_families), after
+#: scripts.CLOCK. The index scores each family by its absolute expiry, and a family that a login
+#: has claimed for ending by minus it (family_endings.ExcessClaim).
+#:
+#: ``beyond_cap(index, own, most, now)``: drops the index's expired entries, claimed or not
+#: (scores from minus ``now`` to ``now``), and answers the oldest live unclaimed families (scores
+#: above 0, the first started first) other than ``own`` while more than ``most`` of them are
+#: left: {id, score, id, score, ...}.
+INDEX_FUNCTIONS = r"""
+local function beyond_cap(index, own, most, now)
+  redis.call('ZREMRANGEBYSCORE', index, ms(-now), ms(now))
+  local over = redis.call('ZCOUNT', index, '(0', '+inf') - most
+  local beyond = {}
+  if over <= 0 then return beyond end
+  local oldest = redis.call('ZRANGEBYSCORE', index, '(0', '+inf', 'WITHSCORES', 'LIMIT', 0,
+    over + 1)
+  for i = 1, #oldest, 2 do
+    if #beyond == 2 * over then break end
+    if oldest[i] ~= own then
+      beyond[#beyond + 1] = oldest[i]
+      beyond[#beyond + 1] = oldest[i + 1]
+    end
+  end
+  return beyond
+end
+"""
+
 #: Lua functions for the scripts that open a family (SessionStore.OPEN_FROM_CHALLENGE, OPEN_WEB),
 #: after FAMILY_FUNCTIONS.
 #:
@@ -104,28 +132,20 @@ end
 #: ``args[1]``) is added once, when any ended.
 #:
 #: ``index_within_cap(index, family_id, expiry, now, most, head, tail)``: indexes the family
-#: ``family_id`` just created under its user (``index``, scored by its absolute ``expiry``), drops
-#: the index's expired entries, and while more than ``most`` live families are left that no login
-#: has claimed (family_endings.ExcessClaim: their scores are above 0), ends the oldest of the
-#: others (by absolute expiry: the first started), each key built as ``head .. id .. tail``
-#: (keys.family_key_parts: a single Redis only). Answers how many of those were still live.
-#: Atomic, so that logins of one user at the same moment each end a different family, and
-#: together leave exactly ``most``.
+#: ``family_id`` just created under its user (``index``, scored by its absolute ``expiry``) and
+#: ends the families ``beyond_cap`` answers (INDEX_FUNCTIONS), each key built as
+#: ``head .. id .. tail`` (keys.family_key_parts: a single Redis only). Answers how many of those
+#: were still live. Atomic, so that logins of one user at the same moment each end a different
+#: family, and together leave exactly ``most``.
 #:
-CAPPED_OPEN = r"""
+CAPPED_OPEN = INDEX_FUNCTIONS + r"""
 local function index_within_cap(index, family_id, expiry, now, most, head, tail)
   redis.call('ZADD', index, ms(expiry), family_id)
-  redis.call('ZREMRANGEBYSCORE', index, ms(-now), ms(now))
-  local over = redis.call('ZCOUNT', index, '(0', '+inf') - most
+  local beyond = beyond_cap(index, family_id, most, now)
   local ended = 0
-  if over <= 0 then return ended end
-  for _, other in ipairs(redis.call('ZRANGEBYSCORE', index, '(0', '+inf', 'LIMIT', 0, over + 1)) do
-    if over == 0 then break end
-    if other ~= family_id then
-      redis.call('ZREM', index, other)
-      ended = ended + redis.call('DEL', head .. other .. tail)
-      over = over - 1
-    end
+  for i = 1, #beyond, 2 do
+    redis.call('ZREM', index, beyond[i])
+    ended = ended + redis.call('DEL', head .. beyond[i] .. tail)
   end
   return ended
 end

@@ -59,6 +59,7 @@ from webservice.store.session_values import (
 from webservice.store.tokens import (
     HANDLE_MEMBER_CHARS,
     SessionId,
+    family_of,
     handle_of,
     is_family_id,
 )
@@ -625,7 +626,7 @@ return 1
     def owner_of(self, handle: str, ended: bool = False) -> int | None:
         """The user id of the family a handle names, while it lives (``ended``: while its ended
         marker does, see :meth:`ended_by_handle`)."""
-        family = handle.partition(":")[0]
+        family = family_of(handle)
         if not is_family_id(family):
             return None
         key = self.keys.ended_family(family) if ended else self.keys.family(family)
