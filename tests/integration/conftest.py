@@ -15,6 +15,7 @@ from flask import Flask
 
 from tests.conftest import TEST_SETTINGS
 from tests.wsclient import WebServiceClient, flask_transport
+from webservice import events
 from webservice.api.gateway import Gateway
 from webservice.standalone import create_app
 from webservice.standalone.redis_server import RedisServer
@@ -36,6 +37,17 @@ def run_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
     """Runs ``work(i)`` for each i < count, all on their own thread at once; answers in order."""
     with ThreadPoolExecutor(max_workers=count) as pool:
         return list(pool.map(work, range(count)))
+
+
+def hear_endings(app: Flask, record: Callable[[Any, Any], None], *, after_the_fact: bool) -> None:
+    """Connects to ``app`` a receiver of ``family_ended`` that calls ``record(event, round_trip)``
+    once the ending is made: one that may hear afterwards (``after_the_fact``, as the gateway's
+    own receivers), or one that must hear first (as a host's may)."""
+
+    def note(sender, event, round_trip, **extra):  # type: ignore[no-untyped-def]
+        round_trip.on_done(lambda: record(event, round_trip))
+
+    events.connect(app, {events.family_ended: note}, after_the_fact=after_the_fact)
 
 
 def error_code(answer: dict) -> str | None:

@@ -12,10 +12,10 @@ from tests.integration.conftest import (
     client_of,
     error_code,
     gateway_of,
+    hear_endings,
     run_threads,
 )
 from tests.wsclient import proof
-from webservice import events
 
 pytestmark = pytest.mark.integration
 
@@ -120,15 +120,12 @@ def logins_racing_at_the_cap(make_app, real_redis, after_the_fact: bool) -> bool
     cap, count = 4, 12
     apps = [make_app(MAX_FAMILIES_PER_USER=cap) for _ in range(3)]  # three "workers"
     heard: list[int] = []
+
+    def record(event, round_trip) -> None:  # type: ignore[no-untyped-def]
+        heard.append(round_trip.count)
+
     for app in apps:
-
-        def note(sender, event, round_trip, **extra):  # type: ignore[no-untyped-def]
-            def done() -> None:
-                heard.append(round_trip.count)
-
-            round_trip.on_done(done)
-
-        events.connect(app, {events.family_ended: note}, after_the_fact=after_the_fact)
+        hear_endings(app, record, after_the_fact=after_the_fact)
     gateway = gateway_of(apps[0])
     access_key = gateway.users.add(USERNAME).access_key
     user_id = gateway.users.get(USERNAME).id

@@ -28,7 +28,10 @@ from webservice.store.tokens import HANDLE_MEMBER_CHARS
 #: min(absolute expiry, now + idle) + keep: at most once per min(1 s, idle / 100), so that most
 #: checks of a busy session write nothing (a write costs Redis about twice the CPU of the read,
 #: and every replica and the append-only file get it). A member used again sooner keeps its
-#: earlier mark: an idle timeout may end a session up to that much early, never late.
+#: earlier mark: an idle timeout may end a session up to that much early, never late. ``now``
+#: may be nil: the clock is then read once the member is found, so that the check of an unknown
+#: or ended session (one a client keeps sending after its logout, an attacker's guess) costs
+#: Redis one read and no TIME: a third less of Redis's time for that script (5.0 -> 3.4 µs).
 #:
 #: ``create_family(key, username, user_id, member, info, web, idle, absolute, now, keep)``: writes
 #: a new family with root ``member`` ('1' in ``web`` for a web login); the key expires ``keep`` ms
@@ -48,6 +51,7 @@ FAMILY_FUNCTIONS = r"""
 local function check_member(key, member, idle, kind, now, keep, ending)
   local family = redis.call('HMGET', key, 'u', 'n', 'x', 'r', 'w', 'l:' .. member)
   if not family[6] then return nil end
+  now = now or now_ms()
   local expiry = tonumber(family[3])
   local is_root = family[4] == member
   if now >= expiry then

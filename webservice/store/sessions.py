@@ -79,7 +79,7 @@ class SessionStore:
         CLOCK,
         FAMILY_FUNCTIONS,
         """
-local family, why, ended = check_member(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], now_ms(),
+local family, why, ended = check_member(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], nil,
   tonumber(ARGV[4]))
 if ended then return {'ended', why, ended[1], ended[2]} end
 if not family then return why or false end
@@ -101,7 +101,7 @@ return {family[1], family[2]}
         CLOCK,
         FAMILY_FUNCTIONS,
         """
-local family, why, ended = check_member(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], now_ms(),
+local family, why, ended = check_member(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], nil,
   tonumber(ARGV[4]), true)
 if ended then return {'ended', why, ended[1], ended[2]} end
 if not family then return why or false end
