@@ -35,7 +35,7 @@ from tests.integration.test_linked_sessions_race import (
     Browser,
     FlaskTransport,
 )
-from tests.sentinel.conftest import MASTER_NAME, SentinelSetup, start_sentinel_setup
+from tests.sentinel.conftest import MASTER_NAME, NO_LIMITS, SentinelSetup, start_sentinel_setup
 from tests.wsclient import proof
 from webservice.standalone import create_app
 from webservice.standalone.redis_server import RedisServer
@@ -43,7 +43,6 @@ from webservice.standalone.redis_server import RedisServer
 pytestmark = pytest.mark.sentinel
 
 FAILOVERS = int(os.environ.get("WSGATE_TEST_FAILOVERS", "5"))
-NO_LIMITS = {"CHALLENGE_RATE_LIMIT": 0, "LOGIN_FAILURE_LIMIT": 0, "LOGIN_ADDRESS_FAILURE_LIMIT": 0}
 #: Each API client logs out the session it logged in this many rounds earlier, so that logouts
 #: meet sessions that the replica has had for a while.
 POOL = 4

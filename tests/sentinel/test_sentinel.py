@@ -29,6 +29,7 @@ from tests.integration.test_linked_sessions_race import (
 )
 from tests.sentinel.conftest import (
     MASTER_NAME,
+    NO_LIMITS,
     SentinelSetup,
     start_sentinel_setup,
 )
@@ -42,8 +43,6 @@ pytestmark = pytest.mark.sentinel
 
 #: The gateway re-asks the sentinel where the master is this often (REDIS_SENTINEL_CHECK_INTERVAL).
 CHECK_INTERVAL = 0.5
-#: Traffic is this heavy: the limits on logins and challenges would refuse most of it.
-NO_LIMITS = {"CHALLENGE_RATE_LIMIT": 0, "LOGIN_FAILURE_LIMIT": 0, "LOGIN_ADDRESS_FAILURE_LIMIT": 0}
 #: The sentinel must name the new master within this after SENTINEL FAILOVER.
 SWITCH_BOUND = 10.0
 #: After the sentinel names the new master, the gateway must have moved within the check interval;
