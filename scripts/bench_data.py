@@ -265,6 +265,18 @@ def _count_commands(data: bytes) -> int:
     return count
 
 
+def wsgi_call(app: Any, environ: dict[str, Any], start_response: Any) -> bytes:
+    """Calls a WSGI app once; answers the body, having closed the answer if it has ``close``
+    (PEP 3333: the gateway's lean path answers a plain list, Flask a closable iterable)."""
+    answer = app(environ, start_response)
+    try:
+        return b"".join(answer)
+    finally:
+        close = getattr(answer, "close", None)
+        if close is not None:
+            close()
+
+
 def wsgi_loop(redis_url: str, secret_key: str, session_id: str, seconds: float) -> int:
     """Calls the gateway's WSGI app with listtypes on ``session_id`` for ``seconds``, in this
     process: what ``--profile`` samples without gunicorn and HTTP. Answers the number of calls."""
@@ -287,9 +299,7 @@ def wsgi_loop(redis_url: str, secret_key: str, session_id: str, seconds: float) 
     calls = 0
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
-        answer = app(dict(base), start_response)
-        body = b"".join(answer)
-        answer.close()
+        body = wsgi_call(app, dict(base), start_response)
         if not body.startswith(b'{"success":true'):
             raise RuntimeError(f"listtypes answered {body[:200]!r}")
         calls += 1
@@ -355,12 +365,7 @@ def wsgi_cpu_per_request(
         status.append(code)
 
     def call(app: Any, base: dict[str, Any]) -> bytes:
-        answer = app(dict(base), start_response)
-        try:
-            return b"".join(answer)
-        finally:
-            if hasattr(answer, "close"):
-                answer.close()
+        return wsgi_call(app, dict(base), start_response)
 
     def ws(query: dict[str, str], method: str = "GET", **headers: str) -> dict[str, Any]:
         return environ("/webservice.php", query, method, **headers)
