@@ -132,35 +132,80 @@ def test_a_dead_socket_is_a_connection_error(redis_server, real_redis):
         client.close()
 
 
-def test_a_pipeline_is_written_in_one_write(redis_server):
-    """Packed into one buffer and written at once, as redis-py's own packing does (a write per
-    command would cost a system call each, and Redis a read each)."""
+class WatchedSocket:
+    """A connection's socket that notes each write (``send`` or ``sendall``) and can make
+    ``send`` write only ``send_at_most`` bytes, or fail."""
+
+    def __init__(self, sock: Any, send_at_most: int | None = None, fail: bool = False) -> None:
+        self._sock = sock
+        self.send_at_most = send_at_most
+        self.fail = fail
+        self.writes: list[tuple[str, bytes]] = []
+
+    def send(self, data: bytes) -> int:
+        if self.fail:
+            raise BrokenPipeError(32, "Broken pipe")
+        part = bytes(data[: self.send_at_most])
+        self.writes.append(("send", part))
+        return self._sock.send(part)
+
+    def sendall(self, data: bytes) -> None:
+        self.writes.append(("sendall", bytes(data)))
+        self._sock.sendall(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def watched_line(redis_server, **watch: Any) -> tuple[redis.Redis, DirectLine, WatchedSocket]:
+    """A direct line whose one connection's socket is watched (connected by a first call)."""
     client = client_of(redis_server)
     line = DirectLine(client)
     line.call("PING")
     connection = client.connection_pool.get_connection()
-    writes: list[bytes] = []
-
-    class CountingSocket:
-        def __init__(self, sock: Any) -> None:
-            self._sock = sock
-
-        def sendall(self, data: bytes) -> None:
-            writes.append(bytes(data))
-            self._sock.sendall(data)
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._sock, name)
-
-    real_socket = connection._sock
-    connection._sock = connection._parser._sock = CountingSocket(real_socket)
+    socket = WatchedSocket(connection._sock, **watch)
+    connection._sock = connection._parser._sock = socket
     client.connection_pool.release(connection)
+    return client, line, socket
+
+
+def twelve_sets(client: redis.Redis) -> Any:
     pipe = client.pipeline(transaction=False)
     for index in range(12):
         pipe.set(f"k{index}", "v" * 20)
-    assert line.execute(pipe) == [True] * 12
-    assert len(writes) == 1 and writes[0].count(b"SET") == 12
-    connection._sock = connection._parser._sock = real_socket
+    return pipe
+
+
+def test_a_pipeline_is_written_in_one_write(redis_server, real_redis):
+    """Packed into one buffer and written at once, as redis-py's own packing does (a write per
+    command would cost a system call each, and Redis a read each), with one ``send`` (gevent's
+    ``sendall`` costs a system call more)."""
+    client, line, socket = watched_line(redis_server)
+    assert line.execute(twelve_sets(client)) == [True] * 12
+    assert [how for how, _ in socket.writes] == ["send"]
+    assert socket.writes[0][1].count(b"SET") == 12
+    client.close()
+
+
+def test_what_a_send_leaves_is_written_after_it(redis_server, real_redis):
+    """A send that takes only part of a pipeline (the socket's buffer full): the rest follows
+    through redis-py's ``sendall``, each byte once, and every reply is read."""
+    client, line, socket = watched_line(redis_server, send_at_most=10)
+    assert line.execute(twelve_sets(client)) == [True] * 12
+    assert [how for how, _ in socket.writes] == ["send", "sendall"]
+    first, rest = socket.writes[0][1], socket.writes[1][1]
+    assert len(first) == 10 and (first + rest).count(b"SET") == 12
+    assert real_redis.get("k11") == "v" * 20
+    client.close()
+
+
+def test_a_send_that_fails_is_written_again_by_redis_py(redis_server, real_redis):
+    """A send that fails wrote nothing: redis-py's own write sends the pipeline whole (and would
+    raise and disconnect as it does, had it failed too)."""
+    client, line, socket = watched_line(redis_server, fail=True)
+    assert line.execute(twelve_sets(client)) == [True] * 12
+    assert [how for how, _ in socket.writes] == ["sendall"]
+    assert socket.writes[0][1].count(b"SET") == 12
     client.close()
 
 
