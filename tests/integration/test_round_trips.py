@@ -222,10 +222,10 @@ def test_a_login_past_the_users_cap_ends_the_oldest_in_its_own_round_trips(
     settings = {**TEST_SETTINGS, "REDIS_URL": redis_server.url, "MAX_FAMILIES_PER_USER": 3}
     heard: list[tuple[str, int, bool]] = []
 
-    def listen(app) -> None:
-        def record(event, round_trip) -> None:  # type: ignore[no-untyped-def]
-            heard.append((event.reason, round_trip.count, round_trip.audited))
+    def record(event, round_trip) -> None:  # type: ignore[no-untyped-def]
+        heard.append((event.reason, round_trip.count, round_trip.audited))
 
+    def listen(app) -> None:
         hear_endings(app, record, after_the_fact=not host_hears_first)
 
     app = create_app(settings, redis_client=counting_client(redis_server, tally))
