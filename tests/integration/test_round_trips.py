@@ -174,6 +174,10 @@ def test_round_trips_and_commands_per_operation(redis_server, real_redis):
     # the time only once it has found the member.
     dead = Counter({"evalsha": 1, "hmget": 1})
     assert measures["listtypes, dead session"].server_commands == [dead] * REPEATS
+    # A user's getchallenge reads the user's record once: a record that exists is never empty,
+    # so the read itself says whether the user exists (no EXISTS first).
+    for executed in measures["getchallenge"].server_commands:
+        assert executed["hgetall"] == 1 and "exists" not in executed, executed
 
 
 def print_table(measures: dict[str, Measure]) -> None:

@@ -58,7 +58,10 @@ def record_events(app: Flask, trail: AuditTrail) -> None:
         write(_audit_event("extend", event), round_trip)
 
     def ended(sender: Any, event: SessionEvent, round_trip: RoundTrip, **extra: Any) -> None:
-        write(ending_entry(event), round_trip)
+        # Most endings wrote their own entry (a logout in one step, a login that ended its
+        # user's oldest family beyond the cap): the one they need not is not even built.
+        if not round_trip.audited:
+            write(ending_entry(event), round_trip)
 
     events.connect(
         app,

@@ -71,15 +71,17 @@ _ISSUE_FUNCTION = """
 local function issue(user_record, decoy, now, a)
   local record = user_record
   local who = a[5]
-  if who == 'unknown' or (who == 'check' and redis.call('EXISTS', user_record) == 0) then
+  -- A hash is never empty in Redis: an empty read is a user record that does not exist.
+  local fields = who ~= 'unknown' and redis.call('HGETALL', record) or {}
+  if who == 'unknown' or (who == 'check' and #fields == 0) then
     if a[6] ~= '1' then return false end
     record = decoy
+    fields = redis.call('HGETALL', record)
   end
   local prefix = a[4]
   local address = a[7]
   local live = {}
   local held = {}
-  local fields = redis.call('HGETALL', record)
   for i = 1, #fields, 2 do
     if string.sub(fields[i], 1, #prefix) == prefix then
       local expiry = tonumber(string.match(fields[i + 1], '^%d+'))
