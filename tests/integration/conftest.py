@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 
 from tests.conftest import TEST_SETTINGS
@@ -48,6 +50,54 @@ def hear_endings(app: Flask, record: Callable[[Any, Any], None], *, after_the_fa
         round_trip.on_done(lambda: record(event, round_trip))
 
     events.connect(app, {events.family_ended: note}, after_the_fact=after_the_fact)
+
+
+@dataclass
+class Tally:
+    """What a :func:`counting_client` sent: writes to Redis (a single command, or a whole
+    pipeline: one round trip each) and the commands in them."""
+
+    round_trips: int = 0
+    commands: int = 0
+
+
+def counting_client(
+    server: RedisServer, tally: Tally, *, decode_responses: bool = True
+) -> redis.Redis:
+    """A client of ``server`` whose every write adds to ``tally``."""
+
+    class CountingConnection(redis.Connection):
+        def send_packed_command(self, command, check_health=True):  # type: ignore[no-untyped-def]
+            tally.round_trips += 1
+            tally.commands += len(command_names(command))
+            return super().send_packed_command(command, check_health)
+
+    pool = redis.ConnectionPool(
+        connection_class=CountingConnection,
+        host="127.0.0.1",
+        port=server.port,
+        decode_responses=decode_responses,
+    )
+    return redis.Redis(connection_pool=pool)
+
+
+def command_names(packed: bytes | str | list[bytes]) -> list[str]:
+    """The names of the commands in one write to Redis (RESP arrays of bulk strings), however
+    it was packed: by redis-py or by the gateway's own wire.py."""
+    if isinstance(packed, list):
+        packed = b"".join(packed)
+    data = packed.encode() if isinstance(packed, str) else packed
+    names, at = [], 0
+    while at < len(data):
+        end = data.index(b"\r\n", at)
+        count, at = int(data[at + 1 : end]), end + 2
+        for index in range(count):
+            end = data.index(b"\r\n", at)
+            length, at = int(data[at + 1 : end]), end + 2
+            if index == 0:
+                names.append(data[at : at + length].decode().upper())
+            at += length + 2
+    return names
 
 
 def error_code(answer: dict) -> str | None:

@@ -42,6 +42,7 @@ from argon2 import PasswordHasher
 from flask import Flask, request, session
 
 from tests.conftest import TEST_SETTINGS
+from tests.integration.conftest import Tally, counting_client
 from tests.wsclient import proof
 from webservice.auth.web_login import SESSION_KEY as WEB_LOGIN_KEY
 from webservice.standalone import create_app
@@ -1395,26 +1396,6 @@ def test_stress_linked_sessions_over_http_on_gunicorn(tmp_path):
 
 
 # --- Redis round trips ----------------------------------------------------------------------------
-
-
-@dataclass
-class Tally:
-    round_trips: int = 0
-
-
-def counting_client(server: RedisServer, tally: Tally, *, decode_responses: bool) -> redis.Redis:
-    """A client whose every send (a single command, or a whole pipeline) adds one to ``tally``."""
-
-    class CountingConnection(redis.Connection):
-        def send_packed_command(self, command, check_health=True):  # type: ignore[no-untyped-def]
-            tally.round_trips += 1
-            return super().send_packed_command(command, check_health)
-
-    pool = redis.ConnectionPool(
-        connection_class=CountingConnection, host="127.0.0.1", port=server.port,
-        decode_responses=decode_responses,
-    )  # fmt: skip
-    return redis.Redis(connection_pool=pool)
 
 
 #: The most round trips each may cost (gateway client, web-session client), as measured: a page

@@ -16,10 +16,17 @@ import pytest
 import redis
 
 from tests.conftest import TEST_SETTINGS
-from tests.integration.conftest import USERNAME, client_of, error_code, gateway_of, hear_endings
+from tests.integration.conftest import (
+    USERNAME,
+    Tally,
+    client_of,
+    counting_client,
+    error_code,
+    gateway_of,
+    hear_endings,
+)
 from tests.wsclient import proof
 from webservice.standalone import create_app
-from webservice.standalone.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -34,49 +41,6 @@ DESIGNED_ROUND_TRIPS = {
     "unknown operation": 0,
 }
 REPEATS = 5
-
-
-@dataclass
-class Tally:
-    round_trips: int = 0
-    commands: int = 0
-
-
-def counting_client(
-    server: RedisServer, tally: Tally, *, decode_responses: bool = True
-) -> redis.Redis:
-    class CountingConnection(redis.Connection):
-        def send_packed_command(self, command, check_health=True):  # type: ignore[no-untyped-def]
-            tally.round_trips += 1
-            tally.commands += len(command_names(command))
-            return super().send_packed_command(command, check_health)
-
-    pool = redis.ConnectionPool(
-        connection_class=CountingConnection,
-        host="127.0.0.1",
-        port=server.port,
-        decode_responses=decode_responses,
-    )
-    return redis.Redis(connection_pool=pool)
-
-
-def command_names(packed: bytes | str | list[bytes]) -> list[str]:
-    """The names of the commands in one write to Redis (RESP arrays of bulk strings), however
-    it was packed: by redis-py or by the gateway's own wire.py."""
-    if isinstance(packed, list):
-        packed = b"".join(packed)
-    data = packed.encode() if isinstance(packed, str) else packed
-    names, at = [], 0
-    while at < len(data):
-        end = data.index(b"\r\n", at)
-        count, at = int(data[at + 1 : end]), end + 2
-        for index in range(count):
-            end = data.index(b"\r\n", at)
-            length, at = int(data[at + 1 : end]), end + 2
-            if index == 0:
-                names.append(data[at : at + length].decode().upper())
-            at += length + 2
-    return names
 
 
 def server_commands(monitor: redis.Redis) -> Counter:
