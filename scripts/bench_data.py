@@ -319,6 +319,7 @@ def wsgi_cpu_per_request(
     *,
     rounds: int,
     requests: int,
+    challenge_rate: int = 0,
 ) -> dict[str, Any]:
     """CPU time this process spends per request calling each WSGI app directly (no gunicorn, no
     HTTP socket; the real Redis), for every workload of the bench, in interleaved rounds: what
@@ -330,6 +331,8 @@ def wsgi_cpu_per_request(
     the client's reading of the token and its MD5 included, a few µs); ``web_user`` (username,
     password) logs in to the web UI once, and extendsession runs with its cookie and page token;
     ``session_ids`` (at least ``rounds * requests`` live ones) are logged out, one per request.
+    The gateway is configured as the one the bench serves: the family caps of the config, and
+    getchallenge's rate limit at ``challenge_rate`` (``--challenge-rate``; 0: off).
     """
     from webservice.standalone import create_app
     from webservice.store.challenges import login_proof
@@ -342,9 +345,10 @@ def wsgi_cpu_per_request(
             "SECRET_KEY": secret_key,
             "SESSION_COOKIE_SECURE": False,
             "REDIS_URL": redis_url,
-            "CHALLENGE_RATE_LIMIT": 0,
-            # One web login extends thousands of times here: no family cap to make room.
-            "MAX_SESSIONS_PER_FAMILY": 10**9,
+            # As the served gateway's (--challenge-rate), else off: every request here comes
+            # from one address, and the config's rate would refuse most getchallenges.
+            "CHALLENGE_RATE_LIMIT": challenge_rate,
+            "CHALLENGE_RATE_BURST": challenge_rate,
         }
     )
 

@@ -828,6 +828,7 @@ class Bench:
                 dead_session_ids(1)[0],
                 rounds=rounds,
                 requests=requests,
+                challenge_rate=args.challenge_rate,
             )
         if args.end_all:
             say("timing SessionStore.end_all_for_user on users with 1,000 sessions")
