@@ -316,6 +316,29 @@ def test_username_with_invalid_utf8_bytes(small, small_redis):
     error(body, "AUTHENTICATION_REQUIRED", "Given user cannot be found")
 
 
+@pytest.mark.parametrize(
+    ("query", "code", "message"),
+    [
+        ("operation=getchallenge&username=al\xff\xfeice", "AUTHENTICATION_REQUIRED",
+         "Given user cannot be found"),
+        ("operation=get\xffchallenge&username=alice", "UNKNOWN_OPERATION",
+         "Unknown operation requested"),
+        ("operation=listtypes&sessionName=\xc3", "AUTHENTICATION_REQUIRED",
+         "Authentication required"),
+    ],
+)
+def test_raw_bytes_that_are_not_utf8_in_the_query_string(small, small_redis, query, code, message):
+    """The WSGI environ's query string as a server that passes raw bytes on gives it (latin-1
+    text): its bytes are read as in a form body, not a traceback and INTERNAL_SERVER_ERROR
+    (Werkzeug's ``request.args`` raised). gunicorn refuses such a request line, and Werkzeug's
+    own server re-encodes it, so over HTTP only another WSGI server sends it."""
+    body = unchanged_after(
+        small_redis,
+        lambda: small.get("/webservice.php", environ_overrides={"QUERY_STRING": query}),
+    )
+    error(body, code, message)
+
+
 # --- JSON bodies with values of the wrong type or shape -------------------------------------------
 
 
