@@ -275,3 +275,29 @@ def test_the_own_handler_writes_one_bare_json_line_per_request(env, monkeypatch)
     assert [json.loads(line)["operation"] for line in stream.getvalue().splitlines()] == [
         "listtypes", "getchallenge", "listtypes"
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("listtypes", "203.0.113.7"),
+        ('"quoted" \\ back\\slash', None),
+        ("control \x00\x1f\n\t and \x7f", "::1"),
+        ("non-ASCII é ☃ 𝄞 and a lone surrogate \udc80", "2001:db8::1"),
+    ],
+)
+def test_the_line_is_what_json_dumps_writes(text, address):
+    """The line is built by hand (request_log.line_of): it must be exactly json.dumps's line."""
+    trace = request_log.Trace(text)
+    trace.requested, trace.user, trace.session = text, text, text
+    line = request_log.line_of(trace, text, 0.0123456, address)
+    record = json.loads(line)
+    assert line == json.dumps(record, separators=(",", ":"))
+    assert list(record) == [
+        "time", "request_id", "operation", "code", "duration_ms", "user", "session", "address"
+    ]
+    assert TIME.fullmatch(record["time"])
+    for name in ("request_id", "operation", "code", "user", "session"):
+        assert record[name] == text
+    assert record["duration_ms"] == 12.346
+    assert record["address"] == address
