@@ -134,13 +134,30 @@ def test_the_lean_path_answers_exactly_as_flask_does(app: Flask) -> None:
         assert flask_answered >= 1
 
 
-def test_a_lean_request_leaves_nothing_for_the_cyclic_garbage_collector(app: Flask) -> None:
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"operation": "listtypes"},
+        {"operation": "listtypes", "sessionName": "A" * 22 + "." + "B" * 43},
+        {"operation": "nosuchoperation"},
+        {"operation": "getchallenge"},
+        {"operation": "login", "username": "alice", "accessKey": "0" * 32},
+        {f"p{index}": "1" for index in range(1000)},
+    ],
+    ids=[
+        "live session", "dead session", "unknown operation", "missing parameter",
+        "failed login", "too many parameters",
+    ],
+)
+def test_a_lean_request_leaves_nothing_for_the_cyclic_garbage_collector(
+    app: Flask, query: dict[str, str]
+) -> None:
     """Werkzeug's request keeps itself in its environ (a reference cycle per request): in a
-    loaded worker, full collections of the cycles' survivors stalled it for tens of ms."""
-    session = live_session(app)
-    environ = EnvironBuilder(
-        path="/webservice.php", query_string={"operation": "listtypes", "sessionName": session}
-    ).get_environ()
+    loaded worker, full collections of the cycles' survivors stalled it for tens of ms. A
+    refused request's error kept its traceback, which holds the frame that held the error (and
+    those of the errors it was raised from: marshmallow's, a refused login's)."""
+    query = {"sessionName": live_session(app), **query}
+    environ = EnvironBuilder(path="/webservice.php", query_string=query).get_environ()
 
     def start_response(status: str, headers: list[tuple[str, str]]) -> None:
         assert status == "200 OK"

@@ -91,7 +91,7 @@ def respond(gateway: Gateway, req: Request, browser: Browser) -> Answer | None:
         except NeedsRequestContext:
             return None
         except WebServiceError as raised:
-            error = raised
+            error = _untraced(raised)
         except NotConfirmed as raised:
             log.warning("not confirmed by the replicas: %s", raised)
             error = not_confirmed(raised.what)
@@ -118,6 +118,22 @@ def respond(gateway: Gateway, req: Request, browser: Browser) -> Answer | None:
     seconds = request_log.finish(trace, code, environ)
     metrics.observe_request(trace.operation, code, seconds)
     return Answer(body, trace.request_id)
+
+
+def _untraced(error: WebServiceError) -> WebServiceError:
+    """``error`` and the exceptions it was raised while handling, without their tracebacks.
+
+    A traceback holds the frames it passed through, and a frame that keeps the exception (in a
+    variable, such as ``error`` here, or ``except ... as`` while it raises the next one) closes
+    a reference cycle. Every refused request would leave one (dozens of objects: its frames, its
+    request) for the cyclic garbage collector, whose passes stall the worker. The envelope needs
+    only the error's code and message; an unexpected failure is logged with its traceback
+    elsewhere (``log.exception``)."""
+    raised: BaseException | None = error
+    while raised is not None:
+        raised.__traceback__ = None
+        raised = raised.__context__
+    return error
 
 
 def _dispatch(gateway: Gateway, req: Request, trace: Trace, browser: Browser) -> object:
