@@ -24,7 +24,7 @@ from prometheus_client import REGISTRY
 
 from tests.conftest import TEST_SETTINGS
 from tests.host.hostapp import PASSWORDS, create_host_app
-from tests.integration.conftest import USERNAME, client_of, error_code
+from tests.integration.conftest import USERNAME, Tally, client_of, counting_client, error_code
 from tests.integration.test_linked_sessions_race import (
     CHEAP_HASHER,
     PASSWORD,
@@ -33,7 +33,6 @@ from tests.integration.test_linked_sessions_race import (
     FlaskTransport,
     handle_for,
 )
-from tests.integration.test_round_trips import Tally, counting_client
 from webservice.standalone import create_app
 from webservice.standalone.redis_server import RedisServer, RedisServerError
 from webservice.store.tokens import SessionId

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import TEST_SETTINGS
+from tests.integration.conftest import Tally, counting_client
 from tests.integration.test_linked_sessions_race import (
     CHEAP_HASHER,
     ONE_ADDRESS_FOR_ALL,
@@ -19,7 +20,6 @@ from tests.integration.test_linked_sessions_race import (
     Browser,
     FlaskTransport,
 )
-from tests.integration.test_round_trips import Tally, counting_client
 from webservice import events
 from webservice.standalone import create_app
 from webservice.store.tokens import SessionId

@@ -20,12 +20,13 @@ from tests.conftest import TEST_SETTINGS
 from tests.gunicorn_process import ROOT
 from tests.integration.conftest import (
     USERNAME,
+    Tally,
     client_of,
+    counting_client,
     error_code,
     gateway_of,
     run_threads,
 )
-from tests.integration.test_round_trips import Tally, counting_client
 from tests.wsclient import WebServiceClient, proof
 from webservice.standalone import create_app
 from webservice.store.audit import AuditEvent

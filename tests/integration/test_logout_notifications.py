@@ -22,8 +22,7 @@ from werkzeug.serving import make_server
 
 from tests.conftest import TEST_SETTINGS
 from tests.host.hostapp import PASSWORDS, create_host_app
-from tests.integration.conftest import USERNAME, client_of, gateway_of
-from tests.integration.test_round_trips import Tally, counting_client
+from tests.integration.conftest import USERNAME, Tally, client_of, counting_client, gateway_of
 from tests.logout_receiver import LogoutReceiver, TokenVerifier
 from tests.wsclient import WebServiceClient
 from webservice.notifications.delivery import Delivery

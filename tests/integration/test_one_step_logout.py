@@ -16,8 +16,14 @@ import pytest
 from flask import Flask
 
 from tests.conftest import TEST_SETTINGS
-from tests.integration.conftest import USERNAME, client_of, error_code, gateway_of
-from tests.integration.test_round_trips import Tally, counting_client
+from tests.integration.conftest import (
+    USERNAME,
+    Tally,
+    client_of,
+    counting_client,
+    error_code,
+    gateway_of,
+)
 from tests.wsclient import WebServiceClient
 from webservice import events
 from webservice.standalone import create_app

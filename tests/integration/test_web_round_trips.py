@@ -18,8 +18,8 @@ import pytest
 
 from tests.conftest import TEST_SETTINGS
 from tests.host.hostapp import ACCESS_KEYS, PASSWORDS, create_host_app
+from tests.integration.conftest import Tally, counting_client
 from tests.integration.test_linked_sessions_race import CHEAP_HASHER
-from tests.integration.test_round_trips import Tally, counting_client
 from webservice.standalone import create_app
 from webservice.store.challenges import login_proof
 
